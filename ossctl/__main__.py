@@ -1,0 +1,3 @@
+from ossctl.cli.app import main
+
+raise SystemExit(main())

@@ -1,0 +1,227 @@
+"""``ossctl download``: resolve at a pinned commit, preflight disk space, transfer parts in
+parallel (resumable, hashed while written), check the split set, write the manifest."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ossctl import catalog
+from ossctl.artifacts import manifest as mf
+from ossctl.artifacts.hub import Hub, RemoteModel, check_patterns
+from ossctl.artifacts.shards import check_split_headers, order_parts, safe_relpath
+from ossctl.artifacts.transfer import Cancelled, Job, fetch, hash_existing, quarantine
+from ossctl.errors import OssctlError, UsageError
+from ossctl.settings import Settings
+from ossctl.units import human_size
+
+DISK_MARGIN = 1 << 30  # bytes kept free beyond what the download needs
+
+
+@dataclass
+class DownloadResult:
+    manifest: mf.Manifest
+    directory: Path
+    transferred: int  # bytes fetched over the network in this run
+    reused: list[str] = field(default_factory=list)  # files already complete on disk
+    up_to_date: bool = False  # nothing to do: manifest matched the pinned commit
+
+
+class Progress:
+    """Callbacks the CLI passes in (the library never prints)."""
+
+    def start(self, files: list[tuple[str, int, int]]) -> None:  # (name, size, already on disk)
+        pass
+
+    def advance(self, name: str, n: int) -> None:
+        pass
+
+    def note(self, message: str) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def plan_dir(settings: Settings, entry: catalog.CatalogEntry, directory: str | None) -> Path:
+    return Path(directory).expanduser() if directory else mf.model_dir_for_repo(settings.models_dir, entry.repo)
+
+
+def download(settings: Settings, model: str, *, directory: str | None = None, revision: str | None = None,
+             include: Sequence[str] = (), workers: int = 4, full: bool = False,
+             progress: Progress | None = None, cancel: threading.Event | None = None) -> DownloadResult:
+    """Download ``model`` (alias or owner/repo) into its directory and return the result.
+    See the module doc; errors are OssctlError subclasses, partials are always kept."""
+    import httpx
+
+    progress = progress or Progress()
+    entry = catalog.resolve(model)
+    patterns = list(include) or [entry.pattern]
+    check_patterns(patterns)
+    if workers < 1:
+        raise UsageError("--workers must be at least 1")
+    target = plan_dir(settings, entry, directory)
+    _ensure_writable(target)
+
+    hub = Hub(settings.env)
+    remote = hub.resolve(entry.repo, revision, patterns)
+    ordered_names = order_parts([f.name for f in remote.files])
+    by_name = {f.name: f for f in remote.files}
+    remote_files = [by_name[n] for n in ordered_names]
+    if entry.parts and not include and len(remote_files) != entry.parts:
+        progress.note(f"note: {entry.repo} has {len(remote_files)} part(s) where the catalog expects {entry.parts}")
+
+    # Fast path: manifest for the same commit and files, files unchanged since verified.
+    existing = _read_manifest_or_none(target)
+    if existing is not None and existing.revision == remote.commit and \
+            [(f.name, f.size, f.sha256) for f in existing.files] == [(f.name, f.size, f.sha256 or "") for f in remote_files]:
+        res = mf.verify_dir(target, existing, full=full)
+        if res.ok:
+            return DownloadResult(existing, target, 0, [f.name for f in existing.files], up_to_date=True)
+
+    # Files already complete on disk (e.g. from another tool) are hashed, not fetched.
+    entries: dict[str, mf.FileEntry] = {}
+    reused: list[str] = []
+    jobs: list[Job] = []
+    on_disk: dict[str, int] = {}
+    for f in remote_files:
+        path = target / safe_relpath(f.name)
+        if path.is_file() and path.stat().st_size == f.size:
+            prior = next((e for e in (existing.files if existing else []) if e.name == f.name), None)
+            st = path.stat()
+            if prior and prior.sha256 == f.sha256 and prior.mtime_ns == st.st_mtime_ns and not full:
+                entries[f.name] = mf.FileEntry(f.name, f.size, prior.sha256, st.st_mtime_ns)
+                reused.append(f.name)
+                continue
+        jobs.append(Job(f.name, f.url, f.size, f.sha256))
+        part = path.with_name(path.name + mf.PARTIAL_SUFFIX)
+        on_disk[f.name] = part.stat().st_size if part.exists() and part.stat().st_size <= f.size else 0
+
+    # A complete file already at the final path is adopted when its hash matches.
+    for job in list(jobs):
+        path = target / job.name
+        if path.is_file() and path.stat().st_size == job.size:
+            h, _ = hash_existing(path)
+            if job.sha256 is None or h.hexdigest() == job.sha256:
+                entries[job.name] = mf.FileEntry(job.name, job.size, h.hexdigest(), path.stat().st_mtime_ns)
+                reused.append(job.name)
+                jobs.remove(job)
+                on_disk.pop(job.name, None)
+            else:
+                aside = quarantine(path)
+                progress.note(f"{job.name}: sha256 does not match the hub's; kept aside as {aside.name}, fetching again")
+
+    needed = sum(j.size - on_disk.get(j.name, 0) for j in jobs)
+    _preflight_disk(target, needed)
+
+    transferred = 0
+    lock = threading.Lock()
+    cancel = cancel or threading.Event()
+    if jobs:
+        progress.start([(j.name, j.size, on_disk.get(j.name, 0)) for j in jobs])
+        headers = hub.headers()
+        limits = httpx.Limits(max_connections=max(workers, 1) * 2, max_keepalive_connections=max(workers, 1))
+        timeout = httpx.Timeout(60.0, connect=15.0)
+        counted: dict[str, int] = {j.name: 0 for j in jobs}
+
+        def run(job: Job) -> mf.FileEntry:
+            nonlocal transferred
+            rehash_left = on_disk.get(job.name, 0)
+
+            def cb(n: int, name=job.name) -> None:
+                nonlocal transferred, rehash_left
+                if rehash_left > 0:  # re-reading the local partial: not network bytes
+                    take = min(n, rehash_left)
+                    rehash_left -= take
+                    n -= take
+                    if not n:
+                        return
+                with lock:
+                    transferred += n
+                    counted[name] += n
+                progress.advance(name, n)
+
+            return fetch(client, job, target, headers, on_progress=cb, cancel=cancel)
+
+        with httpx.Client(limits=limits, timeout=timeout, http2=False) as client:
+            pool = ThreadPoolExecutor(max_workers=min(workers, len(jobs)), thread_name_prefix="download")
+            futures = {pool.submit(run, j): j for j in jobs}
+            try:
+                done, pending = wait(futures, return_when=FIRST_EXCEPTION)
+                failed = [f for f in done if f.exception() is not None]
+                if failed:
+                    # let other parts reach a clean stopping point; their partials stay
+                    cancel.set()
+                    wait(pending)
+                    exc = failed[0].exception()
+                    if isinstance(exc, Cancelled):
+                        raise KeyboardInterrupt
+                    raise exc
+                for fut in done:
+                    e = fut.result()
+                    entries[e.name] = e
+            except KeyboardInterrupt:
+                cancel.set()
+                wait(futures)
+                raise
+            finally:
+                pool.shutdown(wait=True, cancel_futures=True)
+                progress.close()
+
+    ordered = [entries[n] for n in ordered_names]
+    check_split_headers(target, ordered_names)
+    m = mf.build_manifest(entry.repo, remote.commit, target, ordered, gguf=_gguf_facts(target, ordered_names))
+    try:
+        mf.write_manifest(target, m)
+    except OSError as exc:
+        raise OssctlError(f"cannot write manifest in {target}: {exc.strerror}",
+                          hint="check free space and permissions, then re-run (no file will be fetched again)") from None
+    return DownloadResult(m, target, transferred, reused)
+
+
+def _gguf_facts(directory: Path, ordered: list[str]) -> dict:
+    from ossctl.artifacts.shards import read_gguf_kv
+
+    kv = read_gguf_kv(directory / ordered[0], {"general.architecture", "general.name", "split.count"})
+    arch = kv.get("general.architecture")
+    facts = {"parts": len(ordered)}
+    if arch:
+        facts["architecture"] = arch
+        ctx = read_gguf_kv(directory / ordered[0], {f"{arch}.context_length"}).get(f"{arch}.context_length")
+        if ctx:
+            facts["context_length"] = int(ctx)
+    return facts
+
+
+def _read_manifest_or_none(directory: Path) -> mf.Manifest | None:
+    if not mf.manifest_path(directory).exists():
+        return None
+    try:
+        return mf.read_manifest(directory)
+    except OssctlError:
+        return None
+
+
+def _ensure_writable(target: Path) -> None:
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OssctlError(f"cannot create {target}: {exc.strerror}",
+                          hint="choose another place with --dir or --home, or fix its permissions") from None
+    if not os.access(target, os.W_OK | os.X_OK):
+        raise OssctlError(f"directory {target} is not writable",
+                          hint="choose another place with --dir or --home, or fix its permissions")
+
+
+def _preflight_disk(target: Path, needed: int) -> None:
+    free = shutil.disk_usage(target).free
+    if needed + DISK_MARGIN > free and needed > 0:
+        raise OssctlError(
+            f"not enough disk space in {target}: need {human_size(needed)} more (+{human_size(DISK_MARGIN)} margin), "
+            f"{human_size(free)} free",
+            hint="free space, or download elsewhere with --dir / --home (partial downloads are kept)")

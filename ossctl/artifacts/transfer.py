@@ -1,0 +1,211 @@
+"""Resumable ranged HTTP download that hashes while it writes.
+
+Partial data lives next to the target as ``NAME.part`` with a small sidecar
+``NAME.part.json`` naming the expected size and sha256, so a partial is only ever
+continued for the same file version. A restarted process re-reads the bytes already on
+local disk to rebuild the hash state (hashlib cannot persist it), then continues over
+the network with ``Range: bytes=N-``: bytes on disk are never fetched again.
+
+huggingface_hub deletes partial files on failure, so this module does its own transfer
+with httpx, using the hub module's URLs and headers.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from ossctl.artifacts.hashing import CHUNK
+from ossctl.artifacts.manifest import FileEntry, PARTIAL_SUFFIX, QUARANTINE_MARK
+from ossctl.errors import IntegrityError, NotFoundError, OssctlError, RemoteError
+
+NET_CHUNK = 1024 * 1024  # bytes per network read
+
+
+class Cancelled(Exception):
+    """Raised inside a worker when the user interrupted the download."""
+
+
+@dataclass
+class Job:
+    name: str  # relative path in the model dir
+    url: str
+    size: int  # bytes
+    sha256: str | None
+
+
+def quarantine(path: Path) -> Path:
+    """Keep a bad file aside (renamed, never deleted) and return its new path."""
+    stamp = time.strftime("%Y%m%dT%H%M%S")
+    target = path.with_name(f"{path.name}{QUARANTINE_MARK}{stamp}")
+    n = 1
+    while target.exists():
+        target = path.with_name(f"{path.name}{QUARANTINE_MARK}{stamp}.{n}")
+        n += 1
+    os.replace(path, target)
+    return target
+
+
+def _disk_full(path: Path) -> OssctlError:
+    return OssctlError(f"disk full while writing {path.name}; the partial download is kept",
+                       hint=f"free space on {path.parent} and re-run the same command to resume")
+
+
+def hash_existing(path: Path, on_progress: Callable[[int], None] | None = None) -> tuple[hashlib._Hash, int]:
+    h = hashlib.sha256()
+    n_total = 0
+    buf = bytearray(CHUNK)
+    view = memoryview(buf)
+    with open(path, "rb", buffering=0) as fh:
+        while True:
+            n = fh.readinto(buf)
+            if not n:
+                break
+            h.update(view[:n])
+            n_total += n
+            if on_progress:
+                on_progress(n)
+    return h, n_total
+
+
+def fetch(client, job: Job, directory: Path, headers: dict[str, str], *,
+          on_progress: Callable[[int], None] | None = None, cancel: threading.Event | None = None,
+          retries: int = 5, backoff: float = 0.5) -> FileEntry:
+    """Download ``job`` into ``directory`` and return its verified entry.
+
+    Bytes already in ``NAME.part`` are kept and continued. Connection drops and 5xx are
+    retried ``retries`` times with exponential backoff (the partial grows each time).
+    On a size or sha256 mismatch the data is moved aside (``NAME.bad-TIMESTAMP``) and
+    :class:`IntegrityError` names the part. 401/403/404 raise at once. Disk full raises
+    with the partial kept. ``on_progress(n)`` reports bytes newly on disk."""
+    import httpx
+
+    final = directory / job.name
+    final.parent.mkdir(parents=True, exist_ok=True)
+    part = final.with_name(final.name + PARTIAL_SUFFIX)
+    meta = final.with_name(final.name + PARTIAL_SUFFIX + ".json")
+    want = {"size": job.size, "sha256": job.sha256}
+
+    if part.exists():
+        try:
+            recorded = json.loads(meta.read_text())
+        except (OSError, ValueError):
+            recorded = None
+        if recorded != want or part.stat().st_size > job.size:
+            quarantine(part)  # a partial of another file version: keep it aside, start anew
+    if not part.exists():
+        meta.write_text(json.dumps(want))
+        part.touch()
+    h, offset = hash_existing(part, on_progress)
+
+    delay = backoff
+    attempt = 0
+    while offset < job.size:
+        if cancel is not None and cancel.is_set():
+            raise Cancelled
+        req_headers = dict(headers)
+        if offset:
+            req_headers["Range"] = f"bytes={offset}-"
+        try:
+            with client.stream("GET", job.url, headers=req_headers, follow_redirects=True) as resp:
+                status = resp.status_code
+                if status in (401, 403):
+                    raise RemoteError(f"{job.name}: the hub refused the download (HTTP {status})",
+                                      hint="set HF_TOKEN to a token with access to this repository")
+                if status == 404:
+                    raise NotFoundError(f"{job.name}: not found on the hub (HTTP 404)",
+                                        hint="the file may have been removed; re-run to resolve the listing again")
+                if status == 416 and offset == job.size:
+                    break
+                if status >= 500 or status == 429 or status == 416:
+                    raise _Retry(f"HTTP {status}")
+                if status == 200 and offset:
+                    # the server ignored Range: start this part over
+                    with open(part, "wb"):
+                        pass
+                    h, offset = hashlib.sha256(), 0
+                elif status == 206:
+                    start = _content_range_start(resp.headers.get("content-range", ""))
+                    if start != offset:
+                        raise _Retry(f"server resumed at byte {start}, expected {offset}")
+                elif status != 200:
+                    raise RemoteError(f"{job.name}: unexpected HTTP {status} from the hub")
+                with open(part, "ab", buffering=0) as fh:
+                    for chunk in resp.iter_bytes(NET_CHUNK):
+                        if cancel is not None and cancel.is_set():
+                            raise Cancelled
+                        if offset + len(chunk) > job.size:
+                            chunk = chunk[: job.size - offset]
+                        try:
+                            _write_all(fh, chunk)
+                        except OSError as exc:
+                            if exc.errno == errno.ENOSPC:
+                                raise _disk_full(final) from None
+                            raise
+                        h.update(chunk)
+                        offset += len(chunk)
+                        if on_progress:
+                            on_progress(len(chunk))
+                        if offset >= job.size:
+                            break
+                    try:
+                        os.fsync(fh.fileno())
+                    except OSError as exc:
+                        if exc.errno == errno.ENOSPC:
+                            raise _disk_full(final) from None
+                        raise
+            if offset < job.size:
+                raise _Retry("connection closed early")
+        except (httpx.TransportError, _Retry) as exc:
+            attempt += 1
+            if attempt > retries:
+                raise RemoteError(
+                    f"{job.name}: transfer failed after {retries} retries ({_reason(exc)}); "
+                    f"{offset} of {job.size} bytes kept",
+                    hint="re-run the same command to resume from there") from None
+            time.sleep(delay)
+            delay = min(delay * 2, 8.0)
+
+    digest = h.hexdigest()
+    if offset != job.size:
+        aside = quarantine(part)
+        raise IntegrityError(f"{job.name}: size {offset} != expected {job.size}; kept aside as {aside.name}",
+                             hint="re-run `ossctl download` to fetch it again")
+    if job.sha256 and digest != job.sha256:
+        aside = quarantine(part)
+        meta.unlink(missing_ok=True)
+        raise IntegrityError(f"{job.name}: sha256 {digest} != hub's {job.sha256}; kept aside as {aside.name}",
+                             hint="re-run `ossctl download` to fetch it again; if it repeats, the hub copy or a proxy is corrupt")
+    os.replace(part, final)
+    meta.unlink(missing_ok=True)
+    return FileEntry(job.name, job.size, digest, final.stat().st_mtime_ns)
+
+
+def _write_all(fh, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        n = fh.write(view)
+        view = view[n:]
+
+
+class _Retry(Exception):
+    pass
+
+
+def _reason(exc: BaseException) -> str:
+    return str(exc) or type(exc).__name__
+
+
+def _content_range_start(value: str) -> int | None:
+    # "bytes 100-199/200"
+    try:
+        return int(value.split()[1].split("-")[0])
+    except (IndexError, ValueError):
+        return None

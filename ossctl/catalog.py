@@ -1,0 +1,63 @@
+"""Model aliases: "20b", "120b" -> hub repo, file pattern and defaults.
+
+File names are resolved from the repo listing by pattern (upstream renamed the 20b file
+once), never hard-coded.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ossctl.errors import UsageError
+
+
+@dataclass(frozen=True)
+class CatalogEntry:
+    alias: str
+    repo: str
+    pattern: str  # fnmatch glob over the repo's file names
+    parts: int  # expected number of split parts
+    approx_size: int  # bytes, for planning before anything is downloaded
+    context_length: int  # trained context (tokens)
+    description: str
+
+
+CATALOG: dict[str, CatalogEntry] = {
+    "120b": CatalogEntry(
+        alias="120b",
+        repo="ggml-org/gpt-oss-120b-GGUF",
+        pattern="gpt-oss-120b-mxfp4-*-of-*.gguf",
+        parts=3,
+        approx_size=63_387_346_464,
+        context_length=131072,
+        description="gpt-oss-120b, MXFP4, 3 parts (~63 GB)",
+    ),
+    "20b": CatalogEntry(
+        alias="20b",
+        repo="ggml-org/gpt-oss-20b-GGUF",
+        pattern="gpt-oss-20b*.gguf",
+        parts=1,
+        approx_size=12_109_566_560,
+        context_length=131072,
+        description="gpt-oss-20b, MXFP4, single file (~12 GB)",
+    ),
+}
+
+
+def is_repo_id(name: str) -> bool:
+    parts = name.split("/")
+    return len(parts) == 2 and all(parts) and not name.startswith((".", "/"))
+
+
+def resolve(name: str) -> CatalogEntry:
+    """Return the catalog entry for an alias, or an ad-hoc entry for ``owner/repo``
+    (pattern ``*.gguf``). Raises :class:`UsageError` for anything else."""
+    if name in CATALOG:
+        return CATALOG[name]
+    for entry in CATALOG.values():
+        if entry.repo.lower() == name.lower():
+            return entry
+    if is_repo_id(name):
+        return CatalogEntry(name, name, "*.gguf", 0, 0, 0, "hub repo")
+    known = ", ".join(sorted(CATALOG))
+    raise UsageError(f"unknown model {name!r}", hint=f"use an alias ({known}) or a hub repo id like owner/repo; see `ossctl models`")

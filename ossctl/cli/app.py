@@ -1,0 +1,123 @@
+"""Assembles the Typer app. Each noun lives in its own module; heavy SDKs are imported
+inside the commands that need them so ``ossctl --help`` stays fast."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Optional
+
+import typer
+
+from ossctl import __version__
+from ossctl.cli import output
+
+app = typer.Typer(
+    name="ossctl",
+    help="Download, verify, register, serve and watch GPT-OSS GGUF models with llama.cpp.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+    pretty_exceptions_enable=False,
+    add_completion=True,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        sys.stdout.write(f"ossctl {__version__}\n")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _root(
+    ctx: typer.Context,
+    json_out: bool = typer.Option(False, "--json", help="Machine-readable output on stdout."),
+    verbose: int = typer.Option(0, "-v", "--verbose", count=True, help="More detail on stderr."),
+    home: Optional[str] = typer.Option(None, "--home", metavar="DIR",
+                                       help="State and models directory [default: $OSSCTL_HOME or the XDG data dir]."),
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                 help="Print the version and exit."),
+) -> None:
+    ctx.obj = output.State(json=json_out, verbose=verbose, home=home)
+
+
+def _register() -> None:
+    # Each module adds its commands to `app`; imports stay cheap (typer + stdlib only).
+    from ossctl.cli import models  # noqa: F401
+    for name in ("registry", "serve", "profile", "vram", "bench", "doctor"):
+        try:
+            __import__(f"ossctl.cli.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"ossctl.cli.{name}":
+                raise
+
+
+_register()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console entry point: the only place that catches errors."""
+    from ossctl.errors import EXIT_INTERRUPTED, OssctlError
+
+    from ossctl.redact import register_env
+
+    debug = os.environ.get("OSSCTL_DEBUG") == "1"
+    register_env(os.environ)
+    try:
+        rv = app(args=argv, standalone_mode=False, prog_name="ossctl")
+        # without standalone mode, click returns the code of a typer.Exit instead of raising
+        if isinstance(rv, int):
+            return rv
+    except OssctlError as exc:
+        if debug:
+            raise
+        _print_error(exc.message, exc.hint)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        sys.stderr.write("\ninterrupted\n")
+        return EXIT_INTERRUPTED
+    except typer.Exit as exc:
+        return exc.exit_code
+    except Exception as exc:  # click usage errors and anything unexpected
+        code = _click_error(exc)
+        if code is not None:
+            return code
+        if debug:
+            raise
+        _print_error(f"unexpected error: {type(exc).__name__}: {_safe(exc)}",
+                     "re-run with OSSCTL_DEBUG=1 for the traceback, and report it")
+        return 1
+    return 0
+
+
+def _click_error(exc: Exception) -> int | None:
+    # Typer vendors its own Click; find its exception classes by duck typing.
+    if hasattr(exc, "show") and hasattr(exc, "exit_code") and type(exc).__name__ in (
+        "UsageError", "BadParameter", "NoSuchOption", "MissingParameter", "BadOptionUsage",
+        "BadArgumentUsage", "ClickException", "FileError", "NoArgsIsHelpError",
+    ):
+        exc.show()
+        return int(getattr(exc, "exit_code", 2) or 2)
+    if type(exc).__name__ == "Abort":
+        sys.stderr.write("\naborted\n")
+        return 130
+    return None
+
+
+def _safe(exc: Exception) -> str:
+    from ossctl.redact import redact
+
+    return redact(str(exc))
+
+
+def _print_error(message: str, hint: str | None) -> None:
+    from ossctl.redact import redact
+
+    sys.stderr.write(f"error: {redact(message)}\n")
+    if hint:
+        sys.stderr.write(f"hint: {redact(hint)}\n")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

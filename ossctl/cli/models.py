@@ -1,0 +1,148 @@
+"""``ossctl models``, ``download``, ``verify``, ``hash``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from ossctl.cli import output
+from ossctl.cli.app import app
+
+
+@app.command("models")
+def models_cmd(ctx: typer.Context) -> None:
+    """List the model aliases the other commands accept."""
+    from ossctl import catalog
+
+    st = output.state(ctx)
+    rows = [{"alias": e.alias, "repo": e.repo, "pattern": e.pattern, "parts": e.parts,
+             "approx_size": e.approx_size, "context_length": e.context_length, "description": e.description}
+            for e in catalog.CATALOG.values()]
+    output.emit(st, rows, lambda: output.table(
+        ["ALIAS", "REPO", "FILES", "PARTS", "SIZE", "CONTEXT"],
+        [[r["alias"], r["repo"], r["pattern"], r["parts"], output.human_size(r["approx_size"]), r["context_length"]]
+         for r in rows], "lllrrr"))
+
+
+class _Bars:
+    """tqdm bars on stderr: one per part plus a total (off when not a TTY / --json)."""
+
+    def __init__(self, st: output.State):
+        self.make = output.progress_factory(st)
+        self.st = st
+        self.bars: dict = {}
+        self.total = None
+        import threading
+
+        self.lock = threading.Lock()
+
+    def start(self, files):
+        self.total = self.make(sum(s for _, s, _ in files), "total", 0)
+        self.total.update(sum(d for _, _, d in files))
+        for i, (name, size, done) in enumerate(files, start=1):
+            bar = self.make(size, name if len(name) < 40 else "…" + name[-39:], i)
+            bar.update(done)
+            self.bars[name] = bar
+
+    def advance(self, name, n):
+        with self.lock:
+            self.bars[name].update(n)
+            self.total.update(n)
+
+    def note(self, message):
+        output.info(message)
+
+    def close(self):
+        for b in self.bars.values():
+            b.close()
+        if self.total is not None:
+            self.total.close()
+
+
+@app.command("download")
+def download_cmd(
+    ctx: typer.Context,
+    model: str = typer.Argument(..., help="Catalog alias (see `ossctl models`) or hub repo owner/name."),
+    directory: Optional[str] = typer.Option(None, "--dir", help="Target directory [default: HOME/models/OWNER/NAME]."),
+    revision: Optional[str] = typer.Option(None, "--revision", help="Branch, tag or commit; pinned to its commit."),
+    include: Optional[List[str]] = typer.Option(None, "--include", help="Glob over file names (repeatable)."),
+    workers: int = typer.Option(4, "--workers", min=1, max=64, help="Parts transferred in parallel."),
+    full: bool = typer.Option(False, "--full", help="Re-hash files already on disk instead of trusting size + mtime."),
+) -> None:
+    """Download a model's GGUF parts (resumable), verify them and write manifest.toml."""
+    from ossctl.artifacts.download import Progress, download
+
+    st = output.state(ctx)
+
+    class P(Progress, _Bars):
+        pass
+
+    bars = P(st)
+    res = download(st.settings, model, directory=directory, revision=revision, include=include or (),
+                   workers=workers, full=full, progress=bars)
+    m = res.manifest
+    data = m.public(res.directory)
+    data["transferred"] = res.transferred
+    if res.up_to_date:
+        output.info(f"{m.repo}@{(m.revision or '')[:12]} already complete and verified in {res.directory}")
+    output.emit(st, data, lambda: _render_manifest(m, res.directory))
+
+
+@app.command("verify")
+def verify_cmd(
+    ctx: typer.Context,
+    target: str = typer.Argument(..., metavar="MODEL|DIR", help="Model alias, owner/repo, or a model directory."),
+    full: bool = typer.Option(False, "--full", help="Re-hash every file (default trusts size + mtime recorded)."),
+) -> None:
+    """Check files against the manifest: missing, extra, size or hash mismatch."""
+    from ossctl.artifacts import manifest as mf
+    from ossctl.errors import EXIT_INTEGRITY
+
+    st = output.state(ctx)
+    directory = mf.locate_model_dir(st.settings, target)
+    res = mf.verify_dir(directory, full=full)
+    data = res.manifest.public(directory)
+    data["ok"] = res.ok
+    data["problems"] = res.problems
+
+    def human() -> str:
+        lines = [_render_manifest(res.manifest, directory)]
+        how = "re-hashed " + (", ".join(res.rehashed) if res.rehashed else "nothing (size + mtime unchanged)")
+        if res.ok:
+            lines.append(f"OK: {len(res.manifest.files)} file(s) verified; {how}")
+        else:
+            lines += [f"FAIL {p['kind']}: {p['file']}: {p['detail']}" for p in res.problems]
+        return "\n".join(lines)
+
+    output.emit(st, data, human)
+    if not res.ok:
+        raise typer.Exit(EXIT_INTEGRITY)
+
+
+@app.command("hash")
+def hash_cmd(
+    ctx: typer.Context,
+    paths: List[Path] = typer.Argument(..., metavar="PATH...", help="GGUF files, or a directory of them."),
+    repo: Optional[str] = typer.Option(None, "--repo", help="Hub repo id, to compute the model id."),
+    workers: Optional[int] = typer.Option(None, "--workers", min=1, help="Files hashed in parallel [default: cores]."),
+) -> None:
+    """Per-part SHA-256 and the composite hash of local files, hashed in parallel."""
+    from ossctl.artifacts.local import hash_paths
+
+    st = output.state(ctx)
+    m, directory = hash_paths(paths, repo=repo, workers=workers)
+    output.emit(st, m.public(directory), lambda: _render_manifest(m, directory))
+
+
+def _render_manifest(m, directory) -> str:
+    rows = [[f.name, output.human_size(f.size), f.sha256] for f in m.files]
+    head = []
+    if m.repo:
+        head.append(f"repo       {m.repo}" + (f"@{m.revision}" if m.revision else ""))
+    head.append(f"dir        {directory}")
+    head.append(f"composite  {m.composite_sha256}")
+    if m.model_id:
+        head.append(f"model id   {m.model_id}")
+    return "\n".join(head) + "\n\n" + output.table(["FILE", "SIZE", "SHA256"], rows, "lrl")

@@ -1,0 +1,45 @@
+"""Keep secrets (signing keys, HF tokens, API keys, keystore passwords) out of every
+output stream. Whatever loads a secret registers it; error and log rendering pass text
+through :func:`redact`. Values from the well-known secret variables are registered at
+start-up so even an SDK error that echoes them is cleaned."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+SECRET_ENV_VARS = (
+    "OSSCTL_PRIVATE_KEY",
+    "OWNER_PRIVATE_KEY",
+    "OSSCTL_KEYSTORE_PASSWORD",
+    "HF_TOKEN",
+    "HUGGING_FACE_HUB_TOKEN",
+    "OSSCTL_API_KEY",
+)
+
+_secrets: set[str] = set()
+
+
+def register_secret(value: str | None) -> None:
+    """Remember ``value`` (and its 0x-less / 0x-prefixed twin) so it is masked."""
+    if not value or len(value) < 6:
+        return
+    v = value.strip()
+    _secrets.add(v)
+    if v.lower().startswith("0x"):
+        _secrets.add(v[2:])
+    elif all(c in "0123456789abcdefABCDEF" for c in v):
+        _secrets.add("0x" + v)
+
+
+def register_env(env: Mapping[str, str]) -> None:
+    for name in SECRET_ENV_VARS:
+        register_secret(env.get(name))
+
+
+def redact(text: str) -> str:
+    import re
+
+    for s in sorted(_secrets, key=len, reverse=True):
+        # keys are hex: also catch a differently-cased echo
+        text = re.sub(re.escape(s), "***", text, flags=re.IGNORECASE)
+    return text

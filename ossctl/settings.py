@@ -1,0 +1,101 @@
+"""Paths and settings, resolved from an environment passed in (never read all over).
+
+Precedence, lowest first: built-in defaults < config file < ``OSSCTL_*`` environment
+variables < command-line flags. Flags are applied by the caller through
+:meth:`Settings.value`'s ``flag`` argument.
+
+Paths:
+- home (``--home`` > ``OSSCTL_HOME`` > ``$XDG_DATA_HOME/ossctl`` > ``~/.local/share/ossctl``):
+  models, releases, locks, user profiles (``home/profiles``).
+- config file (``OSSCTL_CONFIG`` > ``home/config.toml`` if present >
+  ``$XDG_CONFIG_HOME/ossctl/config.toml``): TOML with sections such as ``[registry]``,
+  ``[download]``, ``[serve]``.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ossctl.errors import UsageError
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path
+    config_path: Path
+    config: Mapping[str, Any] = field(default_factory=dict)
+    env: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def models_dir(self) -> Path:
+        """Where downloaded models live: ``[download] models_dir`` or ``OSSCTL_MODELS_DIR``,
+        else ``home/models``."""
+        return Path(self.value("download.models_dir", "OSSCTL_MODELS_DIR", default=str(self.home / "models")))
+
+    @property
+    def profiles_dir(self) -> Path:
+        return self.home / "profiles"
+
+    @property
+    def state_dir(self) -> Path:
+        """Releases, locks and other state ossctl writes about what it runs."""
+        return self.home / "state"
+
+    def value(self, key: str, env_name: str | None = None, flag: Any = None, default: Any = None) -> Any:
+        """Resolve one setting. ``key`` is a dotted path into the config file
+        (``"registry.rpc_url"``); ``env_name`` the environment variable; ``flag`` the
+        command-line value (``None`` when not given)."""
+        if flag is not None:
+            return flag
+        if env_name and self.env.get(env_name):
+            return self.env[env_name]
+        node: Any = self.config
+        for part in key.split("."):
+            if not isinstance(node, Mapping) or part not in node:
+                return default
+            node = node[part]
+        return node
+
+
+def _xdg(env: Mapping[str, str], var: str, fallback: str) -> Path:
+    base = env.get(var) or str(Path(env.get("HOME", str(Path.home()))) / fallback)
+    return Path(base)
+
+
+def load_settings(env: Mapping[str, str] | None = None, home: str | Path | None = None) -> Settings:
+    """Build settings from ``env`` (default ``os.environ``) and an optional ``--home``.
+
+    Raises :class:`UsageError` when the config file exists but is not valid TOML.
+    """
+    env = dict(os.environ if env is None else env)
+    if home is not None:
+        home_path = Path(home).expanduser()
+    elif env.get("OSSCTL_HOME"):
+        home_path = Path(env["OSSCTL_HOME"]).expanduser()
+    else:
+        home_path = _xdg(env, "XDG_DATA_HOME", ".local/share") / "ossctl"
+
+    if env.get("OSSCTL_CONFIG"):
+        config_path = Path(env["OSSCTL_CONFIG"]).expanduser()
+    elif (home_path / "config.toml").exists():
+        config_path = home_path / "config.toml"
+    else:
+        config_path = _xdg(env, "XDG_CONFIG_HOME", ".config") / "ossctl" / "config.toml"
+
+    config: dict[str, Any] = {}
+    if config_path.exists():
+        try:
+            config = tomllib.loads(config_path.read_text(encoding="utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise UsageError(
+                f"config file {config_path} is not valid TOML: {exc}",
+                hint="fix the file, or point OSSCTL_CONFIG at another one",
+            ) from None
+        except OSError as exc:
+            raise UsageError(f"cannot read config file {config_path}: {exc.strerror}") from None
+    return Settings(home=home_path, config_path=config_path, config=config, env=env)

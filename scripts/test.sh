@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Install everything the test suite needs on a fresh Debian machine, start the services
+# it uses (a private dockerd), and run the tests. Needs root (apt-get, dockerd).
+# Caches (llama.cpp build, npm packages) live in $OSSCTL_CI_CACHE (~/.cache/ossctl-ci),
+# outside the clone, keyed by version.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+CACHE="${OSSCTL_CI_CACHE:-$HOME/.cache/ossctl-ci}"
+mkdir -p "$CACHE"
+ANVIL_VERSION=1.7.1
+SOLC_VERSION=0.8.30
+
+step() { printf '\n== %s (%s)\n' "$1" "$(date +%T)"; }
+
+step "Debian packages"
+need=()
+command -v dockerd >/dev/null || need+=(docker.io)
+command -v wrk >/dev/null || need+=(wrk)
+if [ ${#need[@]} -gt 0 ]; then
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+
+step "Python packages"
+python3 -m pip install -q --disable-pip-version-check -e ".[test]"
+
+step "npm packages (anvil $ANVIL_VERSION, solc $SOLC_VERSION)"
+NODE_DIR="$CACHE/node-anvil$ANVIL_VERSION-solc$SOLC_VERSION"
+if [ ! -x "$NODE_DIR/node_modules/.bin/anvil" ] || [ ! -x "$NODE_DIR/node_modules/.bin/solcjs" ]; then
+  mkdir -p "$NODE_DIR"
+  (cd "$NODE_DIR" && npm init -y >/dev/null 2>&1 && npm install --no-audit --no-fund --loglevel=error \
+     "@foundry-rs/anvil@$ANVIL_VERSION" "solc@$SOLC_VERSION" >/dev/null)
+fi
+export OSSCTL_TEST_NODE_BIN="$NODE_DIR/node_modules/.bin"
+
+step "llama.cpp CPU build (cached)"
+OSSCTL_TEST_LLAMA_BIN=$(bash .ci/build_llama.sh)
+export OSSCTL_TEST_LLAMA_BIN
+
+step "private dockerd"
+DOCKER_TMP=$(mktemp -d /tmp/ossctl-dockerd.XXXXXX)
+cleanup() {
+  if [ -f "$DOCKER_TMP/pid" ]; then kill "$(cat "$DOCKER_TMP/pid")" 2>/dev/null || true; sleep 2; fi
+  rm -rf "$DOCKER_TMP" 2>/dev/null || true
+}
+trap cleanup EXIT
+dockerd --host "unix://$DOCKER_TMP/docker.sock" --data-root "$DOCKER_TMP/root" --exec-root "$DOCKER_TMP/exec" \
+  --pidfile "$DOCKER_TMP/pid" --iptables=false --ip-masq=false >"$DOCKER_TMP/dockerd.log" 2>&1 &
+export OSSCTL_TEST_DOCKER_HOST="unix://$DOCKER_TMP/docker.sock"
+for _ in $(seq 1 60); do
+  DOCKER_HOST="$OSSCTL_TEST_DOCKER_HOST" docker version >/dev/null 2>&1 && break
+  sleep 0.5
+done
+DOCKER_HOST="$OSSCTL_TEST_DOCKER_HOST" docker version --format 'dockerd {{.Server.Version}}' || { tail -20 "$DOCKER_TMP/dockerd.log"; exit 1; }
+
+step "tests"
+python3 -m pytest -q -p no:cacheprovider "$@"
