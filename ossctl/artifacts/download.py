@@ -68,7 +68,9 @@ def download(settings: Settings, model: str, *, directory: str | None = None, re
     target = plan_dir(settings, entry, directory)
     _ensure_writable(target)
 
-    hub = Hub(settings.env)
+    retries = _int_setting(settings, "download.retries", "OSSCTL_DOWNLOAD_RETRIES", 5)
+    margin = _int_setting(settings, "download.disk_margin", "OSSCTL_DISK_MARGIN", DISK_MARGIN)
+    hub = Hub(settings.env, retries=min(retries, 3))
     remote = hub.resolve(entry.repo, revision, patterns)
     ordered_names = order_parts([f.name for f in remote.files])
     by_name = {f.name: f for f in remote.files}
@@ -117,7 +119,7 @@ def download(settings: Settings, model: str, *, directory: str | None = None, re
                 progress.note(f"{job.name}: sha256 does not match the hub's; kept aside as {aside.name}, fetching again")
 
     needed = sum(j.size - on_disk.get(j.name, 0) for j in jobs)
-    _preflight_disk(target, needed)
+    _preflight_disk(target, needed, margin)
 
     transferred = 0
     lock = threading.Lock()
@@ -146,7 +148,7 @@ def download(settings: Settings, model: str, *, directory: str | None = None, re
                     counted[name] += n
                 progress.advance(name, n)
 
-            return fetch(client, job, target, headers, on_progress=cb, cancel=cancel)
+            return fetch(client, job, target, headers, on_progress=cb, cancel=cancel, retries=retries)
 
         with httpx.Client(limits=limits, timeout=timeout, http2=False) as client:
             pool = ThreadPoolExecutor(max_workers=min(workers, len(jobs)), thread_name_prefix="download")
@@ -218,10 +220,21 @@ def _ensure_writable(target: Path) -> None:
                           hint="choose another place with --dir or --home, or fix its permissions")
 
 
-def _preflight_disk(target: Path, needed: int) -> None:
+def _int_setting(settings: Settings, key: str, env: str, default: int) -> int:
+    raw = settings.value(key, env, default=default)
+    try:
+        value = int(raw)
+    except (TypeError, ValueError):
+        raise UsageError(f"{env} / [{key.split('.')[0]}] {key.split('.')[1]} must be an integer, got {raw!r}") from None
+    if value < 0:
+        raise UsageError(f"{env} / [{key.split('.')[0]}] {key.split('.')[1]} must not be negative")
+    return value
+
+
+def _preflight_disk(target: Path, needed: int, margin: int) -> None:
     free = shutil.disk_usage(target).free
-    if needed + DISK_MARGIN > free and needed > 0:
+    if needed > 0 and needed + margin > free:
         raise OssctlError(
-            f"not enough disk space in {target}: need {human_size(needed)} more (+{human_size(DISK_MARGIN)} margin), "
+            f"not enough disk space in {target}: need {human_size(needed)} more (+{human_size(margin)} margin), "
             f"{human_size(free)} free",
             hint="free space, or download elsewhere with --dir / --home (partial downloads are kept)")

@@ -85,7 +85,8 @@ class Hub:
 
     def _call(self, fn, repo: str, revision: str | None):
         from huggingface_hub import errors as hf_errors
-        import httpx
+
+        transport_errors = _transport_errors()
 
         delay = 0.5
         for attempt in range(self.retries + 1):
@@ -112,7 +113,7 @@ class Hub:
                 if status < 500 or attempt == self.retries:
                     raise RemoteError(f"the hub at {self.endpoint} answered HTTP {status} for {repo}",
                                       hint="try again later; set HF_ENDPOINT if you use a mirror") from None
-            except (httpx.TransportError, OSError) as exc:
+            except (*transport_errors, OSError) as exc:
                 if attempt == self.retries:
                     raise RemoteError(f"cannot reach the hub at {self.endpoint}: {type(exc).__name__}",
                                       hint="check the network, or HF_ENDPOINT if you use a mirror") from None
@@ -121,6 +122,20 @@ class Hub:
             time.sleep(delay)
             delay *= 2
         raise AssertionError("unreachable")
+
+
+def _transport_errors() -> tuple[type[BaseException], ...]:
+    # huggingface_hub 2.x talks through httpx2, older releases through httpx / requests
+    import importlib
+
+    found: list[type[BaseException]] = []
+    for mod, attr in (("httpx2", "TransportError"), ("httpx", "TransportError"),
+                      ("requests.exceptions", "ConnectionError")):
+        try:
+            found.append(getattr(importlib.import_module(mod), attr))
+        except (ImportError, AttributeError):
+            pass
+    return tuple(found)
 
 
 def check_patterns(patterns: Sequence[str]) -> None:

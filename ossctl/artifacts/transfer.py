@@ -44,10 +44,11 @@ class Job:
 def quarantine(path: Path) -> Path:
     """Keep a bad file aside (renamed, never deleted) and return its new path."""
     stamp = time.strftime("%Y%m%dT%H%M%S")
-    target = path.with_name(f"{path.name}{QUARANTINE_MARK}{stamp}")
+    base = path.name.removesuffix(PARTIAL_SUFFIX)
+    target = path.with_name(f"{base}{QUARANTINE_MARK}{stamp}")
     n = 1
     while target.exists():
-        target = path.with_name(f"{path.name}{QUARANTINE_MARK}{stamp}.{n}")
+        target = path.with_name(f"{base}{QUARANTINE_MARK}{stamp}.{n}")
         n += 1
     os.replace(path, target)
     return target

@@ -54,6 +54,7 @@ class HubServer:
         self.bytes_sent: dict[str, int] = {}
         self.requests: list[tuple[str, str, dict]] = []
         self._lock = threading.Lock()
+        self._active = 0  # body transfers in flight
         server = self
 
         class Handler(_Handler):
@@ -82,14 +83,16 @@ class HubServer:
     def __exit__(self, *exc):
         self.stop()
 
-    def add_repo(self, repo: str, files: list[Path], branch: str = "main", commit: str | None = None) -> str:
-        """Publish ``files`` (served under their base names) as a new commit on ``branch``."""
+    def add_repo(self, repo: str, files: list[Path], branch: str = "main", commit: str | None = None,
+                 names: list[str] | None = None) -> str:
+        """Publish ``files`` (served under their base names, or ``names``) as a new commit
+        on ``branch``; returns the commit."""
         entries = {}
-        for p in files:
+        for i, p in enumerate(files):
             p = Path(p)
             sha = _sha256(p)
             hf = HubFile(p, p.stat().st_size, sha, hashlib.sha1(sha.encode()).hexdigest())
-            entries[p.name] = hf
+            entries[names[i] if names else p.name] = hf
             self.blobs[sha] = hf
         commit = commit or hashlib.sha1((repo + branch + "".join(sorted(e.sha256 for e in entries.values()))).encode()).hexdigest()
         r = self.repos.setdefault(repo, {"branches": {}, "commits": {}})
@@ -97,7 +100,17 @@ class HubServer:
         r["branches"][branch] = commit
         return commit
 
+    def wait_idle(self, timeout: float = 30) -> None:
+        """Wait until no body transfer is in flight (a killed client's transfer may still
+        be unwinding on the server)."""
+        import time
+
+        deadline = time.monotonic() + timeout
+        while self._active and time.monotonic() < deadline:
+            time.sleep(0.01)
+
     def reset_counters(self) -> None:
+        self.wait_idle()
         with self._lock:
             self.bytes_sent.clear()
             self.requests.clear()
@@ -171,7 +184,7 @@ class _Handler(BaseHTTPRequestHandler):
         parsed = urlparse(self.path)
         path = unquote(parsed.path)
         with hub._lock:
-            hub.requests.append((self.command, path, dict(self.headers)))
+            hub.requests.append((self.command, path, {k.lower(): v for k, v in self.headers.items()}))
         status = self._fault_status(path)
         if status is not None:
             code = {404: "RepoNotFound", 401: None}.get(status)
@@ -292,6 +305,8 @@ class _Handler(BaseHTTPRequestHandler):
                 hub.faults.drop_times[name] = left
                 drop = True
         sent = 0
+        with hub._lock:
+            hub._active += 1
         try:
             with open(f.path, "rb") as fh:
                 if name in hub.faults.corrupt or hub.faults.delay_per_chunk:
@@ -318,6 +333,7 @@ class _Handler(BaseHTTPRequestHandler):
         finally:
             with hub._lock:
                 hub.bytes_sent[name] = hub.bytes_sent.get(name, 0) + sent
+                hub._active -= 1
         if drop and sent < length:
             try:
                 self.connection.shutdown(socket.SHUT_RDWR)
