@@ -76,7 +76,7 @@ def download_cmd(
 
     st = output.state(ctx)
 
-    class P(Progress, _Bars):
+    class P(_Bars, Progress):
         pass
 
     bars = P(st)
