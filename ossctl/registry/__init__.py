@@ -1,0 +1,1 @@
+"""The ModelRegistry contract: artifact, key sources, and the web3 client."""

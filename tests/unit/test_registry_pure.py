@@ -1,0 +1,205 @@
+"""Pure parts of the registry client and key loading (no chain needed)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from ossctl.errors import IntegrityError, NotFoundError, RemoteError, UsageError
+from ossctl.registry import client, keys
+
+KEY0 = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80"
+ADDR0 = "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266"
+KEY1 = "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d"
+ADDR1 = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"
+
+
+def test_abi_is_compatible_with_the_marketplace_registry():
+    from eth_utils import keccak
+
+    want = {
+        "getModelId(string,string)": ["bytes32"],
+        "addTrustedModel(string,string,bytes32)": [],
+        "isModelApproved(bytes32)": ["bool"],
+        "isTrustedModel(bytes32)": ["bool"],
+        "getModelHash(bytes32)": ["bytes32"],
+        "getModel(bytes32)": ["(string,string,bytes32,uint256,bool,uint256)"],
+        "getAllModels()": ["bytes32[]"],
+        "deactivateModel(bytes32)": [],
+        "reactivateModel(bytes32)": [],
+        "owner()": ["address"],
+    }
+    for sig, outputs in want.items():
+        name = sig.split("(")[0]
+        sel, _, outs = client._fn(name)
+        assert sel == keccak(text=sig)[:4].hex(), sig
+        assert list(outs) == outputs, sig
+    getmodel = next(f for f in client.artifact()["abi"] if f.get("name") == "getModel")
+    assert [c["name"] for c in getmodel["outputs"][0]["components"]] == [
+        "huggingfaceRepo", "fileName", "sha256Hash", "approvalTier", "active", "timestamp"]
+    event = next(f for f in client.artifact()["abi"] if f.get("type") == "event" and f["name"] == "ModelAdded")
+    assert [(i["type"], i["indexed"]) for i in event["inputs"]] == [
+        ("bytes32", True), ("string", False), ("string", False), ("uint256", False)]
+
+
+def test_model_id_matches_manifest_hashing():
+    from ossctl.artifacts import hashing
+
+    for repo, name in [("ggml-org/gpt-oss-20b-GGUF", "gpt-oss-20b-mxfp4.gguf"), ("a/b", "ü.gguf")]:
+        assert client.model_id_of(repo, name) == hashing.model_id(repo, name)
+    assert client.model_id_of("a/b", "c") == "0x" + __import__("eth_utils").keccak(b"a/b/c").hex()
+
+
+def test_checksum_address():
+    assert client.checksum_address(ADDR0.lower()) == ADDR0
+    assert client.checksum_address(ADDR0) == ADDR0
+    with pytest.raises(UsageError, match="not an address"):
+        client.checksum_address("0x1234")
+    with pytest.raises(UsageError, match="not an address"):
+        client.checksum_address("f39Fd6e51aad88F6F4ce6aB8827279cffFb92266")
+    i = next(i for i, ch in enumerate(ADDR0) if i > 1 and ch.isalpha())
+    typo = ADDR0[:i] + ADDR0[i].swapcase() + ADDR0[i + 1:]
+    with pytest.raises(UsageError, match="checksum"):
+        client.checksum_address(typo)
+
+
+def test_parse_model_id_and_hash():
+    mid = "0x" + "Ab" * 32
+    assert client.parse_model_id(mid) == mid.lower()
+    assert client.parse_model_id("120b") is None and client.parse_model_id("0x" + "a" * 63) is None
+    assert client.hash_to_bytes32("AB" * 32) == bytes([0xAB]) * 32
+    with pytest.raises(IntegrityError):
+        client.hash_to_bytes32("ab" * 31)
+
+
+def test_display_url_hides_credentials():
+    assert client.display_url("https://user:pw@rpc.example.org/v2/KEY?x=1") == "https://rpc.example.org/…"
+    assert client.display_url("http://127.0.0.1:8545") == "http://127.0.0.1:8545"
+    assert client.display_url("http://[::1]:8545/") == "http://[::1]:8545"
+
+
+def test_connect_validates_settings():
+    c = client.connect("http://127.0.0.1:8545", ADDR0.lower(), "0x7a69", 5)
+    assert (c.registry, c.expected_chain_id, c.receipt_timeout) == (ADDR0, 31337, 5.0)
+    with pytest.raises(UsageError, match="no RPC URL"):
+        client.connect(None)
+    with pytest.raises(UsageError, match="http"):
+        client.connect("ws://127.0.0.1:8545")
+    with pytest.raises(UsageError, match="positive integer"):
+        client.connect("http://127.0.0.1:8545", None, "-1")
+    with pytest.raises(UsageError, match="no registry address"):
+        client.connect("http://127.0.0.1:8545").need_registry()
+
+
+def test_revert_reason_decoding():
+    import eth_abi
+
+    data = "0x08c379a0" + eth_abi.encode(["string"], ["Only owner"]).hex()
+    assert client._revert_reason({"code": 3, "message": "execution reverted", "data": data}) == "Only owner"
+    assert client._revert_reason({"message": "execution reverted: Model already exists"}) == "Model already exists"
+
+
+def test_key_sources_and_precedence(tmp_path):
+    from eth_account import Account
+
+    from ossctl.redact import redact
+
+    assert keys.key_source({}) is None
+    with pytest.raises(UsageError, match="no signing key"):
+        keys.require_key_source(None)
+    both = keys.key_source({"OSSCTL_PRIVATE_KEY": KEY0, "OWNER_PRIVATE_KEY": KEY1})
+    assert both.describe == "OSSCTL_PRIVATE_KEY" and both.address() == ADDR0
+    owner = keys.key_source({"OWNER_PRIVATE_KEY": KEY1[2:]})
+    assert owner.address() == ADDR1 and KEY1[2:] not in repr(owner)
+    assert redact(f"oops {KEY1.upper()[2:]}") == "oops ***"
+
+    ks = tmp_path / "k.json"
+    ks.write_text(json.dumps(Account.encrypt(KEY1, "hunter2-long", kdf="pbkdf2", iterations=2)))
+    src = keys.key_source({"OSSCTL_PRIVATE_KEY": KEY0}, str(ks))  # --keystore beats the env
+    assert src.kind == "keystore" and src.address() == ADDR1  # from the file, no password needed
+    with pytest.raises(UsageError, match="needs a password") as ei:
+        src.private_key()
+    assert "OSSCTL_KEYSTORE_PASSWORD" in ei.value.hint
+    asked = []
+    prompted = keys.key_source({}, str(ks), prompt=lambda text: asked.append(text) or "hunter2-long")
+    assert prompted.private_key() == bytes.fromhex(KEY1[2:]) and len(asked) == 1
+    with pytest.raises(UsageError, match="wrong password"):
+        keys.key_source({"OSSCTL_KEYSTORE_PASSWORD": "nope-nope"}, str(ks)).private_key()
+    with pytest.raises(NotFoundError):
+        keys.key_source({}, str(tmp_path / "missing.json")).address()
+
+
+def test_malformed_key_message_never_contains_it():
+    bad = KEY0[:-1] + "g"
+    with pytest.raises(UsageError) as ei:
+        keys.key_source({"OSSCTL_PRIVATE_KEY": bad}).private_key()
+    assert KEY0[2:20] not in str(ei.value) + str(ei.value.hint)
+    assert ei.value.__cause__ is None and (ei.value.__context__ is None or ei.value.__suppress_context__)
+    with pytest.raises(UsageError, match="out of range") as ei:
+        keys.key_source({"OSSCTL_PRIVATE_KEY": "ff" * 32}).private_key()
+    assert ei.value.__suppress_context__ and "ff" * 8 not in str(ei.value)
+
+
+class _Flaky(BaseHTTPRequestHandler):
+    failures = 2
+    seen = 0
+
+    def do_POST(self):  # noqa: N802
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        type(self).seen += 1
+        if type(self).seen <= type(self).failures:
+            self.send_response(503)
+            self.end_headers()
+            return
+        out = json.dumps({"jsonrpc": "2.0", "id": body["id"], "result": "0x7a69"}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(out)))
+        self.end_headers()
+        self.wfile.write(out)
+
+    def log_message(self, *a):
+        pass
+
+
+@pytest.fixture
+def flaky_server():
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), _Flaky)
+    t = threading.Thread(target=srv.serve_forever, daemon=True)
+    t.start()
+    _Flaky.seen = 0
+    yield srv, f"http://127.0.0.1:{srv.server_address[1]}"
+    srv.shutdown()
+    srv.server_close()
+
+
+def test_transient_http_errors_are_retried(flaky_server):
+    _, url = flaky_server
+    c = client.connect(url)
+    c.backoff = 0.01
+    assert c.chain_id() == 31337
+    assert c.calls == ["eth_chainId"] * 3 and _Flaky.seen == 3
+
+    _Flaky.seen = -10  # now it keeps failing: give up after the retries, one clear error
+    c2 = client.connect(url)
+    c2.backoff = 0.01
+    with pytest.raises(RemoteError, match="HTTP 503 after 4 attempts"):
+        c2.chain_id()
+
+
+def test_cli_import_stays_light_and_only_client_imports_web3():
+    code = ("import sys; import ossctl.cli.app, ossctl.cli.registry, ossctl.registry.keys; "
+            "bad = [m for m in ('web3', 'eth_account', 'eth_abi', 'requests') if m in sys.modules]; "
+            "assert not bad, bad")
+    subprocess.run([sys.executable, "-c", code], check=True)
+    root = Path(__file__).resolve().parents[2] / "ossctl"
+    importers = sorted(str(p.relative_to(root)) for p in root.rglob("*.py")
+                       if any(line.strip().startswith(("import web3", "from web3"))
+                              for line in p.read_text(encoding="utf-8").splitlines()))
+    assert importers == ["registry/client.py"]
