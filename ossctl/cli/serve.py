@@ -1,0 +1,121 @@
+"""``ossctl deploy | rollback | status | releases``: health-gated llama-server containers
+from profiles, with a way back. Docker is reached like the docker CLI does (DOCKER_HOST,
+else the default socket)."""
+
+from __future__ import annotations
+
+import json
+from typing import Optional
+
+import typer
+
+from ossctl.cli import output
+from ossctl.cli.app import app
+
+_HOST_HELP = "Docker endpoint (unix://, tcp://, ssh://) (default: $DOCKER_HOST, else the local socket)."
+
+
+def _log(st: output.State):
+    return output.info if not st.json or st.verbose else (lambda _m: None)
+
+
+@app.command("deploy")
+def deploy(
+    ctx: typer.Context,
+    profile: str = typer.Option(..., "--profile", "-p", metavar="NAME", help="Profile to deploy (see `ossctl profile list`)."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print the container spec and the equivalent `docker run` line; change nothing."),
+    timeout: Optional[float] = typer.Option(None, "--timeout", metavar="S", help="Health-gate timeout in seconds (default: the profile's health_timeout)."),
+    force: bool = typer.Option(False, "--force", help="Deploy even when the VRAM check says it does not fit."),
+    strategy: Optional[str] = typer.Option(None, "--strategy", metavar="auto|recreate|blue-green", help="Override the profile's strategy."),
+    docker_host: Optional[str] = typer.Option(None, "--docker-host", metavar="URL", help=_HOST_HELP),
+) -> None:
+    """Deploy a profile: preflight, start, health gate, switch, record. On failure the
+    previous release serves again and the exit code is 7."""
+    st = output.state(ctx)
+    from ossctl.serve import rollout
+
+    res = rollout.deploy(st.settings, profile, dry_run=dry_run, timeout=timeout, force=force, strategy=strategy,
+                         docker_host_flag=docker_host, log=_log(st))
+    if dry_run:
+        output.emit(st, res, lambda: json.dumps(res["spec"], indent=2) + "\n\n" + res["docker_run"])
+        return
+    output.emit(st, res, lambda: f"release {res['id']} of profile {res['profile']} is healthy at {res['endpoint']} "
+                                 f"(container {res['container_name']}, ready in {res['ready_s']:.1f} s)")
+
+
+@app.command("rollback")
+def rollback(
+    ctx: typer.Context,
+    to: Optional[str] = typer.Option(None, "--to", metavar="RELEASE", help="Release id to go back to (default: the previous healthy one)."),
+    profile: Optional[str] = typer.Option(None, "--profile", "-p", metavar="NAME", help="Profile (default: the one deployed last)."),
+    timeout: Optional[float] = typer.Option(None, "--timeout", metavar="S", help="Health-gate timeout in seconds."),
+    docker_host: Optional[str] = typer.Option(None, "--docker-host", metavar="URL", help=_HOST_HELP),
+) -> None:
+    """Go back to the previous healthy release (or --to RELEASE), health-gated; recorded
+    as a new release."""
+    st = output.state(ctx)
+    from ossctl.serve import rollout
+
+    res = rollout.rollback(st.settings, profile, to, timeout=timeout, docker_host_flag=docker_host, log=_log(st))
+    output.emit(st, res, lambda: f"rolled back profile {res['profile']} to release {res['source']} "
+                                 f"(recorded as {res['id']}), healthy at {res['endpoint']}")
+
+
+def _uptime(s: int | None) -> str:
+    if s is None:
+        return "-"
+    h, rem = divmod(int(s), 3600)
+    m, sec = divmod(rem, 60)
+    return f"{h}h{m:02d}m" if h else f"{m}m{sec:02d}s"
+
+
+@app.command("status")
+def status(
+    ctx: typer.Context,
+    profile: Optional[str] = typer.Option(None, "--profile", "-p", metavar="NAME", help="Only this profile."),
+    docker_host: Optional[str] = typer.Option(None, "--docker-host", metavar="URL", help=_HOST_HELP),
+) -> None:
+    """What runs now: release, profile, model, ctx, health, uptime, port."""
+    st = output.state(ctx)
+    from ossctl.serve import rollout
+
+    res = rollout.status(st.settings, profile, docker_host_flag=docker_host)
+    for r in res["releases"]:
+        if r["leftovers"]:
+            output.info(f"warning: {r['profile']}: containers left by an interrupted deploy: {', '.join(r['leftovers'])} "
+                        "(the next deploy or rollback reconciles them)")
+
+    def human() -> str:
+        if not res["releases"]:
+            return f"nothing deployed on {res['docker_host']}"
+        return output.table(
+            ["PROFILE", "RELEASE", "MODEL", "CTX", "HEALTH", "CONTAINER", "UPTIME", "ENDPOINT"],
+            [[r["profile"], r["release"] + ("" if r["source"] == r["release"] else f" (= {r['source']})"), r["model"],
+              r["ctx"], r["health"], r["container"], _uptime(r["uptime_s"]), r["endpoint"]] for r in res["releases"]])
+
+    output.emit(st, res, human)
+
+
+@app.command("releases")
+def releases_cmd(
+    ctx: typer.Context,
+    profile: Optional[str] = typer.Option(None, "--profile", "-p", metavar="NAME", help="Only this profile."),
+    docker_host: Optional[str] = typer.Option(None, "--docker-host", metavar="URL", help=_HOST_HELP),
+) -> None:
+    """Release history on the Docker host, newest first (* = serving now)."""
+    st = output.state(ctx)
+    from ossctl.serve import rollout
+
+    res = rollout.history(st.settings, profile, docker_host_flag=docker_host)
+
+    def human() -> str:
+        if not res["releases"]:
+            return f"no releases on {res['docker_host']}"
+        return output.table(
+            ["", "ID", "PROFILE", "KIND", "STATE", "CREATED", "MODEL_ID", "IMAGE", "NOTE"],
+            [["*" if r["current"] else "", r["id"], r["profile"], r["kind"], r["state"], r["created"],
+              (r["model_id"] or "")[:12], r["image"],
+              (f"= {r['source']}" if r["source"] != r["id"] else "") + (" rolled back" if r["rolled_back"] else "")
+              + (f" {r['error'].splitlines()[0][:60]}" if r["error"] else "")] for r in res["releases"]])
+
+    output.emit(st, res, human)

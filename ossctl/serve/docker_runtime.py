@@ -1,0 +1,210 @@
+"""ONLY importer of the ``docker`` SDK. Reaches the engine the way the docker CLI does
+(``DOCKER_HOST`` — ``unix://``, ``tcp://``, ``ssh://`` — with ``DOCKER_TLS_VERIFY`` /
+``DOCKER_CERT_PATH``; default socket otherwise). The endpoint is a parameter of
+:class:`DockerRuntime`, never a global, so several hosts can be driven by the same code.
+
+Every SDK error is translated into an :class:`~ossctl.errors.OssctlError` with a hint.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+from collections.abc import Iterator
+from typing import Any
+
+from ossctl.errors import ConflictError, NotFoundError, OssctlError, RemoteError
+
+DEFAULT_HOST = "unix:///var/run/docker.sock"
+
+
+def docker_host(settings, flag: str | None = None) -> str:
+    """The Docker endpoint: ``--docker-host`` > ``DOCKER_HOST`` > ``[serve] docker_host`` >
+    the default socket. (DOCKER_HOST beats the config file, as for the docker CLI.)"""
+    if flag:
+        return flag
+    if settings.env.get("DOCKER_HOST"):
+        return settings.env["DOCKER_HOST"]
+    return settings.value("serve.docker_host", default=DEFAULT_HOST)
+
+
+def _translate(exc: Exception, host: str, what: str = "") -> OssctlError:
+    import docker.errors as de
+
+    text = str(exc)
+    low = text.lower()
+    if isinstance(exc, de.ImageNotFound):
+        return NotFoundError(f"image not found on {host}: {what or text}", hint=f"docker pull {what}" if what else None)
+    if isinstance(exc, de.NotFound):
+        return NotFoundError(f"not found on {host}: {what or text}")
+    if "permission denied" in low:
+        return RemoteError(f"permission denied talking to the Docker daemon at {host}",
+                           hint="add yourself to the docker group (`sudo usermod -aG docker $USER`, then log in again) or run as root")
+    if isinstance(exc, de.APIError):
+        if exc.status_code == 409:
+            return ConflictError(f"docker: {exc.explanation or text}")
+        if "port is already allocated" in low or "address already in use" in low:
+            return ConflictError(f"docker: {exc.explanation or text}", hint="another process holds the port; see `ossctl status`")
+        return RemoteError(f"docker: {exc.explanation or text}")
+    if isinstance(exc, (de.DockerException, ConnectionError, OSError)) or "connection" in low:
+        return RemoteError(f"cannot reach the Docker daemon at {host}",
+                           hint="start it (`sudo systemctl start docker`), or point DOCKER_HOST at a running engine")
+    return RemoteError(f"docker: {text}")
+
+
+@contextlib.contextmanager
+def _errors(host: str, what: str = "") -> Iterator[None]:
+    import docker.errors as de
+    import requests
+
+    try:
+        yield
+    except OssctlError:
+        raise
+    except (de.DockerException, requests.exceptions.RequestException, ConnectionError, OSError) as exc:
+        raise _translate(exc, host, what) from None
+
+
+class DockerRuntime:
+    """A connection to one Docker engine."""
+
+    def __init__(self, base_url: str, env: dict[str, str] | None = None, timeout: int = 60):
+        import docker
+
+        self.host = base_url
+        environment = {k: v for k, v in (env or {}).items() if k in ("DOCKER_TLS_VERIFY", "DOCKER_CERT_PATH")}
+        environment["DOCKER_HOST"] = base_url
+        with _errors(base_url):
+            self.client = docker.from_env(environment=environment, timeout=timeout)
+            self.client.ping()
+
+    @property
+    def is_local(self) -> bool:
+        return self.host.startswith("unix://") or self.host.startswith("npipe://")
+
+    # images -------------------------------------------------------------------------
+    def image_info(self, image: str) -> dict[str, Any]:
+        """``{"id": "sha256:...", "digests": [...]}``; :class:`NotFoundError` with the pull
+        command when the image is not present locally (ossctl never pulls by itself)."""
+        try:
+            with _errors(self.host, image):
+                img = self.client.images.get(image)
+        except NotFoundError:
+            raise NotFoundError(f"image {image} is not present on the Docker host {self.host}",
+                                hint=f"docker pull {image}") from None
+        return {"id": img.id, "digests": list(img.attrs.get("RepoDigests") or [])}
+
+    # containers ---------------------------------------------------------------------
+    def run(self, spec: dict[str, Any]) -> str:
+        """Create and start a container from an :mod:`ossctl.serve.llama_server` spec;
+        returns its id. It starts with restart policy "no" so that a crash during the
+        health gate shows its real exit code and log once; :meth:`set_restart` applies the
+        spec's policy once the gate passed."""
+        from docker.types import DeviceRequest, Mount
+
+        mounts = [Mount(m["target"], m["source"], type=m["type"], read_only=m.get("read_only", False))
+                  for m in spec["mounts"]]
+        devices = [DeviceRequest(driver=d["driver"], count=d["count"], device_ids=d["device_ids"] or None,
+                                 capabilities=d["capabilities"]) for d in spec["device_requests"]]
+        ports = {k: tuple(v) for k, v in spec["ports"].items()}
+        with _errors(self.host, spec["image"]):
+            c = self.client.containers.create(
+                spec["image"], command=spec["command"], name=spec["name"], labels=spec["labels"],
+                environment=spec["environment"], mounts=mounts, ports=ports,
+                device_requests=devices or None, restart_policy={"Name": "no"}, detach=True)
+        try:
+            with _errors(self.host, spec["image"]):
+                c.start()
+        except OssctlError:
+            self.remove(c.id)
+            raise
+        return c.id
+
+    def find(self, name_or_id: str) -> dict[str, Any] | None:
+        """The container's state (see :meth:`_describe`), or None when it does not exist."""
+        try:
+            with _errors(self.host):
+                c = self.client.containers.get(name_or_id)
+        except NotFoundError:
+            return None
+        return _describe(c)
+
+    def list(self, labels: dict[str, str]) -> list[dict[str, Any]]:
+        """Containers (running or not) carrying all of ``labels``."""
+        flt = [f"{k}={v}" for k, v in labels.items()]
+        with _errors(self.host):
+            cs = self.client.containers.list(all=True, filters={"label": flt})
+        return [_describe(c) for c in cs]
+
+    def set_restart(self, cid: str, policy: dict[str, Any]) -> None:
+        with _errors(self.host, cid):
+            self.client.containers.get(cid).update(restart_policy=policy)
+
+    def start(self, cid: str) -> None:
+        with _errors(self.host, cid):
+            self.client.containers.get(cid).start()
+
+    def stop(self, cid: str, timeout: int = 10) -> None:
+        with _errors(self.host, cid):
+            self.client.containers.get(cid).stop(timeout=timeout)
+
+    def remove(self, cid: str) -> None:
+        """Force-remove; a container already gone is fine."""
+        try:
+            with _errors(self.host, cid):
+                self.client.containers.get(cid).remove(force=True)
+        except NotFoundError:
+            pass
+
+    def logs(self, cid: str, tail: int = 20) -> str:
+        try:
+            with _errors(self.host, cid):
+                raw = self.client.containers.get(cid).logs(tail=tail)
+        except OssctlError:
+            return ""
+        return raw.decode("utf-8", "replace")
+
+    def host_port_users(self, port: int) -> list[str]:
+        """Names of running containers publishing host ``port``."""
+        with _errors(self.host):
+            cs = self.client.containers.list()
+        out = []
+        for c in cs:
+            for bindings in (c.attrs.get("HostConfig", {}).get("PortBindings") or {}).values():
+                for b in bindings or []:
+                    if str(b.get("HostPort")) == str(port):
+                        out.append(c.name)
+        return out
+
+
+def _describe(c) -> dict[str, Any]:
+    st = c.attrs.get("State", {})
+    started = st.get("StartedAt") or ""
+    return {
+        "id": c.id,
+        "name": c.name,
+        "status": st.get("Status", c.status),  # created / running / restarting / exited / dead
+        "running": bool(st.get("Running")) and not st.get("Restarting"),
+        "restarting": bool(st.get("Restarting")),
+        "restart_count": int(c.attrs.get("RestartCount") or 0),
+        "exit_code": st.get("ExitCode"),
+        "oom_killed": bool(st.get("OOMKilled")),
+        "error": st.get("Error") or "",
+        "started_at": started,
+        "started_ts": _parse_ts(started),
+        "labels": dict(c.labels or {}),
+        "image": (c.attrs.get("Config") or {}).get("Image", ""),
+        "image_id": c.attrs.get("Image", ""),
+    }
+
+
+def _parse_ts(s: str) -> float | None:
+    if not s or s.startswith("0001-"):
+        return None
+    try:
+        # docker gives nanoseconds: trim to microseconds for fromisoformat
+        base, _, frac = s.rstrip("Z").partition(".")
+        frac = (frac + "000000")[:6]
+        return _dt.datetime.fromisoformat(f"{base}.{frac}+00:00").timestamp()
+    except ValueError:
+        return None

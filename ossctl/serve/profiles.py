@@ -1,0 +1,441 @@
+"""Serving profiles: TOML files that say which model, image and llama-server settings to
+deploy.
+
+Search path, first hit wins: ``./profiles`` (the working directory), ``$OSSCTL_HOME/profiles``,
+then the profiles shipped inside the package. ``extends = "other"`` merges another
+profile under this one (top-level keys, and the keys of the ``bench`` table); a profile
+may extend a profile of the same name further down the search path (to tweak a shipped
+one). Validation is strict: unknown keys are errors with a "did you mean", types and ranges
+are checked, and ``extra_args`` must be a list (never a shell string).
+
+The resolved profile is a plain dict (the cross-area contract): every key of
+:data:`DEFAULTS` is present; the optional sampling keys (temperature, top_p, top_k, min_p)
+and ``bench`` only when set.
+"""
+
+from __future__ import annotations
+
+import difflib
+import ipaddress
+import re
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from ossctl.errors import NotFoundError, UsageError
+
+SHIPPED_DIR = Path(__file__).resolve().parent.parent / "profiles"
+NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
+
+# Keys every resolved profile carries, with their defaults (None = required).
+DEFAULTS: dict[str, Any] = {
+    "description": "",
+    "model": None,
+    "image": None,
+    "llama_build": "",
+    "host": "127.0.0.1",
+    "port": 8080,
+    "ctx": None,
+    "n_gpu_layers": 99,
+    "batch": 2048,
+    "ubatch": 512,
+    "parallel": 1,
+    "flash_attn": "auto",
+    "jinja": True,
+    "cache_type_k": "f16",
+    "cache_type_v": "f16",
+    "n_cpu_moe": 0,
+    "gpus": "all",
+    "tensor_split": [],
+    "threads": 0,
+    "extra_args": [],
+    "api_key_file": "",
+    "require_registered": False,
+    "strategy": "auto",
+    "health_timeout": 900,
+    "keep_releases": 3,
+    "restart": "unless-stopped",
+}
+OPTIONAL = ("temperature", "top_p", "top_k", "min_p", "bench")
+ALL_KEYS = ("extends", "name", *DEFAULTS, *OPTIONAL)
+BENCH_KEYS = ("users", "requests", "duration", "max_tokens", "stream", "sla")
+
+FLASH_ATTN = ("on", "off", "auto")
+STRATEGIES = ("auto", "recreate", "blue-green")
+RESTART = ("no", "always", "unless-stopped", "on-failure")
+CACHE_TYPES = ("f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "iq4_nl", "q5_0", "q5_1")
+# llama-server flags ossctl sets itself from the profile: in extra_args they would fight
+# the managed values (or put a secret in argv).
+MANAGED_FLAGS = {
+    "-m", "--model", "--port", "--host", "-c", "--ctx-size", "--api-key", "--api-key-file",
+    "-np", "--parallel", "-ngl", "--gpu-layers", "--n-gpu-layers", "-mu", "--model-url",
+    "-hf", "-hfr", "--hf-repo",
+}
+
+
+def search_path(settings, cwd: Path | None = None) -> list[Path]:
+    """Directories searched for ``NAME.toml``, first hit wins."""
+    cwd = Path.cwd() if cwd is None else Path(cwd)
+    out: list[Path] = []
+    for d in (cwd / "profiles", settings.profiles_dir, SHIPPED_DIR):
+        try:
+            d = d.resolve()
+        except OSError:
+            continue
+        if d not in out:
+            out.append(d)
+    return out
+
+
+def _candidates(settings, name: str, cwd: Path | None) -> list[Path]:
+    return [d / f"{name}.toml" for d in search_path(settings, cwd) if (d / f"{name}.toml").is_file()]
+
+
+def list_profiles(settings, cwd: Path | None = None) -> list[dict[str, Any]]:
+    """Every profile name on the search path: name, path of the winning file, the files it
+    shadows, and its description / model / extends (read raw, not resolved)."""
+    seen: dict[str, dict[str, Any]] = {}
+    for d in search_path(settings, cwd):
+        if not d.is_dir():
+            continue
+        for p in sorted(d.glob("*.toml")):
+            name = p.stem
+            if name in seen:
+                seen[name]["shadows"].append(str(p))
+                continue
+            try:
+                raw = _read(p)
+            except UsageError:
+                raw = {}
+            seen[name] = {"name": name, "path": str(p), "shadows": [], "extends": raw.get("extends"),
+                          "description": raw.get("description", ""), "model": raw.get("model")}
+    return [seen[n] for n in sorted(seen)]
+
+
+def _read(path: Path) -> dict[str, Any]:
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise UsageError(f"profile {path} is not valid TOML: {exc}", hint="fix the file") from None
+    except OSError as exc:
+        raise UsageError(f"cannot read profile {path}: {exc.strerror}") from None
+
+
+def load_raw(settings, name: str, cwd: Path | None = None) -> tuple[dict[str, Any], list[str]]:
+    """The merged (``extends`` applied) but not yet defaulted or validated profile, and the
+    chain of files it came from (this profile first). Raises :class:`NotFoundError` for an
+    unknown name, :class:`UsageError` for a cycle or unreadable file."""
+    if not NAME_RE.match(name or ""):
+        raise UsageError(f"invalid profile name {name!r}",
+                         hint="profile names are lowercase letters, digits, '.', '_' and '-'")
+    chain: list[Path] = []
+    layers: list[dict[str, Any]] = []
+    current, skip = name, None  # skip: a file already used (self-extension goes further down)
+    while True:
+        cands = _candidates(settings, current, cwd)
+        if skip is not None:
+            cands = cands[cands.index(skip) + 1:] if skip in cands else []
+        if not cands:
+            if not chain:
+                known = [p["name"] for p in list_profiles(settings, cwd)]
+                close = difflib.get_close_matches(current, known, n=1)
+                hint = f"did you mean {close[0]!r}? " if close else ""
+                raise NotFoundError(f"unknown profile {current!r}",
+                                    hint=hint + "see `ossctl profile list`; profiles live in ./profiles or $OSSCTL_HOME/profiles")
+            raise UsageError(f"profile {chain[-1]} extends unknown profile {current!r}",
+                             hint="see `ossctl profile list`")
+        path = cands[0]
+        if path in chain:
+            raise UsageError("profile `extends` cycle: " + " -> ".join(str(p) for p in chain + [path]))
+        raw = _read(path)
+        chain.append(path)
+        layers.append(raw)
+        parent = raw.get("extends")
+        if parent is None:
+            break
+        if not isinstance(parent, str) or not parent:
+            raise UsageError(f"{path}: `extends` must be a profile name (a string)")
+        skip = path if parent == current else None
+        current = parent
+    merged: dict[str, Any] = {}
+    for layer in reversed(layers):
+        for k, v in layer.items():
+            if k == "bench" and isinstance(v, dict) and isinstance(merged.get("bench"), dict):
+                merged["bench"] = {**merged["bench"], **v}
+            else:
+                merged[k] = v
+    merged.pop("extends", None)
+    return merged, [str(p) for p in chain]
+
+
+def resolve_profile(settings, name: str, cwd: Path | None = None) -> dict[str, Any]:
+    """The resolved profile (contract shape) for ``name``: ``extends`` applied, defaults
+    filled in, validated. Raises :class:`NotFoundError` (unknown name) or
+    :class:`UsageError` (invalid, naming the file and the rule)."""
+    raw, chain = load_raw(settings, name, cwd)
+    try:
+        return validate(raw, name)
+    except UsageError as exc:
+        raise UsageError(f"profile {name!r} ({chain[0]}): {exc.message}", hint=exc.hint) from None
+
+
+def _unknown(key: str, allowed: tuple[str, ...], where: str) -> UsageError:
+    close = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
+    hint = f"did you mean {close[0]!r}?" if close else "known keys: " + ", ".join(allowed)
+    return UsageError(f"unknown key {key!r}{where}", hint=hint)
+
+
+def _type_name(v: Any) -> str:
+    return {bool: "boolean", int: "integer", float: "float", str: "string", list: "array",
+            dict: "table"}.get(type(v), type(v).__name__)
+
+
+def _int(p: dict, key: str, lo: int | None = None, hi: int | None = None) -> None:
+    v = p[key]
+    if isinstance(v, bool) or not isinstance(v, int):
+        raise UsageError(f"`{key}` must be an integer, got {_type_name(v)} {v!r}")
+    if (lo is not None and v < lo) or (hi is not None and v > hi):
+        rng = f">= {lo}" if hi is None else f"between {lo} and {hi}"
+        raise UsageError(f"`{key}` must be {rng}, got {v}")
+
+
+def _num(p: dict, key: str, lo: float, hi: float | None = None) -> None:
+    v = p[key]
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise UsageError(f"`{key}` must be a number, got {_type_name(v)} {v!r}")
+    if v < lo or (hi is not None and v > hi):
+        rng = f">= {lo}" if hi is None else f"between {lo} and {hi}"
+        raise UsageError(f"`{key}` must be {rng}, got {v}")
+    p[key] = float(v)
+
+
+def _str(p: dict, key: str, choices: tuple[str, ...] | None = None, nonempty: bool = False) -> None:
+    v = p[key]
+    if not isinstance(v, str):
+        raise UsageError(f"`{key}` must be a string, got {_type_name(v)} {v!r}")
+    if choices is not None and v not in choices:
+        raise UsageError(f"`{key}` must be one of {', '.join(choices)}; got {v!r}")
+    if nonempty and not v.strip():
+        raise UsageError(f"`{key}` is required")
+
+
+def _bool(p: dict, key: str) -> None:
+    if not isinstance(p[key], bool):
+        raise UsageError(f"`{key}` must be true or false, got {_type_name(p[key])} {p[key]!r}")
+
+
+def is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+def validate(raw: dict[str, Any], name: str) -> dict[str, Any]:
+    """Fill defaults into a merged profile and check every rule; returns the resolved dict.
+    Pure. Raises :class:`UsageError` naming the first broken rule."""
+    for k in raw:
+        if k not in ALL_KEYS:
+            raise _unknown(k, ALL_KEYS, "")
+    p: dict[str, Any] = {}
+    for k, default in DEFAULTS.items():
+        if k in raw:
+            p[k] = raw[k]
+        elif default is None:
+            raise UsageError(f"`{k}` is required", hint=f"add `{k} = ...` to the profile or a profile it extends")
+        else:
+            p[k] = list(default) if isinstance(default, list) else default
+    for k in OPTIONAL:
+        if k in raw:
+            p[k] = raw[k]
+    p["name"] = name
+
+    for k in ("description", "llama_build", "api_key_file"):
+        _str(p, k)
+    _str(p, "model", nonempty=True)
+    _str(p, "image", nonempty=True)
+    if any(c.isspace() for c in p["image"]):
+        raise UsageError(f"`image` must be an image reference like repo:tag, got {p['image']!r}")
+    _str(p, "host", nonempty=True)
+    try:
+        ipaddress.ip_address(p["host"])
+    except ValueError:
+        raise UsageError(f"`host` must be an IP address to publish the port on (127.0.0.1, 0.0.0.0, ...), got {p['host']!r}") from None
+    _int(p, "port", 1, 65535)
+    _int(p, "ctx", 1)
+    _int(p, "n_gpu_layers", 0, 999)
+    _int(p, "batch", 1)
+    _int(p, "ubatch", 1)
+    if p["ubatch"] > p["batch"]:
+        raise UsageError(f"`ubatch` ({p['ubatch']}) must not exceed `batch` ({p['batch']})")
+    _int(p, "parallel", 1, 256)
+    if p["ctx"] < p["parallel"]:
+        raise UsageError(f"`ctx` ({p['ctx']}) must be at least `parallel` ({p['parallel']})")
+    _str(p, "flash_attn", FLASH_ATTN)
+    _bool(p, "jinja")
+    _str(p, "cache_type_k", CACHE_TYPES)
+    _str(p, "cache_type_v", CACHE_TYPES)
+    _int(p, "n_cpu_moe", 0)
+    _int(p, "threads", 0)
+
+    g = p["gpus"]
+    if isinstance(g, str):
+        if g not in ("all", "none"):
+            raise UsageError(f"`gpus` must be \"all\", \"none\" or a list of GPU ids, got {g!r}")
+    elif isinstance(g, list):
+        if not g or any(isinstance(i, bool) or not isinstance(i, int) or i < 0 for i in g):
+            raise UsageError(f"`gpus` list must hold GPU ids (integers >= 0), got {g!r}")
+        if len(set(g)) != len(g):
+            raise UsageError(f"`gpus` lists a GPU twice: {g!r}")
+    else:
+        raise UsageError(f"`gpus` must be \"all\", \"none\" or a list of GPU ids, got {_type_name(g)}")
+    ts = p["tensor_split"]
+    if not isinstance(ts, list) or any(isinstance(x, bool) or not isinstance(x, (int, float)) or x < 0 for x in ts):
+        raise UsageError(f"`tensor_split` must be a list of non-negative numbers, got {ts!r}")
+    p["tensor_split"] = [float(x) for x in ts]
+    if ts and g == "none":
+        raise UsageError("`tensor_split` needs GPUs, but `gpus` is \"none\"")
+    if ts and isinstance(g, list) and len(ts) != len(g):
+        raise UsageError(f"`tensor_split` has {len(ts)} entries but `gpus` lists {len(g)} GPUs")
+    ea = p["extra_args"]
+    if isinstance(ea, str):
+        raise UsageError("`extra_args` must be a list of strings, not a shell string",
+                         hint=f"write it as {ea.split()!r}")
+    if not isinstance(ea, list) or any(not isinstance(a, str) for a in ea):
+        raise UsageError(f"`extra_args` must be a list of strings, got {ea!r}")
+    for a in ea:
+        flag = a.split("=", 1)[0]
+        if flag in MANAGED_FLAGS:
+            raise UsageError(f"`extra_args` must not set {flag}: ossctl sets it from the profile",
+                             hint="use the matching profile key (model, ctx, port, host, parallel, n_gpu_layers, api_key_file)")
+    _bool(p, "require_registered")
+    _str(p, "strategy", STRATEGIES)
+    _num(p, "health_timeout", 1)
+    if p["health_timeout"] == int(p["health_timeout"]):
+        p["health_timeout"] = int(p["health_timeout"])
+    _int(p, "keep_releases", 1, 100)
+    _str(p, "restart", RESTART)
+    if not is_loopback(p["host"]) and not p["api_key_file"]:
+        raise UsageError(f"`host` {p['host']} is not a loopback address, so `api_key_file` is required",
+                         hint="point api_key_file at a file holding the key (chmod 600), or bind host = \"127.0.0.1\"")
+    if "temperature" in p:
+        _num(p, "temperature", 0.0, 10.0)
+    if "top_p" in p:
+        _num(p, "top_p", 0.0, 1.0)
+    if "min_p" in p:
+        _num(p, "min_p", 0.0, 1.0)
+    if "top_k" in p:
+        _int(p, "top_k", 0)
+    if "bench" in p:
+        p["bench"] = _validate_bench(p["bench"])
+    trained = catalog_context(p)
+    if trained and p["ctx"] > trained:
+        raise UsageError(f"`ctx` {p['ctx']} is above the trained context of {p['model']} ({trained})",
+                         hint=f"set ctx <= {trained}")
+    ordered = {k: p[k] for k in ("name", *DEFAULTS, *OPTIONAL) if k in p}
+    return ordered
+
+
+DURATION_RE = re.compile(r"^\d+(\.\d+)?(ms|s|m|h)$")
+SLA_RE = re.compile(r"^\s*[a-z0-9_]+\s*(<=|>=|<|>)\s*[0-9.]+\s*(ms|s|%)?\s*$")
+
+
+def _validate_bench(b: Any) -> dict[str, Any]:
+    if not isinstance(b, dict):
+        raise UsageError(f"`bench` must be a table, got {_type_name(b)}")
+    for k in b:
+        if k not in BENCH_KEYS:
+            raise _unknown(k, BENCH_KEYS, " in [bench]")
+    b = dict(b)
+    if "users" in b:
+        u = b["users"]
+        if isinstance(u, int) and not isinstance(u, bool):
+            u = b["users"] = [u]
+        if not isinstance(u, list) or not u or any(isinstance(x, bool) or not isinstance(x, int) or x < 1 for x in u):
+            raise UsageError(f"`bench.users` must be a list of positive integers, got {u!r}")
+    if "requests" in b and "duration" in b:
+        raise UsageError("`bench` takes `requests` or `duration`, not both")
+    if "requests" in b:
+        _int(b, "requests", 1)
+    if "duration" in b:
+        if not isinstance(b["duration"], str) or not DURATION_RE.match(b["duration"]):
+            raise UsageError(f"`bench.duration` must look like \"30s\" or \"2m\", got {b['duration']!r}")
+    if "max_tokens" in b:
+        _int(b, "max_tokens", 1)
+    if "stream" in b:
+        _bool(b, "stream")
+    if "sla" in b:
+        if not isinstance(b["sla"], str) or not all(SLA_RE.match(c) for c in b["sla"].split(",")):
+            raise UsageError(f"`bench.sla` must look like \"p95<90s,errors<5%\", got {b['sla']!r}")
+    return b
+
+
+def trained_context(model_dir: Path, first_file: str) -> int | None:
+    """The model's trained context in tokens, from the GGUF metadata of the first part
+    (``<arch>.context_length``); None when unreadable."""
+    from ossctl.artifacts.shards import read_gguf_kv
+
+    try:
+        kv = read_gguf_kv(Path(model_dir) / first_file)
+    except Exception:  # noqa: BLE001 - a broken file is reported by verification, not here
+        return None
+    arch = kv.get("general.architecture")
+    v = kv.get(f"{arch}.context_length") if arch else None
+    return int(v) if isinstance(v, int) else None
+
+
+def check_against_model(profile: dict[str, Any], model_dir: Path, first_file: str) -> int | None:
+    """Rules that need the model: ``ctx`` not above the trained context. Returns the trained
+    context (None when the metadata has none). Raises :class:`UsageError`."""
+    n = trained_context(model_dir, first_file)
+    if n is not None and profile["ctx"] > n:
+        raise UsageError(f"profile {profile['name']!r}: `ctx` {profile['ctx']} is above the model's trained context {n}",
+                         hint=f"set ctx <= {n}")
+    return n
+
+
+def catalog_context(profile: dict[str, Any]) -> int | None:
+    from ossctl import catalog
+
+    entry = catalog.CATALOG.get(profile["model"])
+    return entry.context_length if entry else None
+
+
+def to_toml(profile: dict[str, Any]) -> str:
+    import tomli_w
+
+    doc = {k: v for k, v in profile.items() if k != "name" and v is not None}
+    return f"# profile {profile['name']} (resolved)\n" + tomli_w.dumps(doc)
+
+
+def validate_all(settings, names: list[str] | None = None, cwd: Path | None = None) -> dict[str, Any]:
+    """Validate ``names`` (default: every profile on the search path). Each result: name,
+    ok, path, error, hint, note. When the model is downloaded, ``ctx`` is also checked
+    against its GGUF metadata. Raises :class:`NotFoundError` for an unknown given name."""
+    from ossctl.artifacts.manifest import locate_model_dir, read_manifest
+    from ossctl.errors import OssctlError
+
+    listed = {p["name"]: p["path"] for p in list_profiles(settings, cwd)}
+    if names is None:
+        names = sorted(listed)
+    out = []
+    for n in names:
+        r: dict[str, Any] = {"name": n, "ok": True, "path": listed.get(n), "error": None, "hint": None, "note": None}
+        try:
+            prof = resolve_profile(settings, n, cwd)
+            try:
+                mdir = locate_model_dir(settings, prof["model"])
+                man = read_manifest(mdir)
+            except OssctlError:
+                r["note"] = "model not downloaded: ctx checked against the catalog only"
+            else:
+                trained = check_against_model(prof, mdir, man.first_file)
+                r["note"] = f"ctx {prof['ctx']} <= trained {trained}" if trained else None
+        except NotFoundError:
+            if n not in listed:
+                raise
+            r.update(ok=False, error=f"profile {n!r}: extends an unknown profile")
+        except UsageError as exc:
+            r.update(ok=False, error=exc.message, hint=exc.hint)
+        out.append(r)
+    return {"profiles": out}

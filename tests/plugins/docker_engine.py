@@ -1,0 +1,185 @@
+"""Fixtures for the real Docker engine ($OSSCTL_TEST_DOCKER_HOST) and a real llama-server
+image built locally (no registry is reachable): ``docker import`` of a tiny rootfs holding
+$OSSCTL_TEST_LLAMA_BIN/llama-server at /app/llama-server (the layout of the upstream
+``ghcr.io/ggml-org/llama.cpp:server`` images, entrypoint included) plus the shared
+libraries ``ldd`` lists and the ld-linux loader. Also a tiny 3-part GGUF model with its
+manifest, and a per-test serve environment with a fresh profile on a free port."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import re
+import socket
+import subprocess
+import tarfile
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import require_env
+
+TEST_IMAGE_REPO = "ossctl-test/llama-server"
+TEST_IMAGE = f"{TEST_IMAGE_REPO}:cpu-b0"
+
+
+@pytest.fixture(scope="session")
+def docker_host() -> str:
+    return require_env("OSSCTL_TEST_DOCKER_HOST")
+
+
+@pytest.fixture(scope="session")
+def docker_client(docker_host):
+    import docker
+
+    c = docker.DockerClient(base_url=docker_host, timeout=120)
+    c.ping()
+    yield c
+    c.close()
+
+
+def _ldd(binary: Path) -> list[Path]:
+    out = subprocess.run(["ldd", str(binary)], capture_output=True, text=True, check=True).stdout
+    libs = []
+    for line in out.splitlines():
+        m = re.search(r"(/\S+)\s+\(0x", line)
+        if m:
+            libs.append(Path(m.group(1)))
+    return libs
+
+
+def build_rootfs_tar(llama_server: Path) -> bytes:
+    """A tar of /app/llama-server + its libraries at the paths ldd found them (symlinks
+    dereferenced) + an empty /tmp."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for d in ("tmp", "app"):
+            ti = tarfile.TarInfo(d)
+            ti.type = tarfile.DIRTYPE
+            ti.mode = 0o1777 if d == "tmp" else 0o755
+            tar.addfile(ti)
+        tar.add(str(llama_server), arcname="app/llama-server", recursive=False)
+        for lib in _ldd(llama_server):
+            tar.add(str(lib.resolve()), arcname=str(lib).lstrip("/"), recursive=False)
+    return buf.getvalue()
+
+
+@pytest.fixture(scope="session")
+def llama_image(docker_client) -> str:
+    """Tag of a local image running the CPU llama-server build; rebuilt when the binary
+    changes (its sha256 is a label)."""
+    import docker.errors
+
+    bin_dir = Path(require_env("OSSCTL_TEST_LLAMA_BIN"))
+    server = bin_dir / "llama-server"
+    digest = hashlib.sha256(server.read_bytes()).hexdigest()[:16]
+    try:
+        img = docker_client.images.get(TEST_IMAGE)
+        if (img.labels or {}).get("ossctl.test.binsha") == digest:
+            return TEST_IMAGE
+    except docker.errors.ImageNotFound:
+        pass
+    docker_client.api.import_image_from_data(
+        build_rootfs_tar(server), repository=TEST_IMAGE_REPO, tag="cpu-b0",
+        changes=['ENTRYPOINT ["/app/llama-server"]', f"LABEL ossctl.test.binsha={digest}"])
+    return TEST_IMAGE
+
+
+def make_model_dir(directory: Path, name: str = "tiny", parts: int = 3, repo: str = "ossctl-test/tiny-GGUF") -> Path:
+    """Write the tiny split model and its manifest into ``directory``."""
+    from ossctl.artifacts import hashing
+    from ossctl.artifacts.manifest import FileEntry, build_manifest, write_manifest
+    from tests.support.ggufgen import write_model
+
+    paths = write_model(directory, name, parts=parts)
+    digests = hashing.sha256_files(paths)
+    entries = [FileEntry(p.name, p.stat().st_size, d, p.stat().st_mtime_ns) for p, d in zip(paths, digests)]
+    write_manifest(directory, build_manifest(repo, "0" * 40, directory, entries, {"split.count": parts}))
+    return directory
+
+
+@pytest.fixture(scope="session")
+def serve_model(tmp_path_factory) -> Path:
+    """The tiny 3-part model (with manifest) the serve tests deploy."""
+    return make_model_dir(tmp_path_factory.mktemp("serve-models") / "tiny")
+
+
+def free_port_pair() -> int:
+    """A port P with P and P + 1 both free on 127.0.0.1 (blue-green uses both)."""
+    for _ in range(50):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            p = s.getsockname()[1]
+        if p >= 65535:
+            continue
+        with socket.socket() as s2:
+            try:
+                s2.bind(("127.0.0.1", p + 1))
+            except OSError:
+                continue
+        return p
+    raise RuntimeError("no free port pair")
+
+
+@dataclass
+class ServeEnv:
+    home: Path
+    docker_host: str
+    image: str
+    model_dir: Path
+    client: object
+    profile: str
+    port: int
+    names: list[str] = field(default_factory=list)
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {"DOCKER_HOST": self.docker_host}
+
+    def write_profile(self, name: str | None = None, **over) -> str:
+        """Write ``$OSSCTL_HOME/profiles/NAME.toml`` extending the shipped cpu profile with
+        the test image, the tiny model, ctx 512 and this test's port; ``over`` adds keys."""
+        import tomli_w
+
+        name = name or self.profile
+        doc = {"extends": "cpu", "image": self.image, "model": str(self.model_dir), "ctx": 512,
+               "port": self.port, "health_timeout": 60, "strategy": "recreate", "batch": 64, "ubatch": 64}
+        doc.update(over)
+        d = self.home / "profiles"
+        d.mkdir(parents=True, exist_ok=True)
+        (d / f"{name}.toml").write_text(tomli_w.dumps(doc))
+        if name not in self.names:
+            self.names.append(name)
+        return name
+
+    def containers(self, name: str | None = None):
+        return self.client.containers.list(all=True, filters={"label": [f"ossctl.profile={name or self.profile}"]})
+
+
+@pytest.fixture
+def serve_env(home, docker_host, docker_client, llama_image, serve_model):
+    env = ServeEnv(home, docker_host, llama_image, serve_model, docker_client,
+                   "t" + uuid.uuid4().hex[:8], free_port_pair())
+    env.write_profile()
+    yield env
+    for n in env.names:
+        for c in env.containers(n):
+            try:
+                c.remove(force=True)
+            except Exception:  # noqa: BLE001 - best-effort cleanup
+                pass
+
+
+def answer(endpoint: str, prompt: str = "hello", max_tokens: int = 3) -> dict:
+    """A real chat completion against ``endpoint`` (fails the test on any error)."""
+    import httpx
+
+    r = httpx.post(endpoint + "/v1/chat/completions", trust_env=False, timeout=30,
+                   json={"messages": [{"role": "user", "content": prompt}], "max_tokens": max_tokens})
+    r.raise_for_status()
+    return r.json()
+
+
+__all__ = ["ServeEnv", "answer", "build_rootfs_tar", "free_port_pair", "make_model_dir", "TEST_IMAGE"]

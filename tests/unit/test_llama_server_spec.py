@@ -1,0 +1,124 @@
+"""Exact-value tests of the pure container-spec builder, and of release bookkeeping."""
+
+from __future__ import annotations
+
+import os
+from types import SimpleNamespace
+
+import pytest
+
+from ossctl.errors import ConflictError
+from ossctl.serve import llama_server as L
+from ossctl.serve import releases
+from ossctl.serve.profiles import validate
+
+MAN = SimpleNamespace(first_file="m-00001-of-00003.gguf", model_id="0x" + "ab" * 32, composite_sha256="cd" * 32,
+                      repo="ggml-org/gpt-oss-120b-GGUF", revision="f" * 40)
+
+
+def prof(**over):
+    raw = {"model": "120b", "image": "ghcr.io/ggml-org/llama.cpp:server-cuda-b6100", "ctx": 131072}
+    raw.update(over)
+    return validate(raw, "prod")
+
+
+def test_default_gpu_spec_exact():
+    spec = L.build_spec(prof(flash_attn="on"), MAN, "/data/m", "r0007", 8080)
+    assert spec == {
+        "name": "ossctl-prod-r0007",
+        "image": "ghcr.io/ggml-org/llama.cpp:server-cuda-b6100",
+        "command": ["-m", "/models/m-00001-of-00003.gguf", "-c", "131072", "-ngl", "99", "-b", "2048",
+                    "-ub", "512", "-fa", "on", "--jinja", "-np", "1", "--host", "0.0.0.0", "--port", "8080"],
+        "environment": {},
+        "mounts": [{"type": "bind", "source": "/data/m", "target": "/models", "read_only": True}],
+        "ports": {"8080/tcp": ["127.0.0.1", 8080]},
+        "device_requests": [{"driver": "nvidia", "count": -1, "device_ids": [], "capabilities": [["gpu"]]}],
+        "restart_policy": {"Name": "unless-stopped"},
+        "labels": {
+            "ossctl.managed": "1", "ossctl.release": "r0007", "ossctl.profile": "prod",
+            "ossctl.model_id": "0x" + "ab" * 32, "ossctl.composite_sha256": "cd" * 32,
+            "ossctl.model_repo": "ggml-org/gpt-oss-120b-GGUF", "ossctl.model_revision": "f" * 40,
+            "ossctl.ctx": "131072", "ossctl.port": "8080",
+        },
+        "api_key_file": None,
+    }
+
+
+def test_cpu_spec_blue_green_port_and_no_devices():
+    p = prof(gpus="none", n_gpu_layers=0, ctx=512, port=9000, flash_attn="off", jinja=False, restart="no")
+    spec = L.build_spec(p, MAN, "/m", "r0001", 9001)
+    assert spec["device_requests"] == []
+    assert spec["ports"] == {"9000/tcp": ["127.0.0.1", 9001]}  # listens on 9000 inside, published on 9001
+    assert spec["command"] == ["-m", "/models/m-00001-of-00003.gguf", "-c", "512", "-ngl", "0", "-b", "2048",
+                               "-ub", "512", "-fa", "off", "--no-jinja", "-np", "1", "--host", "0.0.0.0",
+                               "--port", "9000"]
+    assert spec["restart_policy"] == {"Name": "no"}
+    assert spec["labels"]["ossctl.port"] == "9001"
+
+
+def test_listed_gpus_tensor_split_sampling_and_extras():
+    p = prof(gpus=[0, 2], tensor_split=[3, 1], n_cpu_moe=4, threads=8, cache_type_k="q8_0", cache_type_v="q8_0",
+             parallel=4, temperature=1.0, top_p=0.95, top_k=0, min_p=0.05, extra_args=["--metrics", "--no-webui"])
+    spec = L.build_spec(p, MAN, "/m", "r0002", 8080)
+    assert spec["device_requests"] == [{"driver": "nvidia", "count": 0, "device_ids": ["0", "2"],
+                                        "capabilities": [["gpu"]]}]
+    assert spec["command"][12:] == ["--jinja", "-np", "4", "-ctk", "q8_0", "-ctv", "q8_0", "--n-cpu-moe", "4",
+                                    "-ts", "3,1", "-t", "8", "--temp", "1", "--top-p", "0.95", "--min-p", "0.05",
+                                    "--top-k", "0", "--host", "0.0.0.0", "--port", "8080", "--metrics", "--no-webui"]
+
+
+def test_api_key_is_a_mounted_file_never_argv_or_env(tmp_path):
+    keyfile = tmp_path / "key"
+    keyfile.write_text("s3cret-key-value\n")
+    p = prof(host="0.0.0.0", api_key_file=str(keyfile))
+    spec = L.build_spec(p, MAN, "/m", "r0003", 8080)
+    assert spec["mounts"][1] == {"type": "bind", "source": str(keyfile), "target": "/run/secrets/ossctl-api-key",
+                                 "read_only": True}
+    assert spec["command"][-6:] == ["--api-key-file", "/run/secrets/ossctl-api-key", "--host", "0.0.0.0",
+                                    "--port", "8080"]
+    assert spec["ports"] == {"8080/tcp": ["0.0.0.0", 8080]}
+    text = repr(spec) + L.docker_run_line(spec)
+    assert "s3cret" not in text and spec["environment"] == {}
+
+
+def test_docker_run_line_exact():
+    p = prof(gpus=[1], ctx=4096, model="20b")
+    spec = L.build_spec(p, MAN, "/data/my models", "r0001", 8080)
+    assert L.docker_run_line(spec) == (
+        "docker run -d --name ossctl-prod-r0001 --restart unless-stopped -p 127.0.0.1:8080:8080 "
+        "--mount 'type=bind,source=/data/my models,target=/models,readonly' --gpus '\"device=1\"' "
+        "--label ossctl.managed=1 --label ossctl.release=r0001 --label ossctl.profile=prod "
+        f"--label ossctl.model_id=0x{'ab' * 32} --label ossctl.composite_sha256={'cd' * 32} "
+        "--label ossctl.model_repo=ggml-org/gpt-oss-120b-GGUF "
+        f"--label ossctl.model_revision={'f' * 40} --label ossctl.ctx=4096 --label ossctl.port=8080 "
+        "ghcr.io/ggml-org/llama.cpp:server-cuda-b6100 -m /models/m-00001-of-00003.gguf -c 4096 -ngl 99 "
+        "-b 2048 -ub 512 -fa auto --jinja -np 1 --host 0.0.0.0 --port 8080")
+
+
+def test_next_id_counts_history_and_labels():
+    doc = {"profiles": {}}
+    assert releases.next_id(doc, "p") == "r0001"
+    releases.upsert(doc, "p", {"id": "r0003", "profile": "p"})
+    assert releases.next_id(doc, "p") == "r0004"
+    assert releases.next_id(doc, "p", ["r0009", "junk", ""]) == "r0010"
+
+
+def test_host_slug_distinct_and_safe():
+    a = releases.host_slug("unix:///var/run/docker.sock")
+    b = releases.host_slug("ssh://gpu-box-2")
+    assert a != b and "/" not in a + b and ":" not in a + b
+
+
+def test_lock_is_exclusive(home):
+    from ossctl.settings import load_settings
+
+    s = load_settings()
+    with releases.deploy_lock(s, "unix:///x"):
+        with pytest.raises(ConflictError) as ei:
+            with releases.deploy_lock(s, "unix:///x"):
+                pass
+        assert f"pid {os.getpid()}" in ei.value.message
+        with releases.deploy_lock(s, "unix:///other"):  # another Docker host is independent
+            pass
+    with releases.deploy_lock(s, "unix:///x"):  # released
+        pass
