@@ -89,7 +89,7 @@ _SCALAR = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?
 _STRING, _ARRAY = 8, 9
 
 
-class _Reader:
+class GGUFValueReader:
     def __init__(self, fh: BinaryIO):
         self.fh = fh
 
@@ -146,7 +146,7 @@ def read_gguf_kv(path: Path, keys: set[str] | None = None) -> dict[str, Any]:
     Raises :class:`IntegrityError` when the file is not GGUF or its header is truncated."""
     try:
         with open(path, "rb") as fh:
-            r = _Reader(fh)
+            r = GGUFValueReader(fh)
             if r.read(4) != GGUF_MAGIC:
                 raise IntegrityError(f"{path.name} is not a GGUF file (bad magic)",
                                      hint="the file is corrupt or not a model; delete it and re-run `ossctl download`")
