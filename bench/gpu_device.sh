@@ -18,12 +18,12 @@ SUMMARY="$OUT/summary.txt"
 run() {  # run NAME ARGS...: ossctl ARGS > NAME.out, NAME.err; rc and output into the summary
   local name=$1; shift
   local t0 t1 rc
-  t0=$(date +%s.%N)
+  t0=$(date +%s%N)
   "${OSSCTL[@]}" "$@" >"$OUT/$name.out" 2>"$OUT/$name.err"
   rc=$?
-  t1=$(date +%s.%N)
+  t1=$(date +%s%N)
   {
-    printf '\n== %s: ossctl %s  (rc=%s, %.2fs)\n' "$name" "$*" "$rc" "$(echo "$t1 - $t0" | bc)"
+    printf '\n== %s: ossctl %s  (rc=%s, %.2fs)\n' "$name" "$*" "$rc" "$(( (t1 - t0) / 1000000 ))e-3"
     cat "$OUT/$name.out"
     [ -s "$OUT/$name.err" ] && sed 's/^/[stderr] /' "$OUT/$name.err"
   } >>"$SUMMARY"
