@@ -67,8 +67,10 @@ def _xdg(env: Mapping[str, str], var: str, fallback: str) -> Path:
     return Path(base)
 
 
-def load_settings(env: Mapping[str, str] | None = None, home: str | Path | None = None) -> Settings:
+def load_settings(env: Mapping[str, str] | None = None, home: str | Path | None = None,
+                  ignore_config: bool = False) -> Settings:
     """Build settings from ``env`` (default ``os.environ``) and an optional ``--home``.
+    ``ignore_config`` skips reading the config file (its path is still resolved).
 
     Raises :class:`UsageError` when the config file exists but is not valid TOML.
     """
@@ -88,7 +90,7 @@ def load_settings(env: Mapping[str, str] | None = None, home: str | Path | None 
         config_path = _xdg(env, "XDG_CONFIG_HOME", ".config") / "ossctl" / "config.toml"
 
     config: dict[str, Any] = {}
-    if config_path.exists():
+    if config_path.exists() and not ignore_config:
         try:
             config = tomllib.loads(config_path.read_text(encoding="utf-8"))
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:

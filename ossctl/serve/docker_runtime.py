@@ -164,6 +164,33 @@ class DockerRuntime:
             return ""
         return raw.decode("utf-8", "replace")
 
+    # engine -------------------------------------------------------------------------
+    def engine_info(self) -> dict[str, Any]:
+        """``{"version", "runtimes": [...], "cdi_spec_dirs": [...]}`` of the engine (for
+        doctor: NVIDIA support is the ``nvidia`` runtime or a CDI spec)."""
+        with _errors(self.host):
+            ver = self.client.version()
+            info = self.client.info()
+        return {"version": ver.get("Version", "?"), "api_version": ver.get("ApiVersion"),
+                "runtimes": sorted((info.get("Runtimes") or {}).keys()),
+                "cdi_spec_dirs": list(info.get("CDISpecDirs") or [])}
+
+    def run_once(self, image: str, args: list[str], timeout: float = 60) -> tuple[int, str]:
+        """Run ``image`` with ``args`` (its entrypoint kept), no network, and return
+        (exit code, stdout + stderr). The container is always removed."""
+        with _errors(self.host, image):
+            c = self.client.containers.create(image, command=args, network_disabled=True,
+                                              labels={"ossctl.probe": "1"})
+        try:
+            with _errors(self.host, image):
+                c.start()
+                res = c.wait(timeout=timeout)
+                out = c.logs(stdout=True, stderr=True).decode("utf-8", "replace")
+            return int(res.get("StatusCode", -1)), out
+        finally:
+            with contextlib.suppress(Exception):
+                c.remove(force=True)
+
     def host_port_users(self, port: int) -> list[str]:
         """Names of running containers publishing host ``port``."""
         with _errors(self.host):

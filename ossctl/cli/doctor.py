@@ -1,0 +1,44 @@
+"""``ossctl doctor``."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import typer
+
+from ossctl.cli import output
+from ossctl.cli.app import app
+
+
+@app.command("doctor")
+def doctor_cmd(
+    ctx: typer.Context,
+    profile: Optional[str] = typer.Option(None, "--profile", "-p", help="Also check what deploying this profile needs."),
+) -> None:
+    """Check the environment: Docker, GPUs, disk, profile, model, image build and flags, chain, port."""
+    from ossctl import doctor
+
+    from ossctl.errors import OssctlError
+    from ossctl.settings import load_settings
+
+    st = output.state(ctx)
+    try:
+        settings = st.settings
+    except OssctlError:
+        # a broken config file is what doctor reports, not a reason to stop: the other
+        # checks run on defaults + environment, the config check shows the error
+        settings = load_settings(home=st.home, ignore_config=True)
+    checks = doctor.run(settings, profile)
+    failed = [c for c in checks if c.status == doctor.FAIL]
+    data = {"ok": not failed, "checks": [c.public() for c in checks]}
+
+    def human() -> str:
+        rows = [[c.status, c.name, c.detail + (f"\n{'':>6}fix: {c.fix}" if c.fix and c.status != doctor.PASS else "")]
+                for c in checks]
+        lines = [f"{s:<4}  {n:<16}  {d}" for s, n, d in rows]
+        summary = f"\n{len(failed)} check(s) failed" if failed else "\nall checks passed"
+        return "\n".join(lines) + summary
+
+    output.emit(st, data, human)
+    if failed:
+        raise typer.Exit(1)

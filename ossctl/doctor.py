@@ -1,0 +1,414 @@
+"""``ossctl doctor``: environment checks, each PASS / WARN / FAIL (or SKIP when it does
+not apply) with a one-line fix. The library never prints; the CLI renders the rows.
+
+Every check is isolated: an error in one (an SDK missing, a daemon down) becomes that
+check's FAIL or WARN and never hides the others.
+"""
+
+from __future__ import annotations
+
+import platform
+import re
+import shutil
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from ossctl import __version__
+from ossctl.errors import OssctlError
+from ossctl.units import human_size
+
+PASS, WARN, FAIL, SKIP = "PASS", "WARN", "FAIL", "SKIP"
+
+
+@dataclass
+class Check:
+    name: str
+    status: str
+    detail: str
+    fix: str = ""
+
+    def public(self) -> dict[str, str]:
+        return asdict(self)
+
+
+@dataclass
+class Context:
+    """What earlier checks learned, for later ones (one Docker connection, one parse)."""
+
+    settings: Any
+    profile_name: str | None
+    profile: dict[str, Any] | None = None
+    model_dir: Path | None = None
+    manifest: Any = None
+    runtime: Any = None
+    image_present: bool = False
+    image_output: dict[str, tuple[int, str]] | None = None
+
+
+# ------------------------------------------------------------------ pure parsers
+
+_BUILD_RES = (re.compile(r"version:\s*(\d+)\s*\(", re.I), re.compile(r"\(build\s+(\d+)", re.I),
+              re.compile(r"\bb(\d{3,})\b"))
+
+
+def parse_build(version_output: str) -> int | None:
+    """The llama.cpp build number from ``llama-server --version`` output:
+    ``version: 6100 (abc1234)`` or ``version: 0.5.0-dev (build 1, commit ...)``."""
+    for rx in _BUILD_RES:
+        m = rx.search(version_output)
+        if m:
+            return int(m.group(1))
+    return None
+
+
+def parse_pin(pin: str) -> int | None:
+    m = re.fullmatch(r"b?(\d+)", (pin or "").strip())
+    return int(m.group(1)) if m else None
+
+
+def parse_help_flags(help_text: str) -> dict[str, bool]:
+    """Flags listed by ``llama-server --help`` → whether each takes a value."""
+    flags: dict[str, bool] = {}
+    for line in help_text.splitlines():
+        s = line.strip()
+        if not s.startswith("-"):
+            continue
+        # "-m,    --model FNAME      description": join the aliases, then cut at the gap
+        column = re.split(r"\s{2,}", re.sub(r",\s+", ", ", s), maxsplit=1)[0]
+        names, takes_value = [], False
+        for piece in column.split(","):
+            toks = piece.split()
+            if toks and toks[0].startswith("-") and not re.fullmatch(r"-\d.*", toks[0]):
+                names.append(toks[0])
+                takes_value = takes_value or len(toks) > 1
+        for n in names:
+            flags[n] = takes_value
+    return flags
+
+
+def check_flags(argv: list[str], known: dict[str, bool]) -> list[str]:
+    """Problems with ``argv`` against a build's flags: unknown flags, values given to
+    flags that take none."""
+    problems = []
+    i = 0
+    while i < len(argv):
+        tok = argv[i]
+        if tok.startswith("-") and not re.fullmatch(r"-\d+(\.\d+)?", tok):
+            flag = tok.split("=", 1)[0]
+            has_value = "=" in tok or (i + 1 < len(argv) and not (argv[i + 1].startswith("-")
+                                                                     and not re.fullmatch(r"-\d+(\.\d+)?", argv[i + 1])))
+            if flag not in known:
+                problems.append(f"{flag} is unknown to this build")
+            elif has_value and not known[flag] and "=" not in tok:
+                problems.append(f"{flag} takes no value in this build (got {argv[i + 1]!r})")
+            if has_value and "=" not in tok and known.get(flag, True):
+                i += 1
+        i += 1
+    return problems
+
+
+# ------------------------------------------------------------------ checks
+
+def _ossctl(ctx: Context) -> Check:
+    return Check("ossctl", PASS, f"ossctl {__version__}, Python {platform.python_version()}")
+
+
+def _config(ctx: Context) -> Check:
+    from ossctl.settings import load_settings
+
+    path = ctx.settings.config_path
+    try:
+        load_settings(ctx.settings.env, home=ctx.settings.home)
+    except OssctlError as exc:
+        return Check("config", FAIL, exc.message, exc.hint or "")
+    if path.exists():
+        return Check("config", PASS, f"{path} parses")
+    return Check("config", PASS, f"no config file at {path}; defaults and environment apply")
+
+
+def _profile(ctx: Context) -> Check:
+    if not ctx.profile_name:
+        return Check("profile", SKIP, "no --profile given", "pass --profile NAME to check a deployment")
+    from ossctl.artifacts.manifest import locate_model_dir
+    from ossctl.serve import profiles
+
+    try:
+        ctx.profile = profiles.resolve_profile(ctx.settings, ctx.profile_name)
+    except OssctlError as exc:
+        return Check("profile", FAIL, exc.message, exc.hint or f"fix the profile, then `ossctl profile validate {ctx.profile_name}`")
+    try:
+        ctx.model_dir = locate_model_dir(ctx.settings, str(ctx.profile["model"]))
+    except OssctlError:
+        ctx.model_dir = None
+    return Check("profile", PASS, f"{ctx.profile_name} validates (model {ctx.profile['model']}, ctx {ctx.profile['ctx']})")
+
+
+def _wants_gpu(ctx: Context) -> bool:
+    return bool(ctx.profile) and ctx.profile.get("gpus", "all") != "none"
+
+
+def _docker(ctx: Context) -> Check:
+    from ossctl.serve.docker_runtime import DockerRuntime, docker_host
+
+    host = docker_host(ctx.settings)
+    try:
+        ctx.runtime = DockerRuntime(host, dict(ctx.settings.env), timeout=15)
+        info = ctx.runtime.engine_info()
+    except OssctlError as exc:
+        status = FAIL if ctx.profile else WARN
+        return Check("docker", status, exc.message, exc.hint or "start the Docker engine")
+    return Check("docker", PASS, f"Docker {info.get('version', '?')} at {host}")
+
+
+def _nvidia_runtime(ctx: Context) -> Check:
+    if not _wants_gpu(ctx):
+        return Check("nvidia-container", SKIP, "the profile asks for no GPU" if ctx.profile else "no profile")
+    if ctx.runtime is None:
+        return Check("nvidia-container", SKIP, "Docker is not reachable")
+    info = ctx.runtime.engine_info()
+    if "nvidia" in info.get("runtimes", []):
+        return Check("nvidia-container", PASS, "the nvidia runtime is registered with Docker")
+    cdi = [d for d in info.get("cdi_spec_dirs", []) if ctx.runtime.is_local and _has_nvidia_cdi(Path(d))]
+    if cdi:
+        return Check("nvidia-container", PASS, f"NVIDIA CDI spec found in {cdi[0]}")
+    return Check("nvidia-container", FAIL, "Docker has no nvidia runtime and no NVIDIA CDI spec",
+                 "install nvidia-container-toolkit, then `nvidia-ctk runtime configure --runtime=docker` "
+                 "and restart Docker")
+
+
+def _has_nvidia_cdi(d: Path) -> bool:
+    try:
+        return any("nvidia" in p.read_text(errors="replace") for p in d.glob("*.y*ml"))
+    except OSError:
+        return False
+
+
+def _gpu(ctx: Context) -> Check:
+    from ossctl.gpu import nvml
+
+    be = nvml.open_backend(ctx.settings.env)
+    try:
+        be.init()
+    except OssctlError as exc:
+        status = FAIL if _wants_gpu(ctx) else WARN
+        return Check("gpu", status, exc.message,
+                     exc.hint or "install the NVIDIA driver, or use a CPU profile")
+    try:
+        snap = nvml.snapshot(be)
+    except OssctlError as exc:
+        return Check("gpu", FAIL if _wants_gpu(ctx) else WARN, exc.message, exc.hint or "")
+    finally:
+        be.shutdown()
+    if not snap.devices:
+        return Check("gpu", FAIL if _wants_gpu(ctx) else WARN, "the driver sees no GPU", "check `nvidia-smi`")
+    parts = [f"{d.index}: {d.name} free {human_size(d.memory_free)}" for d in snap.devices]
+    failing = [d for d in snap.devices if d.error]
+    status = WARN if failing else PASS
+    return Check("gpu", status, f"driver {snap.driver_version}, {len(snap.devices)} GPU(s): " + "; ".join(parts),
+                 f"GPU {failing[0].index} reports an error: {failing[0].error}" if failing else "")
+
+
+def _vram(ctx: Context) -> Check:
+    if not ctx.profile:
+        return Check("vram", SKIP, "no profile")
+    from ossctl.gpu.preflight import check_vram
+
+    res = check_vram(ctx.settings, ctx.profile, ctx.model_dir)
+    first = res.message.splitlines()[0]
+    if res.status == "pass":
+        return Check("vram", PASS, first)
+    if res.status == "fail":
+        tip = next((l[5:] for l in res.message.splitlines() if l.startswith("try: ")), "")
+        return Check("vram", FAIL, " ".join(res.message.splitlines()[:2]), tip)
+    return Check("vram", SKIP if ctx.profile.get("gpus") == "none" else WARN, first)
+
+
+def _disk(ctx: Context) -> Check:
+    from ossctl import catalog
+
+    models = ctx.settings.models_dir
+    probe = next((p for p in [models, *models.parents] if p.exists()), Path("/"))
+    free = shutil.disk_usage(probe).free
+    if not ctx.profile:
+        return Check("disk", PASS, f"{human_size(free)} free for models in {models}")
+    if ctx.model_dir and (ctx.model_dir / "manifest.toml").exists():
+        return Check("disk", PASS, f"model already on disk; {human_size(free)} free in {models}")
+    try:
+        need = catalog.resolve(str(ctx.profile["model"])).approx_size
+    except OssctlError:
+        need = 0
+    if not need:
+        return Check("disk", WARN, f"{human_size(free)} free; the model's size is unknown until it is resolved on the hub")
+    if free < need:
+        return Check("disk", FAIL, f"{human_size(free)} free in {models}, the model needs about {human_size(need)}",
+                     "free space, or set OSSCTL_MODELS_DIR / --home to a larger disk")
+    if free < need * 1.1:
+        return Check("disk", WARN, f"{human_size(free)} free, the model needs about {human_size(need)}: little headroom")
+    return Check("disk", PASS, f"{human_size(free)} free, the model needs about {human_size(need)}")
+
+
+def _model(ctx: Context) -> Check:
+    if not ctx.profile:
+        return Check("model", SKIP, "no profile")
+    from ossctl.artifacts.manifest import require_verified
+
+    model = ctx.profile["model"]
+    if ctx.model_dir is None or not (ctx.model_dir / "manifest.toml").exists():
+        return Check("model", FAIL, f"model {model} is not downloaded", f"ossctl download {model}")
+    try:
+        ctx.manifest = require_verified(ctx.model_dir)
+    except OssctlError as exc:
+        return Check("model", FAIL, exc.message, exc.hint or f"ossctl download {model}")
+    return Check("model", PASS, f"{len(ctx.manifest.files)} file(s) verify against the manifest (size + mtime); "
+                                f"composite {ctx.manifest.composite_sha256[:16]}…")
+
+
+def _image(ctx: Context) -> Check:
+    if not ctx.profile:
+        return Check("image", SKIP, "no profile")
+    if ctx.runtime is None:
+        return Check("image", SKIP, "Docker is not reachable")
+    image = ctx.profile["image"]
+    try:
+        info = ctx.runtime.image_info(image)
+    except OssctlError as exc:
+        return Check("image", FAIL, exc.message, exc.hint or f"docker pull {image}")
+    ctx.image_present = True
+    return Check("image", PASS, f"{image} present ({info['id'][:19]})")
+
+
+def _image_run(ctx: Context, arg: str) -> tuple[int, str]:
+    ctx.image_output = ctx.image_output or {}
+    if arg not in ctx.image_output:
+        ctx.image_output[arg] = ctx.runtime.run_once(ctx.profile["image"], [arg])
+    return ctx.image_output[arg]
+
+
+def _build(ctx: Context) -> Check:
+    if not ctx.profile or not ctx.image_present:
+        return Check("llama-build", SKIP, "no profile" if not ctx.profile else "image not present")
+    try:
+        code, out = _image_run(ctx, "--version")
+    except OssctlError as exc:
+        return Check("llama-build", FAIL, exc.message, exc.hint or "")
+    build = parse_build(out)
+    if build is None:
+        return Check("llama-build", FAIL, f"`llama-server --version` in {ctx.profile['image']} printed no build number",
+                     "is the image a llama.cpp server image?")
+    pin = ctx.profile.get("llama_build") or ""
+    if not pin:
+        return Check("llama-build", WARN, f"image has llama.cpp build {build}; the profile pins none",
+                     f'set llama_build = "b{build}" in the profile to catch image drift')
+    want = parse_pin(pin)
+    if want != build:
+        return Check("llama-build", FAIL, f"image has llama.cpp build {build}, the profile pins {pin}",
+                     f"use the image tagged for {pin}, or set llama_build = \"b{build}\" after checking its flags")
+    return Check("llama-build", PASS, f"build {build} matches the pin {pin}")
+
+
+def _flags(ctx: Context) -> Check:
+    if not ctx.profile or not ctx.image_present:
+        return Check("flags", SKIP, "no profile" if not ctx.profile else "image not present")
+    from ossctl.serve.llama_server import llama_args
+    from ossctl.serve.profiles import is_loopback
+
+    try:
+        code, out = _image_run(ctx, "--help")
+    except OssctlError as exc:
+        return Check("flags", FAIL, exc.message, exc.hint or "")
+    known = parse_help_flags(out)
+    if not known:
+        return Check("flags", FAIL, "`llama-server --help` in the image listed no flags", "is it a llama.cpp server image?")
+    first = ctx.manifest.first_file if ctx.manifest else "model.gguf"
+    argv = llama_args(ctx.profile, first, 8080, api_key=not is_loopback(ctx.profile["host"]))
+    problems = check_flags(argv, known)
+    if problems:
+        return Check("flags", FAIL, "; ".join(problems),
+                     "change the profile (or its extra_args) to the spelling this build's --help shows")
+    n = sum(1 for a in argv if a.startswith("-"))
+    return Check("flags", PASS, f"all {n} flags the profile passes exist in this build")
+
+
+def _chain(ctx: Context) -> Check:
+    rpc = ctx.settings.value("registry.rpc_url", "OSSCTL_RPC_URL")
+    if not rpc:
+        status = FAIL if ctx.profile and ctx.profile.get("require_registered") else SKIP
+        return Check("chain", status, "no RPC URL configured",
+                     "set OSSCTL_RPC_URL or [registry] rpc_url" if status == FAIL else "")
+    from ossctl.registry import client
+
+    try:
+        conn = client.connect(rpc, ctx.settings.value("registry.address", "OSSCTL_REGISTRY_ADDRESS"),
+                              ctx.settings.value("registry.chain_id", "OSSCTL_CHAIN_ID"))
+        cid = conn.chain_id()
+        if not conn.registry:
+            return Check("chain", WARN, f"RPC reachable (chain {cid}); no registry address configured",
+                         "set OSSCTL_REGISTRY_ADDRESS or [registry] address")
+        conn.call("owner")  # proves there is a ModelRegistry at the address
+        if ctx.manifest is None:
+            return Check("chain", PASS, f"chain {cid}, ModelRegistry at {conn.registry}")
+        st = client.status(conn, ctx.manifest.model_id, ctx.manifest.composite_sha256,
+                           ctx.manifest.repo, ctx.manifest.first_file)
+    except OssctlError as exc:
+        return Check("chain", FAIL, exc.message, exc.hint or "")
+    if st["hash"] == "match" and st["active"]:
+        return Check("chain", PASS, f"chain {cid}: model registered with the same composite hash")
+    if st["hash"] == "mismatch":
+        return Check("chain", FAIL, f"chain {cid}: on-chain hash {st['onchain_sha256'][:16]}… differs from the local composite",
+                     "the files differ from what was registered; `ossctl registry status` for details")
+    must = bool(ctx.profile and ctx.profile.get("require_registered"))
+    what = "not registered" if st["hash"] == "not-registered" else "registered but deactivated"
+    return Check("chain", FAIL if must else WARN, f"chain {cid}: model {what}",
+                 f"ossctl register {ctx.model_dir}" if st["hash"] == "not-registered" else "ossctl registry reactivate ID")
+
+
+def _port(ctx: Context) -> Check:
+    if not ctx.profile:
+        return Check("port", SKIP, "no profile")
+    from ossctl.serve.releases import current_release
+    from ossctl.serve.rollout import _port_free_locally
+
+    host, port = ctx.profile["host"], int(ctx.profile["port"])
+    users = []
+    if ctx.runtime is not None:
+        try:
+            users = ctx.runtime.host_port_users(port)
+        except OssctlError:
+            users = []
+    try:
+        rec = current_release(ctx.settings, ctx.profile_name)
+    except OssctlError:
+        rec = None
+    ours = rec and rec.get("container_name") in users if rec else False
+    if rec and (ours or str(rec.get("endpoint", "")).endswith(f":{port}")) and not _port_free_locally(host, port):
+        return Check("port", PASS, f"{host}:{port} is held by the current ossctl release {rec.get('id')}")
+    if users:
+        return Check("port", FAIL, f"{host}:{port} is published by container {users[0]}",
+                     "stop that container, or set another `port` in the profile")
+    if not _port_free_locally(host, port):
+        return Check("port", FAIL, f"{host}:{port} is in use by another process",
+                     f"free it (`ss -ltnp 'sport = :{port}'`), or set another `port` in the profile")
+    return Check("port", PASS, f"{host}:{port} is free")
+
+
+CHECKS: list[Callable[[Context], Check]] = [
+    _ossctl, _config, _profile, _docker, _nvidia_runtime, _gpu, _vram, _disk, _model, _image, _build, _flags,
+    _chain, _port,
+]
+
+
+def run(settings, profile: str | None = None) -> list[Check]:
+    """Run every check in order; a check that raises unexpectedly becomes its FAIL."""
+    ctx = Context(settings, profile)
+    out = []
+    for fn in CHECKS:
+        name = fn.__name__.strip("_").replace("_", "-")
+        try:
+            out.append(fn(ctx))
+        except OssctlError as exc:
+            out.append(Check(name, FAIL, exc.message, exc.hint or ""))
+        except Exception as exc:  # one broken check must not hide the others
+            out.append(Check(name, FAIL, f"check crashed: {type(exc).__name__}: {exc}", "report this with OSSCTL_DEBUG=1"))
+    return out
