@@ -35,7 +35,7 @@ def _root(
     json_out: bool = typer.Option(False, "--json", help="Machine-readable output on stdout."),
     verbose: int = typer.Option(0, "-v", "--verbose", count=True, help="More detail on stderr."),
     home: Optional[str] = typer.Option(None, "--home", metavar="DIR",
-                                       help="State and models directory [default: $OSSCTL_HOME or the XDG data dir]."),
+                                       help="State and models directory (default: $OSSCTL_HOME, else the XDG data dir)."),
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
                                  help="Print the version and exit."),
 ) -> None:
