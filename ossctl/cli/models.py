@@ -65,7 +65,7 @@ class _Bars:
 def download_cmd(
     ctx: typer.Context,
     model: str = typer.Argument(..., help="Catalog alias (see `ossctl models`) or hub repo owner/name."),
-    directory: Optional[str] = typer.Option(None, "--dir", help="Target directory [default: HOME/models/OWNER/NAME]."),
+    directory: Optional[str] = typer.Option(None, "--dir", help="Target directory (default: HOME/models/OWNER/NAME)."),
     revision: Optional[str] = typer.Option(None, "--revision", help="Branch, tag or commit; pinned to its commit."),
     include: Optional[List[str]] = typer.Option(None, "--include", help="Glob over file names (repeatable)."),
     workers: int = typer.Option(4, "--workers", min=1, max=64, help="Parts transferred in parallel."),
@@ -126,7 +126,7 @@ def hash_cmd(
     ctx: typer.Context,
     paths: List[Path] = typer.Argument(..., metavar="PATH...", help="GGUF files, or a directory of them."),
     repo: Optional[str] = typer.Option(None, "--repo", help="Hub repo id, to compute the model id."),
-    workers: Optional[int] = typer.Option(None, "--workers", min=1, help="Files hashed in parallel [default: cores]."),
+    workers: Optional[int] = typer.Option(None, "--workers", min=1, help="Files hashed in parallel (default: one thread per file)."),
 ) -> None:
     """Per-part SHA-256 and the composite hash of local files, hashed in parallel."""
     from ossctl.artifacts.local import hash_paths

@@ -1,0 +1,153 @@
+"""``ossctl bench``: load-test a deployment (or any OpenAI-compatible URL) with
+closed-loop concurrent users; percentiles, throughput, error kinds and an SLA gate."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import typer
+
+from ossctl.cli import output
+from ossctl.cli.app import app
+
+_DEFAULT_USERS = "1,5,10,15,25"
+_DEFAULT_DURATION = "60s"
+
+
+@app.command("bench")
+def bench(
+    ctx: typer.Context,
+    profile: Optional[str] = typer.Option(None, "--profile", "-p", metavar="NAME",
+                                          help="Bench the running release of this profile."),
+    url: Optional[str] = typer.Option(None, "--url", metavar="URL",
+                                      help="Bench any OpenAI-compatible server instead, e.g. http://127.0.0.1:8080."),
+    users: Optional[str] = typer.Option(None, "--users", "-u", metavar="N,N,...",
+                                        help=f"Concurrency levels, run in turn (default: {_DEFAULT_USERS})."),
+    duration: Optional[str] = typer.Option(None, "--duration", "-d", metavar="TIME",
+                                           help=f"How long each level runs (default: {_DEFAULT_DURATION})."),
+    requests: Optional[int] = typer.Option(None, "--requests", "-n", metavar="N", min=1,
+                                           help="Requests per level (instead of --duration)."),
+    prompts: Optional[str] = typer.Option(None, "--prompts", metavar="FILE",
+                                          help='JSONL prompts: {"category", "messages", "max_tokens"} per line '
+                                               "(default: built-in factual/code/creative/reasoning/list set)."),
+    max_tokens: Optional[int] = typer.Option(None, "--max-tokens", metavar="N", min=1,
+                                             help="max_tokens for every request (default: the prompt's, else 256)."),
+    stream: bool = typer.Option(True, "--stream/--no-stream", help="Stream responses (measures time to first token)."),
+    sla: Optional[str] = typer.Option(None, "--sla", metavar="SPEC",
+                                      help='SLA per level, e.g. "p95<90s,errors<5%,avg<=90s,ttft_p95<2s,rpm>10"; '
+                                           "exit 9 if any level fails it."),
+    plot: Optional[str] = typer.Option(None, "--plot", metavar="FILE.png",
+                                       help="Write a PNG of latency and throughput against users "
+                                            "(needs the plot extra: pip install 'ossctl\\[plot]')."),
+    api_key_file: Optional[str] = typer.Option(None, "--api-key-file", metavar="FILE",
+                                               help="File holding the server's API key (default: $OSSCTL_API_KEY, "
+                                                    "else the release's key file)."),
+    timeout: str = typer.Option("300s", "--timeout", metavar="TIME", help="Give up on one request after this long."),
+    model: Optional[str] = typer.Option(None, "--model", metavar="NAME",
+                                        help="\"model\" field of requests (default: the server's first model)."),
+) -> None:
+    """Load-test a deployment: closed-loop users per concurrency level, latency
+    avg/p50/p90/p95/p99, time to first token, errors by kind, requests/min and tokens/s.
+
+    Ctrl-C stops the run and still prints what was measured (exit 130)."""
+    st = output.state(ctx)
+    from ossctl.errors import EXIT_INTERRUPTED, EXIT_SLA, OssctlError, RemoteError, UsageError
+    from ossctl.loadtest import engine, report as rep, sla as slamod
+    from ossctl.loadtest.prompts import builtin_prompts, load_prompts
+
+    settings = st.settings
+    if requests is not None and duration is not None:
+        raise UsageError("give --duration or --requests, not both")
+    users_spec = users or settings.value("bench.users", "OSSCTL_BENCH_USERS", default=_DEFAULT_USERS)
+    if isinstance(users_spec, list):  # config file: users = [1, 5, 10]
+        users_spec = ",".join(map(str, users_spec))
+    levels = slamod.parse_users(str(users_spec))
+    duration_s = None
+    if requests is None:
+        duration_s = slamod.parse_duration(duration or str(settings.value("bench.duration", None,
+                                                                          default=_DEFAULT_DURATION)))
+    timeout_s = slamod.parse_duration(timeout)
+    if sla is not None:
+        slamod.parse_sla(sla)
+    if plot is not None:
+        rep.require_matplotlib()
+    prompt_set = load_prompts(prompts) if prompts else builtin_prompts()
+    base_url, key = _target(settings, profile, url, api_key_file)
+
+    result = engine.run_levels(engine.Target(base_url, key, model, timeout_s), prompt_set, levels,
+                               duration_s=duration_s, requests=requests, stream=stream, max_tokens=max_tokens,
+                               progress=output.info)
+    if sla is not None:
+        rep.apply_sla(result, sla, levels)
+    output.emit(st, result, lambda: render(result))
+    if plot is not None and result["levels"]:
+        rep.plot(result, plot)
+        output.info(f"wrote {plot}")
+    if result["interrupted"]:
+        raise typer.Exit(EXIT_INTERRUPTED)
+    if rep.all_unauthorized(result):
+        raise RemoteError("every request was refused as unauthorized (HTTP 401)",
+                          hint="check the API key: --api-key-file FILE or OSSCTL_API_KEY")
+    if result["aborted"]:
+        raise RemoteError(f"the run stopped early: {result['aborted']}",
+                          hint="the numbers above count the failures; check the server (ossctl serve status)")
+    if result["sla"] is not None and not result["sla"]["ok"]:
+        s = result["sla"]
+        where = ", ".join(map(str, s["failed_users"] + s["not_run_users"]))
+        best = f"; largest passing level: {s['max_users']} users" if s["max_users"] else ""
+        raise OssctlError(f"SLA {sla} failed at {where} users{best}", exit_code=EXIT_SLA)
+
+
+def _target(settings, profile: str | None, url: str | None, api_key_file: str | None) -> tuple[str, str | None]:
+    """Base URL and API key: --url, else the running release of the profile."""
+    from pathlib import Path
+
+    from ossctl.errors import NotFoundError, UsageError
+    from ossctl.redact import register_secret
+
+    if url and profile:
+        raise UsageError("give --profile or --url, not both")
+    key_file = api_key_file
+    key = None
+    if url:
+        base = url
+    else:
+        try:
+            from ossctl.serve.releases import current_release
+        except ModuleNotFoundError:
+            raise NotFoundError("cannot find the running release (the serve module is not installed)",
+                                hint="pass --url URL") from None
+        release = current_release(settings, profile)
+        if release is None:
+            what = f"profile {profile}" if profile else "any profile"
+            raise NotFoundError(f"nothing deployed for {what}",
+                                hint=f"deploy first (ossctl serve deploy {profile or 'PROFILE'}), or pass --url URL")
+        base = release["endpoint"]
+        if key_file is None and not settings.env.get("OSSCTL_API_KEY"):
+            key_file = release.get("api_key_file") or None
+    if api_key_file is None and settings.env.get("OSSCTL_API_KEY"):
+        key = settings.env["OSSCTL_API_KEY"].strip()
+    elif key_file:
+        try:
+            key = Path(key_file).expanduser().read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UsageError(f"cannot read API key file {key_file}: {getattr(exc, 'strerror', None) or exc}",
+                             hint="point --api-key-file at a file holding only the key") from None
+        if not key:
+            raise UsageError(f"API key file {key_file} is empty")
+    register_secret(key)
+    return base, key
+
+
+def render(result: dict) -> str:
+    """The human report: levels table, per-category table, notes."""
+    from ossctl.loadtest import report as rep
+
+    parts = [output.table(*rep.table_rows(result))]
+    h, rows, align = rep.category_rows(result)
+    if rows:
+        parts.append(output.table(h, rows, align))
+    n = rep.notes(result)
+    if n:
+        parts.append("\n".join(n))
+    return "\n\n".join(parts)
