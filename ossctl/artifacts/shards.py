@@ -140,9 +140,11 @@ class GGUFValueReader:
         raise ValueError(f"unknown GGUF value type {vtype}")
 
 
-def read_gguf_kv(path: Path, keys: set[str] | None = None) -> dict[str, Any]:
+def read_gguf(path: Path, keys: set[str] | None = None,
+              tensors: bool = False) -> tuple[dict[str, Any], list[tuple[str, list[int], int]] | None]:
     """Read the GGUF key/value metadata of ``path`` (only ``keys`` if given; large arrays
-    are returned as ``None``). Adds ``"__version__"`` and ``"__tensor_count__"``.
+    come back as ``None``; ``"__version__"`` and ``"__tensor_count__"`` are added) and,
+    with ``tensors``, the tensor table as (name, dims, ggml type).
     Raises :class:`IntegrityError` when the file is not GGUF or its header is truncated."""
     try:
         with open(path, "rb") as fh:
@@ -159,12 +161,26 @@ def read_gguf_kv(path: Path, keys: set[str] | None = None) -> dict[str, Any]:
                 out_val = r.value(r.u32(), want)
                 if want:
                     out[key] = out_val
-            return out
+            if not tensors:
+                return out, None
+            table = []
+            for _ in range(n_tensors):
+                name = r.string()
+                dims = [r.u64() for _ in range(r.u32())]
+                ttype = r.u32()
+                r.u64()  # data offset
+                table.append((name, dims, ttype))
+            return out, table
     except EOFError:
         raise IntegrityError(f"{path.name}: GGUF header is truncated",
                              hint="the file is incomplete; re-run `ossctl download`") from None
     except (ValueError, UnicodeDecodeError, struct.error) as exc:
         raise IntegrityError(f"{path.name}: malformed GGUF header ({exc})") from None
+
+
+def read_gguf_kv(path: Path, keys: set[str] | None = None) -> dict[str, Any]:
+    """The key/value metadata of ``path``; see :func:`read_gguf`."""
+    return read_gguf(path, keys)[0]
 
 
 def check_split_headers(directory: Path, ordered: list[str]) -> None:

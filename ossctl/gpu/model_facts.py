@@ -5,7 +5,6 @@ and tensor table only: milliseconds even for a 60 GB split set, no numpy), or fr
 
 from __future__ import annotations
 
-import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -153,33 +152,9 @@ def read_model_dir(model_dir: Path) -> ModelFacts:
 
 def _tensor_entries(path: Path) -> list[tuple[str, list[int], int]]:
     """(name, dims, ggml type) of every tensor in one GGUF file."""
-    # one GGUF value grammar, shared with the split-header reader
-    from ossctl.artifacts.shards import GGUF_MAGIC, GGUFValueReader
+    from ossctl.artifacts.shards import read_gguf
 
-    try:
-        with open(path, "rb") as fh:
-            r = GGUFValueReader(fh)
-            if r.read(4) != GGUF_MAGIC:
-                raise IntegrityError(f"{path.name} is not a GGUF file (bad magic)")
-            r.u32()
-            n_tensors, n_kv = r.u64(), r.u64()
-            for _ in range(n_kv):
-                r.skip_string()
-                r.value(r.u32(), False)
-            out = []
-            for _ in range(n_tensors):
-                name = r.string()
-                n_dims = r.u32()
-                dims = [r.u64() for _ in range(n_dims)]
-                ttype = r.u32()
-                r.u64()  # offset
-                out.append((name, dims, ttype))
-            return out
-    except EOFError:
-        raise IntegrityError(f"{path.name}: GGUF tensor table is truncated",
-                             hint="the file is incomplete; re-run `ossctl download`") from None
-    except (ValueError, UnicodeDecodeError, struct.error) as exc:
-        raise IntegrityError(f"{path.name}: malformed GGUF tensor table ({exc})") from None
+    return read_gguf(path, keys=set(), tensors=True)[1]
 
 
 def _tensor_table(path: Path) -> list[tuple[str, int]]:

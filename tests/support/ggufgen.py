@@ -55,6 +55,23 @@ def _vocab() -> tuple[list[str], list[float], list[int]]:
     return tokens, scores, types
 
 
+def add_tokenizer(wr) -> None:
+    """The byte-level SPM vocabulary and chat template, on a ``gguf.GGUFWriter``."""
+    tokens, scores, types = _vocab()
+    wr.add_tokenizer_model("llama")
+    wr.add_token_list(tokens)
+    wr.add_token_scores(scores)
+    wr.add_token_types(types)
+    wr.add_bos_token_id(1)
+    wr.add_eos_token_id(2)
+    wr.add_unk_token_id(0)
+    wr.add_chat_template(CHAT_TEMPLATE)
+
+
+def n_vocab() -> int:
+    return len(_vocab()[0])
+
+
 def write_model(outdir: Path, name: str = "tiny", parts: int = 3, *, n_embd: int = 64, n_layer: int = 2,
                 n_head: int = 4, n_ff: int = 128, ctx: int = 4096, seed: int = 0,
                 pad_bytes: int = 0) -> list[Path]:
@@ -66,8 +83,7 @@ def write_model(outdir: Path, name: str = "tiny", parts: int = 3, *, n_embd: int
 
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
-    tokens, scores, types = _vocab()
-    tensors = _tensors(n_embd, n_layer, n_ff, len(tokens), seed)
+    tensors = _tensors(n_embd, n_layer, n_ff, n_vocab(), seed)
     if pad_bytes:
         rng = np.random.default_rng(seed + 1)
         tensors.insert(1, ("pad.weight", rng.standard_normal(max(1, pad_bytes // 4)).astype(np.float32)))
@@ -92,15 +108,8 @@ def write_model(outdir: Path, name: str = "tiny", parts: int = 3, *, n_embd: int
             wr.add_rope_dimension_count(n_embd // n_head)
             wr.add_layer_norm_rms_eps(1e-5)
             wr.add_file_type(0)  # ALL_F32
-            wr.add_tokenizer_model("llama")
-            wr.add_token_list(tokens)
-            wr.add_token_scores(scores)
-            wr.add_token_types(types)
-            wr.add_bos_token_id(1)
-            wr.add_eos_token_id(2)
-            wr.add_unk_token_id(0)
+            add_tokenizer(wr)
             wr.add_add_bos_token(True)
-            wr.add_chat_template(CHAT_TEMPLATE)
         else:
             # later parts carry only the split keys, like llama-gguf-split writes them
             wr.kv_data[0].pop("general.architecture", None)

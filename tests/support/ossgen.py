@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tests.support.ggufgen import CHAT_TEMPLATE, _vocab
+from tests.support.ggufgen import add_tokenizer, n_vocab
 
 ARCH = "gpt-oss"
 
@@ -57,7 +57,6 @@ def write_oss(outdir: Path, name: str = "tiny-oss", *, n_embd: int = 64, n_layer
 
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
-    tokens, scores, types = _vocab()
     path = outdir / f"{name}.gguf"
     wr = gguf.GGUFWriter(str(path), ARCH)
     wr.add_name(name)
@@ -77,16 +76,9 @@ def write_oss(outdir: Path, name: str = "tiny-oss", *, n_embd: int = 64, n_layer
     wr.add_expert_used_count(n_expert_used)
     wr.add_expert_feed_forward_length(n_ff_exp)
     wr.add_file_type(0)
-    wr.add_tokenizer_model("llama")
-    wr.add_token_list(tokens)
-    wr.add_token_scores(scores)
-    wr.add_token_types(types)
-    wr.add_bos_token_id(1)
-    wr.add_eos_token_id(2)
-    wr.add_unk_token_id(0)
-    wr.add_chat_template(CHAT_TEMPLATE)
+    add_tokenizer(wr)
     if not metadata_only:
-        for tname, arr in _tensors(n_embd, n_layer, n_head, n_head_kv, head_dim, n_expert, n_ff_exp, len(tokens), seed):
+        for tname, arr in _tensors(n_embd, n_layer, n_head, n_head_kv, head_dim, n_expert, n_ff_exp, n_vocab(), seed):
             wr.add_tensor(tname, arr)
     wr.write_header_to_file()
     wr.write_kv_data_to_file()
