@@ -73,7 +73,14 @@ def main() -> None:
         subprocess.run([sys.executable, "-m", "ossctl", "--json", "hash", *map(str, parts)], check=True,
                        capture_output=True, cwd=ROOT)
 
+    sys.path.insert(0, str(ROOT))
+    from ossctl.artifacts.hashing import sha256_files
+
+    def library():
+        sha256_files(parts)
+
     t_single = best(single_core, a.runs)
+    t_lib = best(library, a.runs)
     t_shell = best(shell, a.runs)
     t_ossctl = best(ossctl, a.runs)
     single_speed = size / t_single
@@ -84,7 +91,8 @@ def main() -> None:
     print(f"shell sha256sum     : {t_shell:6.2f} s  {total / t_shell / 2**20:8.0f} MiB/s")
     print(f"ossctl hash         : {t_ossctl:6.2f} s  {ossctl_speed / 2**20:8.0f} MiB/s")
     print(f"speed-up vs shell   : {t_shell / t_ossctl:.2f}x   (target >= 3x)")
-    print(f"of cores x 1-core   : {ossctl_speed / ceiling:.0%}   (target >= 85%)")
+    print(f"of cores x 1-core   : {ossctl_speed / ceiling:.0%}   (target >= 85%; whole command, start-up included)")
+    print(f"library, in-process : {t_lib:6.2f} s  {total / t_lib / 2**20:8.0f} MiB/s = {total / t_lib / ceiling:.0%} of cores x 1-core")
 
 
 if __name__ == "__main__":
