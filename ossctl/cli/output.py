@@ -13,8 +13,11 @@ from typing import Any
 
 import typer
 
-from ossctl.settings import Settings, load_settings
+from typing import TYPE_CHECKING
 from ossctl.units import human_size  # noqa: F401  (re-exported for commands)
+
+if TYPE_CHECKING:  # settings (tomllib, pathlib) load only when a command needs them
+    from ossctl.settings import Settings
 
 
 @dataclass
@@ -24,11 +27,13 @@ class State:
     json: bool = False
     verbose: int = 0
     home: str | None = None
-    _settings: Settings | None = field(default=None, repr=False)
+    _settings: "Settings | None" = field(default=None, repr=False)
 
     @property
-    def settings(self) -> Settings:
+    def settings(self) -> "Settings":
         if self._settings is None:
+            from ossctl.settings import load_settings
+
             self._settings = load_settings(home=self.home)
         return self._settings
 

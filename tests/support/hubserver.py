@@ -252,9 +252,13 @@ class _Handler(BaseHTTPRequestHandler):
         f = self.hub.repos[repo]["commits"][commit].get(name)
         if f is None:
             return self._error(404, "EntryNotFound", "Entry not found")
-        host = self.headers.get("Host")
+        # like the real Hub, LFS content lives on another origin (the real one is a CDN):
+        # clients must not carry the hub's Authorization there, and huggingface_hub reads
+        # the file's metadata from this 302 instead of following it
+        port = self.server.server_address[1]
+        cdn_host = "localhost" if self.headers.get("Host", "").startswith("127.") else "127.0.0.1"
         self.send_response(302)
-        self.send_header("Location", f"http://{host}/cdn/{f.sha256}")
+        self.send_header("Location", f"http://{cdn_host}:{port}/cdn/{f.sha256}")
         self.send_header("X-Repo-Commit", commit)
         self.send_header("X-Linked-Etag", f'"{f.sha256}"')
         self.send_header("X-Linked-Size", str(f.size))
