@@ -76,9 +76,22 @@ def hash_existing(path: Path, on_progress: Callable[[int], None] | None = None) 
     return h, n_total
 
 
-def fetch(client, job: Job, directory: Path, headers: dict[str, str], *,
-          on_progress: Callable[[int], None] | None = None, cancel: threading.Event | None = None,
-          retries: int = 5, backoff: float = 0.5) -> FileEntry:
+def fetch(client, job: Job, directory: Path, headers: dict[str, str], **kw) -> FileEntry:
+    """:func:`_fetch`, with local file-system errors (disk full anywhere: the partial, its
+    sidecar, the final rename; a read-only directory) turned into one clear line; the
+    partial data is kept."""
+    try:
+        return _fetch(client, job, directory, headers, **kw)
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise _disk_full(directory / job.name) from None
+        raise OssctlError(f"cannot write {job.name} in {directory}: {exc.strerror}",
+                          hint="check permissions and free space, then re-run to resume") from None
+
+
+def _fetch(client, job: Job, directory: Path, headers: dict[str, str], *,
+           on_progress: Callable[[int], None] | None = None, cancel: threading.Event | None = None,
+           retries: int = 5, backoff: float = 0.5) -> FileEntry:
     """Download ``job`` into ``directory`` and return its verified entry.
 
     Bytes already in ``NAME.part`` are kept and continued. Connection drops and 5xx are
@@ -144,24 +157,14 @@ def fetch(client, job: Job, directory: Path, headers: dict[str, str], *,
                             raise Cancelled
                         if offset + len(chunk) > job.size:
                             chunk = chunk[: job.size - offset]
-                        try:
-                            _write_all(fh, chunk)
-                        except OSError as exc:
-                            if exc.errno == errno.ENOSPC:
-                                raise _disk_full(final) from None
-                            raise
+                        _write_all(fh, chunk)
                         h.update(chunk)
                         offset += len(chunk)
                         if on_progress:
                             on_progress(len(chunk))
                         if offset >= job.size:
                             break
-                    try:
-                        os.fsync(fh.fileno())
-                    except OSError as exc:
-                        if exc.errno == errno.ENOSPC:
-                            raise _disk_full(final) from None
-                        raise
+                    os.fsync(fh.fileno())
             if offset < job.size:
                 raise _Retry("connection closed early")
         except (httpx.TransportError, _Retry) as exc:
