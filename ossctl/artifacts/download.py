@@ -15,7 +15,8 @@ from ossctl import catalog
 from ossctl.artifacts import manifest as mf
 from ossctl.artifacts.hub import Hub, RemoteModel, check_patterns
 from ossctl.artifacts.shards import check_split_headers, order_parts, safe_relpath
-from ossctl.artifacts.transfer import Cancelled, Job, fetch, hash_existing, quarantine
+from ossctl.artifacts.hashing import sha256_file
+from ossctl.artifacts.transfer import Cancelled, Job, fetch, quarantine
 from ossctl.errors import OssctlError, UsageError
 from ossctl.settings import Settings
 from ossctl.units import human_size
@@ -108,9 +109,9 @@ def download(settings: Settings, model: str, *, directory: str | None = None, re
     for job in list(jobs):
         path = target / job.name
         if path.is_file() and path.stat().st_size == job.size:
-            h, _ = hash_existing(path)
-            if job.sha256 is None or h.hexdigest() == job.sha256:
-                entries[job.name] = mf.FileEntry(job.name, job.size, h.hexdigest(), path.stat().st_mtime_ns)
+            digest = sha256_file(path)
+            if job.sha256 is None or digest == job.sha256:
+                entries[job.name] = mf.FileEntry(job.name, job.size, digest, path.stat().st_mtime_ns)
                 reused.append(job.name)
                 jobs.remove(job)
                 on_disk.pop(job.name, None)
@@ -189,12 +190,13 @@ def download(settings: Settings, model: str, *, directory: str | None = None, re
 def _gguf_facts(directory: Path, ordered: list[str]) -> dict:
     from ossctl.artifacts.shards import read_gguf_kv
 
-    kv = read_gguf_kv(directory / ordered[0], {"general.architecture", "general.name", "split.count"})
+    # one pass over the header: the context key is named after the architecture
+    kv = read_gguf_kv(directory / ordered[0])
     arch = kv.get("general.architecture")
     facts = {"parts": len(ordered)}
     if arch:
         facts["architecture"] = arch
-        ctx = read_gguf_kv(directory / ordered[0], {f"{arch}.context_length"}).get(f"{arch}.context_length")
+        ctx = kv.get(f"{arch}.context_length")
         if ctx:
             facts["context_length"] = int(ctx)
     return facts

@@ -19,10 +19,13 @@ from pathlib import Path
 CHUNK = 8 * 1024 * 1024  # bytes; large reads let hashlib release the GIL for long stretches
 
 
-def sha256_file(path: Path, on_progress: Callable[[int], None] | None = None, chunk: int = CHUNK) -> str:
-    """Lowercase hex SHA-256 of a file, read in ``chunk``-byte blocks into one reused
-    buffer. ``on_progress(n_bytes)`` is called after each block. Raises ``OSError``."""
+def sha256_stream(path: Path, on_progress: Callable[[int], None] | None = None,
+                  chunk: int = CHUNK) -> tuple["hashlib._Hash", int]:
+    """The running SHA-256 state of a file and the bytes read, reading ``chunk``-byte
+    blocks into one reused buffer; ``on_progress(n_bytes)`` after each block. The state
+    can be fed more data (a resumed download continues it). Raises ``OSError``."""
     h = hashlib.sha256()
+    total = 0
     buf = bytearray(chunk)
     view = memoryview(buf)
     with open(path, "rb", buffering=0) as fh:
@@ -35,9 +38,15 @@ def sha256_file(path: Path, on_progress: Callable[[int], None] | None = None, ch
             if not n:
                 break
             h.update(view[:n])
+            total += n
             if on_progress:
                 on_progress(n)
-    return h.hexdigest()
+    return h, total
+
+
+def sha256_file(path: Path, on_progress: Callable[[int], None] | None = None, chunk: int = CHUNK) -> str:
+    """Lowercase hex SHA-256 of a file (see :func:`sha256_stream`). Raises ``OSError``."""
+    return sha256_stream(path, on_progress, chunk)[0].hexdigest()
 
 
 def sha256_files(paths: Sequence[Path], workers: int | None = None,

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ossctl.artifacts.hashing import CHUNK
+from ossctl.artifacts.hashing import sha256_stream
 from ossctl.artifacts.manifest import FileEntry, PARTIAL_SUFFIX, QUARANTINE_MARK
 from ossctl.errors import IntegrityError, NotFoundError, OssctlError, RemoteError
 
@@ -57,23 +57,6 @@ def quarantine(path: Path) -> Path:
 def _disk_full(path: Path) -> OssctlError:
     return OssctlError(f"disk full while writing {path.name}; the partial download is kept",
                        hint=f"free space on {path.parent} and re-run the same command to resume")
-
-
-def hash_existing(path: Path, on_progress: Callable[[int], None] | None = None) -> tuple[hashlib._Hash, int]:
-    h = hashlib.sha256()
-    n_total = 0
-    buf = bytearray(CHUNK)
-    view = memoryview(buf)
-    with open(path, "rb", buffering=0) as fh:
-        while True:
-            n = fh.readinto(buf)
-            if not n:
-                break
-            h.update(view[:n])
-            n_total += n
-            if on_progress:
-                on_progress(n)
-    return h, n_total
 
 
 def fetch(client, job: Job, directory: Path, headers: dict[str, str], **kw) -> FileEntry:
@@ -117,7 +100,7 @@ def _fetch(client, job: Job, directory: Path, headers: dict[str, str], *,
     if not part.exists():
         meta.write_text(json.dumps(want))
         part.touch()
-    h, offset = hash_existing(part, on_progress)
+    h, offset = sha256_stream(part, on_progress)
 
     delay = backoff
     attempt = 0
