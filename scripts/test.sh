@@ -38,21 +38,15 @@ step "llama.cpp CPU build (cached)"
 OSSCTL_TEST_LLAMA_BIN=$(bash .ci/build_llama.sh)
 export OSSCTL_TEST_LLAMA_BIN
 
-step "private dockerd"
+step "private dockerd (own bridge and subnet)"
 DOCKER_TMP=$(mktemp -d /tmp/ossctl-dockerd.XXXXXX)
 cleanup() {
-  if [ -f "$DOCKER_TMP/pid" ]; then kill "$(cat "$DOCKER_TMP/pid")" 2>/dev/null || true; sleep 2; fi
+  bash scripts/private_dockerd.sh stop "$DOCKER_TMP" || true
   rm -rf "$DOCKER_TMP" 2>/dev/null || true
 }
 trap cleanup EXIT
-dockerd --host "unix://$DOCKER_TMP/docker.sock" --data-root "$DOCKER_TMP/root" --exec-root "$DOCKER_TMP/exec" \
-  --pidfile "$DOCKER_TMP/pid" --iptables=false --ip-masq=false >"$DOCKER_TMP/dockerd.log" 2>&1 &
-export OSSCTL_TEST_DOCKER_HOST="unix://$DOCKER_TMP/docker.sock"
-for _ in $(seq 1 60); do
-  DOCKER_HOST="$OSSCTL_TEST_DOCKER_HOST" docker version >/dev/null 2>&1 && break
-  sleep 0.5
-done
-DOCKER_HOST="$OSSCTL_TEST_DOCKER_HOST" docker version --format 'dockerd {{.Server.Version}}' || { tail -20 "$DOCKER_TMP/dockerd.log"; exit 1; }
+line=$(bash scripts/private_dockerd.sh start "$DOCKER_TMP")
+export OSSCTL_TEST_DOCKER_HOST="${line#DOCKER_HOST=}"
 
 step "tests"
 python3 -m pytest -q -p no:cacheprovider "$@"
