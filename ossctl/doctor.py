@@ -368,7 +368,7 @@ def _port(ctx: Context) -> Check:
     if not ctx.profile:
         return Check("port", SKIP, "no profile")
     from ossctl.serve.releases import current_release
-    from ossctl.serve.rollout import _port_free_locally
+    from ossctl.serve.rollout import port_free_locally
 
     host, port = ctx.profile["host"], int(ctx.profile["port"])
     users = []
@@ -382,12 +382,12 @@ def _port(ctx: Context) -> Check:
     except OssctlError:
         rec = None
     ours = rec and rec.get("container_name") in users if rec else False
-    if rec and (ours or str(rec.get("endpoint", "")).endswith(f":{port}")) and not _port_free_locally(host, port):
+    if rec and (ours or str(rec.get("endpoint", "")).endswith(f":{port}")) and not port_free_locally(host, port):
         return Check("port", PASS, f"{host}:{port} is held by the current ossctl release {rec.get('id')}")
     if users:
         return Check("port", FAIL, f"{host}:{port} is published by container {users[0]}",
                      "stop that container, or set another `port` in the profile")
-    if not _port_free_locally(host, port):
+    if not port_free_locally(host, port):
         return Check("port", FAIL, f"{host}:{port} is in use by another process",
                      f"free it (`ss -ltnp 'sport = :{port}'`), or set another `port` in the profile")
     return Check("port", PASS, f"{host}:{port} is free")

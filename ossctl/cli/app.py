@@ -76,8 +76,9 @@ def main(argv: list[str] | None = None) -> int:
             raise
         _print_error(exc.message, exc.hint)
         return exc.exit_code
-    except KeyboardInterrupt:
-        sys.stderr.write("\ninterrupted\n")
+    except KeyboardInterrupt as exc:
+        note = getattr(exc, "ossctl_note", None)  # what the library kept, e.g. the release still serving
+        sys.stderr.write("\ninterrupted" + (f": {note}" if note else "") + "\n")
         return EXIT_INTERRUPTED
     except typer.Exit as exc:
         return exc.exit_code

@@ -79,7 +79,7 @@ def status(
     st = output.state(ctx)
     from ossctl.serve import rollout
 
-    res = rollout.status(st.settings, profile, docker_host_flag=docker_host)
+    res = rollout.status(st.settings, profile, docker_host_flag=docker_host, log=output.info)
     for r in res["releases"]:
         if r["leftovers"]:
             output.info(f"warning: {r['profile']}: containers left by an interrupted deploy: {', '.join(r['leftovers'])} "
@@ -106,7 +106,7 @@ def releases_cmd(
     st = output.state(ctx)
     from ossctl.serve import rollout
 
-    res = rollout.history(st.settings, profile, docker_host_flag=docker_host)
+    res = rollout.history(st.settings, profile, docker_host_flag=docker_host, log=output.info)
 
     def human() -> str:
         if not res["releases"]:
@@ -119,3 +119,20 @@ def releases_cmd(
               + (f" {r['error'].splitlines()[0][:60]}" if r["error"] else "")] for r in res["releases"]])
 
     output.emit(st, res, human)
+
+
+@app.command("unlock")
+def unlock(
+    ctx: typer.Context,
+    profile: str = typer.Option(..., "--profile", "-p", metavar="NAME", help="Profile whose lock to break."),
+    docker_host: Optional[str] = typer.Option(None, "--docker-host", metavar="URL", help=_HOST_HELP),
+) -> None:
+    """Break a profile's deploy lock on the Docker engine, left by an ossctl that died on
+    another machine (one that died on this machine is detected and broken by itself)."""
+    st = output.state(ctx)
+    from ossctl.serve import releases, rollout
+
+    res = rollout.unlock(st.settings, profile, docker_host_flag=docker_host)
+    output.emit(st, res, lambda: f"profile {profile} was not locked on {res['docker_host']}" if res["holder"] is None
+                else f"broke the lock of profile {profile} on {res['docker_host']}, held by "
+                     f"{releases.describe_holder(res['holder'])}")

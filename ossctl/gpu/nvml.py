@@ -21,10 +21,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from ossctl import labels as L
 from ossctl.errors import OssctlError, EXIT_REMOTE
 
-LABEL_RELEASE = "ossctl.release"
-LABEL_PROFILE = "ossctl.profile"
 _CONTAINER_RE = re.compile(r"(?<![0-9a-f])([0-9a-f]{64})(?![0-9a-f])")
 
 
@@ -327,8 +326,8 @@ def _device(backend: NvmlBackend, i: int, reader, container_labels, labels_cache
                     except Exception:  # labels are a nicety; the process row still shows
                         labels_cache[cid] = None
                 labels = labels_cache[cid] or {}
-                p.release = labels.get(LABEL_RELEASE)
-                p.profile = labels.get(LABEL_PROFILE)
+                p.release = labels.get(L.RELEASE)
+                p.profile = labels.get(L.PROFILE)
         merged[pid] = p
     d.processes = sorted(merged.values(), key=lambda p: (-(p.used_bytes or 0), p.pid))
     if errors:

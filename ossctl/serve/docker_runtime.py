@@ -13,19 +13,31 @@ import datetime as _dt
 from collections.abc import Iterator
 from typing import Any
 
-from ossctl.errors import ConflictError, NotFoundError, OssctlError, RemoteError
+from ossctl import labels as L
+from ossctl.errors import ConflictError, NotFoundError, OssctlError, RemoteError, UsageError
 
 DEFAULT_HOST = "unix:///var/run/docker.sock"
 
 
+SCHEMES = ("unix://", "tcp://", "ssh://", "npipe://")
+
+
 def docker_host(settings, flag: str | None = None) -> str:
     """The Docker endpoint: ``--docker-host`` > ``DOCKER_HOST`` > ``[serve] docker_host`` >
-    the default socket. (DOCKER_HOST beats the config file, as for the docker CLI.)"""
-    if flag:
-        return flag
-    if settings.env.get("DOCKER_HOST"):
-        return settings.env["DOCKER_HOST"]
-    return settings.value("serve.docker_host", default=DEFAULT_HOST)
+    the default socket. (DOCKER_HOST beats the config file, as for the docker CLI.)
+    Raises :class:`UsageError` for an endpoint no Docker client could use."""
+    host = flag or settings.env.get("DOCKER_HOST") or settings.value("serve.docker_host", default=DEFAULT_HOST)
+    check_host(host)
+    return host
+
+
+def check_host(host: str) -> None:
+    """Raises :class:`UsageError` unless ``host`` is a Docker endpoint URL."""
+    from urllib.parse import urlsplit
+
+    if not host.startswith(SCHEMES) or (not host.startswith(("unix://", "npipe://")) and not urlsplit(host).hostname):
+        raise UsageError(f"invalid Docker endpoint {host!r}",
+                         hint="use unix:///var/run/docker.sock, tcp://HOST:2376 or ssh://USER@HOST (DOCKER_HOST or --docker-host)")
 
 
 def _translate(exc: Exception, host: str, what: str = "") -> OssctlError:
@@ -133,7 +145,7 @@ class DockerRuntime:
         """Containers (running or not) carrying all of ``labels``."""
         flt = [f"{k}={v}" for k, v in labels.items()]
         with _errors(self.host):
-            cs = self.client.containers.list(all=True, filters={"label": flt})
+            cs = self.client.containers.list(all=True, filters={"label": flt}, ignore_removed=True)
         return [_describe(c) for c in cs]
 
     def set_restart(self, cid: str, policy: dict[str, Any]) -> None:
@@ -164,6 +176,85 @@ class DockerRuntime:
             return ""
         return raw.decode("utf-8", "replace")
 
+    # engine-side records ---------------------------------------------------------------
+    def ensure_empty_image(self, tag: str, labels: dict[str, str]) -> None:
+        """Import an empty image as ``tag`` unless present (0 bytes, no registry needed):
+        the base of containers that are created to hold a name or files, never started."""
+        import io
+        import tarfile
+
+        try:
+            with _errors(self.host, tag):
+                self.client.images.get(tag)
+            return
+        except NotFoundError:
+            pass
+        buf = io.BytesIO()
+        tarfile.open(fileobj=buf, mode="w").close()
+        repo, _, ver = tag.partition(":")
+        with _errors(self.host, tag):
+            self.client.api.import_image_from_data(buf.getvalue(), repository=repo, tag=ver or "latest",
+                                                   changes=[f"LABEL {k}={v}" for k, v in labels.items()])
+
+    def create_marker(self, name: str, image: str, labels: dict[str, str],
+                      volume: tuple[str, str] | None = None) -> str | None:
+        """Create (never start) container ``name``; returns its id, or None when a
+        container of that name exists already (the engine makes this atomic: the basis of
+        the lock). ``volume`` = (named volume, mount point)."""
+        import docker.errors as de
+
+        vols = {volume[0]: {"bind": volume[1], "mode": "rw"}} if volume else None
+        try:
+            if volume:
+                self.client.volumes.create(volume[0], labels=labels)
+            c = self.client.containers.create(image, command=["-"], name=name, labels=labels,
+                                              network_disabled=True, volumes=vols)
+        except de.APIError as exc:
+            if exc.status_code == 409:
+                return None
+            raise _translate(exc, self.host, name) from None
+        except (de.DockerException, OSError) as exc:
+            raise _translate(exc, self.host, name) from None
+        return c.id
+
+    def read_tree(self, cid: str, path: str) -> dict[str, bytes]:
+        """Every regular file under ``path`` in container ``cid`` (started or not), keyed by
+        its path relative to ``path``; {} when ``path`` does not exist."""
+        import io
+        import tarfile
+
+        try:
+            with _errors(self.host, cid):
+                stream, _ = self.client.api.get_archive(cid, path)
+                data = b"".join(stream)
+        except NotFoundError:
+            return {}
+        out: dict[str, bytes] = {}
+        top = path.rstrip("/").rsplit("/", 1)[-1] + "/"
+        with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+            for m in tar.getmembers():
+                if m.isfile() and m.name.startswith(top):
+                    out[m.name[len(top):]] = tar.extractfile(m).read()
+        return out
+
+    def write_tree(self, cid: str, path: str, files: dict[str, bytes]) -> None:
+        """Write ``files`` (relative path → bytes) under ``path`` in container ``cid``, in
+        one request."""
+        import io
+        import tarfile
+        import time
+
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w") as tar:
+            for name, data in files.items():
+                ti = tarfile.TarInfo(name)
+                ti.size, ti.mtime, ti.mode = len(data), int(time.time()), 0o600
+                tar.addfile(ti, io.BytesIO(data))
+        with _errors(self.host, cid):
+            ok = self.client.api.put_archive(cid, path, buf.getvalue())
+        if not ok:
+            raise RemoteError(f"the Docker engine at {self.host} refused to store the release record")
+
     # engine -------------------------------------------------------------------------
     def engine_info(self) -> dict[str, Any]:
         """``{"version", "runtimes": [...], "cdi_spec_dirs": [...]}`` of the engine (for
@@ -180,7 +271,7 @@ class DockerRuntime:
         (exit code, stdout + stderr). The container is always removed."""
         with _errors(self.host, image):
             c = self.client.containers.create(image, command=args, network_disabled=True,
-                                              labels={"ossctl.probe": "1"})
+                                              labels={L.PROBE: "1"})
         try:
             with _errors(self.host, image):
                 c.start()
@@ -194,7 +285,7 @@ class DockerRuntime:
     def host_port_users(self, port: int) -> list[str]:
         """Names of running containers publishing host ``port``."""
         with _errors(self.host):
-            cs = self.client.containers.list()
+            cs = self.client.containers.list(ignore_removed=True)
         out = []
         for c in cs:
             for bindings in (c.attrs.get("HostConfig", {}).get("PortBindings") or {}).values():

@@ -13,9 +13,10 @@ import shlex
 from pathlib import Path
 from typing import Any
 
+from ossctl import labels as L
+
 MODEL_MOUNT = "/models"
 API_KEY_MOUNT = "/run/secrets/ossctl-api-key"
-LABEL_PREFIX = "ossctl."
 
 
 def container_name(profile_name: str, release_id: str) -> str:
@@ -81,15 +82,17 @@ def build_spec(profile: dict[str, Any], manifest, model_dir: Path | str, release
     else:
         devices = [{"driver": "nvidia", "count": 0, "device_ids": [str(i) for i in g], "capabilities": [["gpu"]]}]
     labels = {
-        "ossctl.managed": "1",
-        "ossctl.release": release_id,
-        "ossctl.profile": p["name"],
-        "ossctl.model_id": manifest.model_id or "",
-        "ossctl.composite_sha256": manifest.composite_sha256,
-        "ossctl.model_repo": manifest.repo or "",
-        "ossctl.model_revision": manifest.revision or "",
-        "ossctl.ctx": str(p["ctx"]),
-        "ossctl.port": str(port),
+        L.MANAGED: "1",
+        L.RELEASE: release_id,
+        L.PROFILE: p["name"],
+        L.KIND: "deploy",
+        L.SOURCE: release_id,
+        L.MODEL_ID: manifest.model_id or "",
+        L.COMPOSITE: manifest.composite_sha256,
+        L.MODEL_REPO: manifest.repo or "",
+        L.MODEL_REVISION: manifest.revision or "",
+        L.CTX: str(p["ctx"]),
+        L.PORT: str(port),
     }
     return {
         "name": container_name(p["name"], release_id),

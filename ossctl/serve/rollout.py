@@ -1,17 +1,20 @@
-"""Deploy and rollback: preflight → start → health gate → switch → record, restoring the
-previous release on any failure.
+"""Deploy and rollback: one rollout step, preflight → start → health gate → commit, that
+brings the previous release back on any failure.
 
-Strategies: ``recreate`` stops the serving container, then starts the new one on the same
-port; ``blue-green`` starts the new one on the other port of the pair (port, port + 1)
-while the old one serves, and stops the old one only once the new one is healthy (the
-release's endpoint says where it serves); ``auto`` picks blue-green only when a second copy
-fits next to the first (host RAM for CPU profiles, the live VRAM check for GPU ones).
+The endpoint clients use stays where the profile says: a release always serves on the
+profile's ``host:port``. Without a front door that means ``recreate`` (stop the serving
+container, start the new one on the same port, gate it; on failure start the old one
+again). ``blue-green`` (gate a candidate on a side port while the old one serves) keeps
+the endpoint only behind a front door, so it is refused until the profile has one, and
+``auto`` picks ``recreate``.
 
-Crash safety: a release is written as ``pending`` before its container starts, and the
-container carries its release id as a label. A deploy killed half-way leaves a pending
-release and a labelled container; the next deploy / rollback (under the lock) removes
-containers whose release never reached ``ok``, marks them ``interrupted``, and restarts the
-current release's container if the interrupted deploy had stopped it.
+State lives on the Docker engine (:mod:`ossctl.serve.releases`): the ledger, the lock and
+the container labels. Crash safety: a release is recorded ``pending`` before its container
+starts and ``ok`` only after the gate. A process killed at any step leaves a pending
+record and a labelled container; the next deploy / rollback (under the engine-side lock,
+from any machine) removes only containers whose record says they belong to that
+interrupted release, marks it ``interrupted``, and restarts the current release if the
+interrupted run had stopped it. A serving or kept release is never removed by that.
 
 Library code: reports progress through the ``log`` callback, never prints.
 """
@@ -24,7 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from ossctl.errors import ConflictError, DeployError, NotFoundError, OssctlError, UsageError
-from ossctl.serve import llama_server, releases
+from ossctl.serve import llama_server
+from ossctl.serve.releases import Book, Ledger, Release, State, import_legacy, now_iso, whoami
 from ossctl.serve.profiles import check_against_model, resolve_profile
 
 Log = Callable[[str], None]
@@ -75,13 +79,13 @@ def _check_registered(settings, manifest, log: Log) -> dict[str, Any]:
     st = client.status(conn, manifest.model_id, manifest.composite_sha256, manifest.repo, manifest.first_file)
     if st["hash"] == "not-registered":
         raise ConflictError(f"model {manifest.model_id} is not registered on chain, and the profile requires it",
-                            hint="register it first: `ossctl registry register MODEL`")
+                            hint="register it first: `ossctl register MODEL`")
     if st["hash"] != "match":
         raise ConflictError(f"on-chain hash {st['onchain_sha256']} differs from the local composite {manifest.composite_sha256}",
                             hint="the local files are not the registered model; re-download or re-register")
     if st.get("active") is False:
         raise ConflictError(f"model {manifest.model_id} is deactivated on chain",
-                            hint="reactivate it (`ossctl registry activate`) or deploy another model")
+                            hint="reactivate it (`ossctl registry reactivate MODEL`) or deploy another model")
     log(f"on-chain hash matches ({manifest.composite_sha256[:12]}…)")
     return {"status": "match"}
 
@@ -108,7 +112,7 @@ def _mem_available() -> int | None:
     return None
 
 
-def _port_free_locally(host: str, port: int) -> bool:
+def port_free_locally(host: str, port: int) -> bool:
     import socket
 
     fam = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -129,143 +133,226 @@ def _check_port(rt, profile: dict[str, Any], port: int, allowed: set[str]) -> No
     if users:
         raise ConflictError(f"port {port} is busy: published by container {users[0]}",
                             hint="stop that container, or set another `port` in the profile")
-    if not allowed and rt.is_local and not _port_free_locally(profile["host"], port):
+    if not allowed and rt.is_local and not port_free_locally(profile["host"], port):
         raise ConflictError(f"port {port} on {profile['host']} is busy (another process listens on it)",
                             hint=f"free it (`ss -ltnp 'sport = :{port}'` shows who holds it), or set another `port` in the profile")
 
 
-# ------------------------------------------------------------------ helpers
+# ------------------------------------------------------------------ the engine
+
+class Engine:
+    """One Docker engine with its ledger: what every command below works on."""
+
+    def __init__(self, settings, docker_host_flag: str | None, log: Log = _nolog):
+        from ossctl.serve.docker_runtime import DockerRuntime, docker_host
+
+        self.host = docker_host(settings, docker_host_flag)
+        self.rt = DockerRuntime(self.host, dict(settings.env))
+        self.ledger = Ledger(self.rt)
+        self.settings = settings
+        self.log = log
+
+    def book(self, profile: str | None = None) -> Book:
+        """The ledger, with releases kept by ossctl 0.1 in ``OSSCTL_HOME`` imported once.
+        Unreadable records (of ``profile``, else of any) are reported through ``log``."""
+        book = self.ledger.load()
+        import_legacy(self.settings, self.host, self.ledger, book, self.log)
+        for u in book.unreadable:
+            if profile and u.profile != profile:
+                continue
+            self.log(f"warning: the engine-side record {u.profile}/{u.name} is unreadable ({u.reason}); "
+                     "it is left alone, and so is its container")
+        return book
+
+    def containers(self, profile: str) -> list[dict[str, Any]]:
+        from ossctl import labels as L
+
+        return self.rt.list({L.MANAGED: "1", L.PROFILE: profile})
+
+    def running(self, rec: Release | None) -> dict[str, Any] | None:
+        """The container state of ``rec`` when it is running, else None."""
+        st = self.rt.find(rec.container_id) if rec and rec.container_id else None
+        return st if st and st["running"] else None
+
 
 def _endpoint(port: int) -> str:
     return f"http://127.0.0.1:{port}"
 
 
-def _gate(rt, rec: dict[str, Any], profile: dict[str, Any], first_file: str, api_key: str | None,
-          timeout: float, log: Log, bench: bool = True) -> dict[str, Any]:
-    """Health gate for a started container; returns timings/facts. Raises DeployError."""
-    from ossctl.serve import health
-
-    cid = rec["container_id"]
-    url = rec["endpoint"]
-    log(f"waiting for {url}/health (timeout {timeout:g} s)")
-    ready = health.wait_ready(url, timeout, api_key, lambda: rt.find(cid), lambda: rt.logs(cid, 20))
-    props = health.check_props(url, api_key, first_file, profile["ctx"], profile["parallel"])
-    sm = health.smoke(url, api_key)
-    out = {"ready_s": round(ready, 3), "props": props, "smoke": sm}
-    log(f"healthy after {ready:.1f} s; /props ok; smoke completion ok (stream {sm['stream_chunks']} chunks)")
-    if bench and "bench" in profile:
-        try:
-            from ossctl.loadtest.gate import run_gate
-        except ModuleNotFoundError as exc:
-            if exc.name and exc.name.startswith("ossctl.loadtest"):
-                raise DeployError("the profile has a [bench] table but the bench module is not installed") from None
-            raise
-        log("running the profile's bench gate")
-        g = run_gate(url, api_key, profile["bench"])
-        if not g.ok:
-            raise DeployError(g.summary if g.summary.startswith("bench gate") else f"bench gate failed: {g.summary}")
-        out["bench"] = {"summary": g.summary}
-        log(g.summary if g.summary.startswith("bench gate") else f"bench gate passed: {g.summary}")
-    return out
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, OssctlError):
+        return exc.message
+    return "interrupted" if isinstance(exc, KeyboardInterrupt) else f"{type(exc).__name__}: {exc}"
 
 
-def _reconcile(rt, settings, host: str, doc: dict[str, Any], profile: str, log: Log,
-               timeout: float = 900) -> list[str]:
-    """Bring state back in line with the container labels after a killed deploy/rollback.
-    Returns what was done (one line each). Saves ``doc`` when it changed."""
-    actions: list[str] = []
-    ok_ids = {r["id"] for r in releases.profile_doc(doc, profile)["history"] if r.get("state") == "ok"}
-    cur = releases.current(doc, profile)
-    containers = rt.list({"ossctl.managed": "1", "ossctl.profile": profile})
-    in_use = {cur["container_id"]} if cur else set()
-    for c in containers:
-        rid = c["labels"].get("ossctl.release", "")
-        if rid in ok_ids or c["id"] in in_use:
-            continue
-        rt.remove(c["id"])
-        rec = releases.find(doc, profile, rid) or {"id": rid, "profile": profile, "kind": "deploy",
-                                                     "created": releases.now_iso(), "container_id": c["id"]}
-        rec["state"] = "interrupted"
-        rec["error"] = "the deploy was interrupted; its container was removed on the next run"
-        releases.upsert(doc, profile, rec)
-        actions.append(f"removed container {c['name']} left by interrupted release {rid}")
-    for rec in releases.profile_doc(doc, profile)["history"]:
-        if rec.get("state") == "pending":
-            rec["state"] = "interrupted"
-            rec["error"] = "the deploy was interrupted before its container started"
-            actions.append(f"marked release {rec['id']} interrupted")
-    if actions and cur:
-        st = rt.find(cur["container_id"])
-        if st is not None and not st["running"]:
-            log(f"restarting release {cur['id']} (stopped by the interrupted deploy)")
-            rt.start(cur["container_id"])
-            from ossctl.serve import health
-
-            health.wait_ready(cur["endpoint"], timeout, _api_key_quiet(cur), lambda: rt.find(cur["container_id"]),
-                              lambda: rt.logs(cur["container_id"]))
-            actions.append(f"restarted release {cur['id']}")
-    if actions:
-        releases.save(settings, host, doc)
-        for a in actions:
-            log("reconciled: " + a)
-    return actions
-
-
-def _api_key_quiet(rec: dict[str, Any]) -> str | None:
+def _api_key_quiet(rec: Release) -> str | None:
     try:
-        return _api_key({"api_key_file": rec.get("api_key_file") or ""})
+        return _api_key({"api_key_file": rec.api_key_file or ""})
     except OssctlError:
         return None
 
 
-def _connect(settings, docker_host_flag: str | None):
-    from ossctl.serve.docker_runtime import DockerRuntime, docker_host
-
-    host = docker_host(settings, docker_host_flag)
-    return DockerRuntime(host, dict(settings.env)), host
-
-
-def _retain(rt, doc: dict[str, Any], profile: str, keep: int, log: Log) -> None:
-    """Keep the containers of the newest ``keep`` ok releases (the current one included);
-    remove older ones (they can still be recreated from the recorded spec)."""
-    hist = releases.profile_doc(doc, profile)["history"]
-    kept: list[str] = []
-    for rec in reversed(hist):
-        if rec.get("state") != "ok" or rec.get("container_removed"):
-            continue
-        cid = rec.get("container_id")
-        if cid in kept:
-            continue
-        if len(kept) < keep:
-            kept.append(cid)
-            continue
-        rt.remove(cid)
-        for r in hist:
-            if r.get("container_id") == cid:
-                r["container_removed"] = True
-        log(f"removed the container of old release {rec['id']} (keep_releases={keep})")
-
-
-def _restore(rt, prev: dict[str, Any] | None, was_running: bool, log: Log, timeout: float) -> str:
-    """After a failed switch: make sure the previous release serves again."""
-    if prev is None:
-        return "no previous release to restore"
-    if not was_running:
-        return f"previous release {prev['id']} was not running before; left as it was"
-    st = rt.find(prev["container_id"])
-    if st is None:
-        return f"previous release {prev['id']}'s container is gone; run `ossctl rollback`"
+def _wait_healthy(eng: Engine, rec: Release, timeout: float) -> float:
     from ossctl.serve import health
 
+    return health.wait_ready(rec.endpoint, timeout, _api_key_quiet(rec), lambda: eng.rt.find(rec.container_id),
+                             lambda: eng.rt.logs(rec.container_id))
+
+
+def _gate(eng: Engine, rec: Release, profile: dict[str, Any], first_file: str, api_key: str | None,
+          timeout: float, bench: bool) -> dict[str, Any]:
+    """Health gate for a started container; returns timings/facts. Raises DeployError."""
+    from ossctl.serve import health
+
+    url = rec.endpoint
+    eng.log(f"waiting for {url}/health (timeout {timeout:g} s)")
+    ready = health.wait_ready(url, timeout, api_key, lambda: eng.rt.find(rec.container_id),
+                              lambda: eng.rt.logs(rec.container_id, 20))
+    props = health.check_props(url, api_key, first_file, profile["ctx"], profile["parallel"])
+    sm = health.smoke(url, api_key)
+    out = {"ready_s": round(ready, 3), "props": props, "smoke": sm}
+    eng.log(f"healthy after {ready:.1f} s; /props ok; smoke completion ok (stream {sm['stream_chunks']} chunks)")
+    if bench and "bench" in profile:
+        from ossctl.loadtest.gate import run_gate
+
+        eng.log("running the profile's bench gate")
+        g = run_gate(url, api_key, profile["bench"])
+        if not g.ok:
+            raise DeployError(g.summary if g.summary.startswith("bench gate") else f"bench gate failed: {g.summary}")
+        out["bench"] = {"summary": g.summary}
+        eng.log(g.summary if g.summary.startswith("bench gate") else f"bench gate passed: {g.summary}")
+    return out
+
+
+def _reconcile(eng: Engine, book: Book, profile: str, timeout: float) -> list[str]:
+    """Under the lock (so no live process is working on ``profile``): finish what a killed
+    deploy / rollback left. Only containers whose ledger record is ``pending`` are removed;
+    containers the ledger does not know are reported, never removed. Returns what was done."""
+    from ossctl import labels as L
+
+    actions: list[str] = []
+    changed: list[Release] = []
+    pending = {r.id: r for r in book.history(profile) if r.state is State.PENDING}
+    cur = book.current(profile)
+    for c in eng.containers(profile):
+        rid = c["labels"].get(L.RELEASE, "")
+        rec = pending.get(rid)
+        if rec is None or (cur and c["id"] == cur.container_id):
+            continue
+        if rec.kind == "rollback" and rec.container_id == c["id"]:
+            # a rollback restarts the target's kept container: stop it, never remove it
+            eng.rt.stop(c["id"])
+            actions.append(f"stopped container {c['name']} started by interrupted rollback {rid}")
+        else:
+            eng.rt.remove(c["id"])
+            actions.append(f"removed container {c['name']} left by interrupted release {rid}")
+    for rec in pending.values():
+        rec.to(State.INTERRUPTED, "interrupted before it became healthy; cleaned up by the next run")
+        changed.append(rec)
+        actions.append(f"marked release {rec.id} interrupted")
+    if changed:
+        eng.ledger.save(*changed)
+    if actions and cur and cur.container_id and not eng.running(cur):
+        if eng.rt.find(cur.container_id) is not None:
+            eng.log(f"restarting release {cur.id} (stopped by the interrupted run)")
+            eng.rt.start(cur.container_id)
+            _wait_healthy(eng, cur, timeout)
+            actions.append(f"restarted release {cur.id}")
+    for a in actions:
+        eng.log("reconciled: " + a)
+    return actions
+
+
+def _restore(eng: Engine, prev: Release | None, timeout: float) -> str:
+    """After a failed step that had stopped ``prev``: make it serve again."""
+    if prev is None:
+        return "nothing was serving before"
     try:
+        st = eng.rt.find(prev.container_id) if prev.container_id else None
+        if st is None:
+            return f"previous release {prev.id}'s container is gone; run `ossctl rollback --profile {prev.profile}`"
         if not st["running"]:
-            log(f"restarting previous release {prev['id']}")
-            rt.start(prev["container_id"])
-        health.wait_ready(prev["endpoint"], timeout, _api_key_quiet(prev), lambda: rt.find(prev["container_id"]),
-                          lambda: rt.logs(prev["container_id"]))
+            eng.log(f"restarting previous release {prev.id}")
+            eng.rt.start(prev.container_id)
+        _wait_healthy(eng, prev, timeout)
     except OssctlError as exc:
-        return f"previous release {prev['id']} did not come back: {exc.message}"
-    return f"previous release {prev['id']} is serving again at {prev['endpoint']}"
+        return f"previous release {prev.id} did not come back: {exc.message}"
+    return f"previous release {prev.id} is serving again at {prev.endpoint}"
+
+
+def _step(eng: Engine, rec: Release, cur: Release | None, start: Callable[[], tuple[str, Callable[[], None]]],
+          gate: Callable[[Release], dict[str, Any]], timeout: float, what: str) -> dict[str, Any]:
+    """The one rollout step deploy and rollback share: record ``rec`` pending; stop the
+    serving release (it holds the profile's port); ``start()`` the new container (returns its
+    id and how to undo the start); gate it; commit ``ok``. On any failure (Ctrl-C too) the
+    start is undone, ``rec`` becomes ``failed`` and ``cur`` serves again; raises
+    :class:`DeployError` (exit 7) naming what serves now."""
+    eng.ledger.save(rec)
+    cur_state = eng.running(cur)
+    stopped: Release | None = None
+    undo: Callable[[], None] | None = None
+    try:
+        if cur_state:
+            eng.log(f"stopping release {cur.id} ({cur_state['name']}); it is kept for rollback")
+            eng.rt.stop(cur.container_id)
+            stopped = cur
+        rec.container_id, undo = start()
+        facts = gate(rec)
+    except BaseException as exc:
+        reason = _reason(exc)
+        try:
+            if undo:
+                undo()
+            rec.to(State.FAILED, reason)
+            eng.ledger.save(rec)
+            restored = _restore(eng, stopped, timeout) if stopped else (
+                f"release {cur.id} is still serving at {cur.endpoint}" if cur_state else "nothing was serving before")
+        except OssctlError as exc2:
+            restored = f"could not clean up ({exc2.message}); the next deploy or rollback reconciles"
+        if isinstance(exc, KeyboardInterrupt):
+            exc.ossctl_note = f"{what} stopped; {restored}"  # main() prints it
+            raise
+        raise DeployError(f"{what} failed: {reason}", hint=restored) from None
+    rec.to(State.OK)
+    rec.ready_s = facts["ready_s"]
+    rec.props = facts.get("props")
+    rec.bench = facts.get("bench")
+    eng.ledger.save(rec)  # the commit point: from here on rec is what serves
+    return facts
+
+
+def _retain(eng: Engine, book: Book, profile: str, keep: int) -> None:
+    """Keep the containers of the newest ``keep`` ok releases (the current one included);
+    remove older ones, which the ledger proves are ours (they can still be recreated from
+    their recorded spec)."""
+    kept: list[str] = []
+    changed: list[Release] = []
+    for rec in reversed(book.history(profile)):
+        if rec.state is not State.OK or rec.container_removed or not rec.container_id or rec.container_id in kept:
+            continue
+        if len(kept) < keep:
+            kept.append(rec.container_id)
+            continue
+        eng.rt.remove(rec.container_id)
+        for r in book.history(profile):
+            if r.container_id == rec.container_id and not r.container_removed:
+                r.container_removed = True
+                changed.append(r)
+        eng.log(f"removed the container of old release {rec.id} (keep_releases={keep})")
+    if changed:
+        eng.ledger.save(*changed)
+
+
+def _choose_strategy(strategy: str, log: Log) -> str:
+    if strategy not in ("auto", "recreate", "blue-green"):
+        raise UsageError(f"unknown strategy {strategy!r}", hint="use auto, recreate or blue-green")
+    if strategy == "blue-green":
+        raise UsageError("blue-green would leave the service on another port: the profile's endpoint can only be "
+                         "kept behind a front door, which this profile does not have",
+                         hint="use strategy = \"recreate\" (or \"auto\")")
+    if strategy == "auto":
+        log("strategy auto → recreate (no front door: the new release takes the profile's port)")
+    return "recreate"
 
 
 # ------------------------------------------------------------------ deploy
@@ -273,8 +360,8 @@ def _restore(rt, prev: dict[str, Any] | None, was_running: bool, log: Log, timeo
 def deploy(settings, profile_name: str, *, dry_run: bool = False, timeout: float | None = None,
            force: bool = False, strategy: str | None = None, docker_host_flag: str | None = None,
            log: Log = _nolog) -> dict[str, Any]:
-    """Deploy ``profile_name`` (see the module docstring). Returns the release record (or,
-    with ``dry_run``, the spec and the ``docker run`` line without touching anything).
+    """Deploy ``profile_name`` (see the module docstring). Returns the release (or, with
+    ``dry_run``, the spec and the ``docker run`` line without touching anything).
 
     Raises :class:`UsageError` / :class:`NotFoundError` / :class:`IntegrityError` /
     :class:`ConflictError` / :class:`RemoteError` from preflight (nothing changed), and
@@ -283,9 +370,8 @@ def deploy(settings, profile_name: str, *, dry_run: bool = False, timeout: float
     from ossctl.artifacts.manifest import locate_model_dir, read_manifest, require_verified
 
     profile = resolve_profile(settings, profile_name)
-    if strategy is not None and strategy not in ("auto", "recreate", "blue-green"):
-        raise UsageError(f"unknown strategy {strategy!r}", hint="use auto, recreate or blue-green")
-    strategy = strategy or profile["strategy"]
+    name = profile["name"]
+    strategy = _choose_strategy(strategy or profile["strategy"], log if not dry_run else _nolog)
     timeout = float(timeout if timeout is not None else profile["health_timeout"])
     if timeout <= 0:
         raise UsageError("--timeout must be a positive number of seconds")
@@ -297,160 +383,111 @@ def deploy(settings, profile_name: str, *, dry_run: bool = False, timeout: float
         manifest = require_verified(model_dir)
     check_against_model(profile, model_dir, manifest.first_file)
     api_key = _api_key(profile)
+    port = profile["port"]
 
     if dry_run:
         from ossctl.serve.docker_runtime import docker_host
 
-        host = docker_host(settings, docker_host_flag)
-        doc = releases.load(settings, host)
-        cur = releases.current(doc, profile["name"])
-        port = profile["port"]
-        if strategy == "blue-green" and cur and cur.get("port") == port:
-            port += 1
-        rid = releases.next_id(doc, profile["name"])
-        spec = llama_server.build_spec(profile, manifest, model_dir, rid, port)
-        return {"dry_run": True, "docker_host": host, "release": rid, "profile": profile["name"],
-                "strategy": strategy, "endpoint": _endpoint(port), "spec": spec,
+        spec = llama_server.build_spec(profile, manifest, model_dir, "rNEXT", port)
+        return {"dry_run": True, "docker_host": docker_host(settings, docker_host_flag), "release": "rNEXT",
+                "profile": name, "strategy": strategy, "endpoint": _endpoint(port), "spec": spec,
                 "docker_run": llama_server.docker_run_line(spec)}
 
-    rt, host = _connect(settings, docker_host_flag)
-    with releases.deploy_lock(settings, host):
-        doc = releases.load(settings, host)
-        _reconcile(rt, settings, host, doc, profile["name"], log, timeout)
+    eng = Engine(settings, docker_host_flag, log)
+    with eng.ledger.lock(name, "deploy", log):
+        book = eng.book(name)
+        _reconcile(eng, book, name, timeout)
         preflight: dict[str, Any] = {}
         if profile["require_registered"]:
             preflight["registry"] = _check_registered(settings, manifest, log)
-        image = rt.image_info(profile["image"])
-        cur = releases.current(doc, profile["name"])
-        cur_state = rt.find(cur["container_id"]) if cur else None
-        cur_running = bool(cur_state and cur_state["running"])
-
+        image = eng.rt.image_info(profile["image"])
+        cur = book.current(name)
+        cur_state = eng.running(cur)
         vram = _check_vram(settings, profile, model_dir) if profile["gpus"] != "none" else \
             {"status": "skipped", "message": "VRAM check skipped: the profile uses no GPU", "plan": None}
         preflight["vram"] = {"status": vram["status"], "message": vram["message"]}
         log(vram["message"] or f"VRAM check: {vram['status']}")
-        if strategy == "auto":
-            if not cur_running:
-                strategy = "recreate"
-            elif profile["gpus"] == "none":
-                avail = _mem_available()
-                strategy = "blue-green" if avail and 2 * manifest.total_size < 0.8 * avail else "recreate"
-            else:
-                # the check ran with the old release loaded: "pass" means a second copy fits
-                strategy = "blue-green" if vram["status"] == "pass" else "recreate"
-            log(f"strategy auto → {strategy}")
-        if vram["status"] == "fail" and not (cur_running and strategy == "recreate") and not force:
+        # with the old release loaded a "fail" may only mean "not next to it": re-checked once it is stopped
+        if vram["status"] == "fail" and not cur_state and not force:
             raise ConflictError(f"the model does not fit in GPU memory: {vram['message']}",
                                 hint="lower ctx / n_gpu_layers, use another profile, or pass --force")
+        _check_port(eng.rt, profile, port, {cur_state["name"]} if cur_state else set())
 
-        port = profile["port"]
-        if strategy == "blue-green" and cur_running and cur.get("port") == port:
-            port = port + 1
-            if port > 65535:
-                raise UsageError("blue-green needs port + 1 free; the profile port is 65535")
-        allowed = {cur_state["name"]} if (cur_running and strategy == "recreate" and cur.get("port") == port) else set()
-        _check_port(rt, profile, port, allowed)
-
-        seen = [c["labels"].get("ossctl.release", "") for c in rt.list({"ossctl.managed": "1", "ossctl.profile": profile["name"]})]
-        rid = releases.next_id(doc, profile["name"], seen)
+        rid = book.next_id(name, [c["labels"].get("ossctl.release", "") for c in eng.containers(name)])
         spec = llama_server.build_spec(profile, manifest, model_dir, rid, port)
-        rec: dict[str, Any] = {
-            "id": rid, "profile": profile["name"], "kind": "deploy", "state": "pending", "source": rid,
-            "created": releases.now_iso(), "docker_host": host, "endpoint": _endpoint(port),
-            "host": profile["host"], "port": port, "container_id": None, "container_name": spec["name"],
-            "image": profile["image"], "image_id": image["id"], "image_digests": image["digests"],
-            "model_dir": str(model_dir), "model_id": manifest.model_id, "composite_sha256": manifest.composite_sha256,
-            "repo": manifest.repo, "revision": manifest.revision, "ctx": profile["ctx"],
-            "api_key_file": profile["api_key_file"] or None, "strategy": strategy, "previous": cur["id"] if cur else None,
-            "rolled_back": False, "error": None, "profile_resolved": profile, "spec": spec, "preflight": preflight,
-        }
-        releases.upsert(doc, profile["name"], rec)
-        releases.save(settings, host, doc)
+        rec = Release(
+            id=rid, profile=name, kind="deploy", source=rid, created=now_iso(), owner=whoami(),
+            docker_host=eng.host, endpoint=_endpoint(port), host=profile["host"], port=port,
+            container_name=spec["name"], image=profile["image"], image_id=image["id"],
+            image_digests=image["digests"], model_dir=str(model_dir), model_id=manifest.model_id,
+            composite_sha256=manifest.composite_sha256, repo=manifest.repo, revision=manifest.revision,
+            ctx=profile["ctx"], api_key_file=profile["api_key_file"] or None, strategy=strategy,
+            previous=cur.id if cur else None, preflight=preflight, profile_resolved=profile, spec=spec)
+        book.add(rec)
+
+        def start() -> tuple[str, Callable[[], None]]:
+            if vram["status"] == "fail" and not force:
+                again = _check_vram(settings, profile, model_dir)
+                if again["status"] == "fail":
+                    raise DeployError(f"the model does not fit in GPU memory: {again['message']}")
+            log(f"starting {spec['name']} from {profile['image']} on {rec.endpoint}")
+            cid = eng.rt.run(spec)
+            return cid, lambda: eng.rt.remove(cid)
+
+        def gate(r: Release) -> dict[str, Any]:
+            facts = _gate(eng, r, profile, manifest.first_file, api_key, timeout, bench=True)
+            eng.rt.set_restart(r.container_id, spec["restart_policy"])
+            return facts
 
         t0 = time.monotonic()
-        stopped_prev = False
-        try:
-            if strategy == "recreate" and cur_running:
-                log(f"stopping release {cur['id']} ({cur_state['name']}); it is kept for rollback")
-                rt.stop(cur["container_id"])
-                stopped_prev = True
-                if vram["status"] == "fail" and not force:
-                    vram2 = _check_vram(settings, profile, model_dir)
-                    if vram2["status"] == "fail":
-                        raise DeployError(f"the model does not fit in GPU memory: {vram2['message']}")
-            log(f"starting {spec['name']} from {profile['image']} on {rec['endpoint']}")
-            rec["container_id"] = rt.run(spec)
-            gate = _gate(rt, rec, profile, manifest.first_file, api_key, timeout, log)
-            rt.set_restart(rec["container_id"], spec["restart_policy"])
-        except BaseException as exc:
-            reason = exc.message if isinstance(exc, OssctlError) else (
-                "interrupted" if isinstance(exc, KeyboardInterrupt) else f"{type(exc).__name__}: {exc}")
-            if rec["container_id"]:
-                rt.remove(rec["container_id"])
-            rec["state"] = "failed"
-            rec["error"] = reason
-            releases.save(settings, host, doc)
-            if stopped_prev:
-                restored = _restore(rt, cur, cur_running, log, timeout)
-            elif cur_running:
-                restored = f"release {cur['id']} is still serving at {cur['endpoint']}"
-            else:
-                restored = "nothing was serving before"
-            if isinstance(exc, KeyboardInterrupt):
-                raise
-            raise DeployError(f"deploy of profile {profile['name']!r} (release {rid}) failed: {reason}",
-                              hint=restored) from None
-        if strategy == "blue-green" and cur_running:
-            log(f"switching: stopping release {cur['id']} ({cur_state['name']}); it is kept for rollback")
-            rt.stop(cur["container_id"])
-        rec.update(state="ok", ready_s=gate["ready_s"], deploy_s=round(time.monotonic() - t0, 3),
-                   created=releases.now_iso(), props=gate["props"])
-        if "bench" in gate:
-            rec["bench"] = gate["bench"]
-        releases.profile_doc(doc, profile["name"])["current"] = rid
-        _retain(rt, doc, profile["name"], profile["keep_releases"], log)
-        releases.save(settings, host, doc)
-        return public_release(rec)
-
-
-def public_release(rec: dict[str, Any]) -> dict[str, Any]:
-    """The ``deploy`` / ``rollback`` ``--json`` shape."""
-    return {
-        "id": rec["id"], "profile": rec["profile"], "kind": rec.get("kind", "deploy"), "state": rec["state"],
-        "source": rec.get("source"), "previous": rec.get("previous"), "strategy": rec.get("strategy"),
-        "docker_host": rec.get("docker_host"), "endpoint": rec["endpoint"], "container_id": rec["container_id"],
-        "container_name": rec.get("container_name"), "image": rec["image"], "image_id": rec.get("image_id"),
-        "model_id": rec.get("model_id"), "composite_sha256": rec.get("composite_sha256"), "ctx": rec.get("ctx"),
-        "api_key_file": rec.get("api_key_file"), "created": rec["created"], "ready_s": rec.get("ready_s"),
-    }
+        _step(eng, rec, cur, start, gate, timeout, f"deploy of profile {name!r} (release {rid})")
+        rec.deploy_s = round(time.monotonic() - t0, 3)
+        _retain(eng, book, name, profile["keep_releases"])
+        return rec.public()
 
 
 # ------------------------------------------------------------------ rollback
 
-def _pick_profile(doc: dict[str, Any], profile: str | None) -> str:
+def _pick_profile(book: Book, profile: str | None) -> str:
     if profile:
         return profile
-    curs = [r for r in (releases.current(doc, n) for n in doc["profiles"]) if r]
+    curs = [r for r in (book.current(n) for n in book.profiles()) if r]
     if not curs:
-        names = [n for n, pd in doc["profiles"].items() if pd["history"]]
+        names = [n for n in book.profiles() if book.history(n)]
         if len(names) == 1:
             return names[0]
         raise NotFoundError("nothing is deployed on this Docker host", hint="deploy first: `ossctl deploy --profile NAME`")
-    return max(curs, key=lambda r: r.get("created", ""))["profile"]
+    return max(curs, key=lambda r: r.created).profile
 
 
-def _previous(doc: dict[str, Any], profile: str, cur: dict[str, Any] | None) -> dict[str, Any] | None:
+def _previous(book: Book, profile: str, cur: Release | None) -> Release | None:
     """The newest ok release before the current one that runs something else and was not
     itself rolled back from (so repeated rollbacks walk further back)."""
-    hist = releases.profile_doc(doc, profile)["history"]
-    cur_src = cur.get("source") if cur else None
-    for rec in reversed(hist):
-        if cur and rec["id"] == cur["id"]:
+    for rec in reversed(book.history(profile)):
+        if cur and rec.id == cur.id:
             continue
-        if rec.get("state") != "ok" or rec.get("rolled_back") or rec.get("source") == cur_src:
+        if rec.state is not State.OK or rec.rolled_back or (cur and rec.source == cur.source):
             continue
         return rec
     return None
+
+
+def _rollback_target(book: Book, name: str, cur: Release | None, to: str | None) -> Release:
+    if not to:
+        target = _previous(book, name, cur)
+        if target is None:
+            raise NotFoundError(f"no previous release of profile {name!r} to roll back to",
+                                hint=f"see `ossctl releases --profile {name}`")
+        return target
+    target = book.find(name, to)
+    if target is None:
+        raise NotFoundError(f"no release {to!r} for profile {name!r}", hint=f"see `ossctl releases --profile {name}`")
+    if target.state is not State.OK:
+        raise UsageError(f"release {to} never became healthy ({target.state.value}); cannot roll back to it",
+                         hint=f"see `ossctl releases --profile {name}`")
+    if cur and target.source == cur.source:
+        raise UsageError(f"release {to} is what serves now (as {cur.id})")
+    return target
 
 
 def rollback(settings, profile: str | None = None, to: str | None = None, *, timeout: float | None = None,
@@ -459,142 +496,119 @@ def rollback(settings, profile: str | None = None, to: str | None = None, *, tim
     container, or recreate it from the recorded spec; health-gated; recorded as a new
     release of kind "rollback". On failure the release that was serving is restored and
     :class:`DeployError` is raised."""
-    rt, host = _connect(settings, docker_host_flag)
-    with releases.deploy_lock(settings, host):
-        doc = releases.load(settings, host)
-        name = _pick_profile(doc, profile)
-        _reconcile(rt, settings, host, doc, name, log)
-        cur = releases.current(doc, name)
-        if to:
-            target = releases.find(doc, name, to)
-            if target is None:
-                raise NotFoundError(f"no release {to!r} for profile {name!r}", hint="see `ossctl releases`")
-            if target.get("state") != "ok":
-                raise UsageError(f"release {to} never became healthy ({target.get('state')}); cannot roll back to it",
-                                 hint="see `ossctl releases`")
-            if cur and target.get("source") == cur.get("source"):
-                raise UsageError(f"release {to} is what serves now (as {cur['id']})")
-        else:
-            target = _previous(doc, name, cur)
-            if target is None:
-                raise NotFoundError(f"no previous release of profile {name!r} to roll back to",
-                                    hint="see `ossctl releases`")
-        tprofile = target["profile_resolved"]
-        timeout = float(timeout if timeout is not None else tprofile["health_timeout"])
-        cur_state = rt.find(cur["container_id"]) if cur else None
-        cur_running = bool(cur_state and cur_state["running"])
-        rid = releases.next_id(doc, name, [c["labels"].get("ossctl.release", "")
-                                           for c in rt.list({"ossctl.managed": "1", "ossctl.profile": name})])
-        port = target["port"]
-        same_port = cur_running and cur.get("port") == port
-        tstate = rt.find(target["container_id"]) if target.get("container_id") else None
+    eng = Engine(settings, docker_host_flag, log)
+    name = profile or _pick_profile(eng.book(), None)
+    with eng.ledger.lock(name, "rollback", log):
+        book = eng.book(name)
+        cur = book.current(name)
+        target = _rollback_target(book, name, cur, to)
+        tprofile = target.profile_resolved
+        timeout = float(timeout if timeout is not None else tprofile.get("health_timeout", 900))
+        _reconcile(eng, book, name, timeout)
+        cur_state = eng.running(cur)
+        tstate = eng.rt.find(target.container_id) if target.container_id and not target.container_removed else None
         if tstate is None:
-            rt.image_info(target["image"])
-        allowed = {cur_state["name"]} if same_port else set()
-        if tstate is None or not tstate["running"]:
-            users = [n for n in rt.host_port_users(port) if n not in allowed]
-            if users:
-                raise ConflictError(f"port {port} is busy: published by container {users[0]}",
-                                    hint="stop that container first")
-        rec = {**{k: target.get(k) for k in ("profile", "source", "docker_host", "endpoint", "host", "port", "image",
-                                              "image_id", "image_digests", "model_dir", "model_id", "composite_sha256",
-                                              "repo", "revision", "ctx", "api_key_file", "profile_resolved", "spec")},
-               "id": rid, "kind": "rollback", "state": "pending", "created": releases.now_iso(), "rollback_to": target["id"],
-               "previous": cur["id"] if cur else None, "strategy": "recreate" if same_port else "blue-green",
-               "rolled_back": False, "error": None, "container_id": target.get("container_id"),
-               "container_name": target.get("container_name")}
-        releases.upsert(doc, name, rec)
-        releases.save(settings, host, doc)
+            eng.rt.image_info(target.image)
+        if not (tstate and tstate["running"]):
+            _check_port(eng.rt, tprofile, target.port, {cur_state["name"]} if cur_state else set())
+        rid = book.next_id(name, [c["labels"].get("ossctl.release", "") for c in eng.containers(name)])
+        rec = Release.from_dict(target.to_dict())
+        rec.id, rec.kind, rec.state, rec.created, rec.owner = rid, "rollback", State.PENDING, now_iso(), whoami()
+        rec.rollback_to, rec.previous, rec.strategy = target.id, cur.id if cur else None, "recreate"
+        rec.rolled_back, rec.error, rec.ready_s, rec.deploy_s, rec.bench, rec.vram = False, None, None, None, None, None
+        rec.container_removed = False
+        book.add(rec)
+        first_file = Path(target.spec["command"][1]).name
         api_key = _api_key_quiet(target)
-        first_file = Path(target["spec"]["command"][1]).name
-        stopped_prev = False
-        started: str | None = None
-        try:
-            if same_port:
-                log(f"stopping release {cur['id']} ({cur_state['name']})")
-                rt.stop(cur["container_id"])
-                stopped_prev = True
+
+        def start() -> tuple[str, Callable[[], None]]:
             if tstate is not None:
-                log(f"starting the kept container of release {target['id']} ({tstate['name']})")
+                log(f"starting the kept container of release {target.id} ({tstate['name']})")
                 if not tstate["running"]:
-                    rt.start(target["container_id"])
-                    started = target["container_id"]
-            else:
-                spec = dict(target["spec"])
-                spec["name"] = llama_server.container_name(name, rid)
-                spec["labels"] = {**spec["labels"], "ossctl.release": rid}
-                log(f"recreating release {target['id']} as {spec['name']} from its recorded spec")
-                rec["container_id"] = started = rt.run(spec)
-                rec["container_name"] = spec["name"]
-                rec["container_removed"] = False
-            gate = _gate(rt, rec, tprofile, first_file, api_key, timeout, log, bench=False)
+                    eng.rt.start(target.container_id)
+                return target.container_id, lambda: eng.rt.stop(target.container_id)
+            spec = dict(target.spec)
+            spec["name"] = llama_server.container_name(name, rid)
+            spec["labels"] = {**spec["labels"], **rec.labels()}
+            log(f"recreating release {target.id} as {spec['name']} from its recorded spec")
+            rec.container_name, rec.spec = spec["name"], spec
+            cid = eng.rt.run(spec)
+            return cid, lambda: eng.rt.remove(cid)
+
+        def gate(r: Release) -> dict[str, Any]:
+            facts = _gate(eng, r, tprofile, first_file, api_key, timeout, bench=False)
             if tstate is None:
-                rt.set_restart(rec["container_id"], rec["spec"]["restart_policy"])
-        except BaseException as exc:
-            reason = exc.message if isinstance(exc, OssctlError) else (
-                "interrupted" if isinstance(exc, KeyboardInterrupt) else f"{type(exc).__name__}: {exc}")
-            if started:
-                if tstate is None:
-                    rt.remove(started)
-                else:
-                    rt.stop(started)
-            rec["state"] = "failed"
-            rec["error"] = reason
-            releases.save(settings, host, doc)
-            restored = _restore(rt, cur, cur_running, log, timeout) if cur_running else "nothing was serving before"
-            if isinstance(exc, KeyboardInterrupt):
-                raise
-            raise DeployError(f"rollback of profile {name!r} to release {target['id']} failed: {reason}",
-                              hint=restored) from None
-        if cur_running and not same_port:
-            log(f"stopping release {cur['id']} ({cur_state['name']})")
-            rt.stop(cur["container_id"])
+                eng.rt.set_restart(r.container_id, r.spec["restart_policy"])
+            return facts
+
+        _step(eng, rec, cur, start, gate, timeout, f"rollback of profile {name!r} to release {target.id}")
         if cur:
-            cur["rolled_back"] = True
-        rec.update(state="ok", ready_s=gate["ready_s"], created=releases.now_iso())
-        releases.profile_doc(doc, name)["current"] = rid
-        releases.save(settings, host, doc)
-        return public_release(rec)
+            cur.rolled_back = True
+            eng.ledger.save(cur)
+        return rec.public()
 
 
-# ------------------------------------------------------------------ status / history
+# ------------------------------------------------------------------ status / history / unlock
 
-def status(settings, profile: str | None = None, docker_host_flag: str | None = None) -> dict[str, Any]:
+def status(settings, profile: str | None = None, docker_host_flag: str | None = None,
+           log: Log = _nolog) -> dict[str, Any]:
     """What runs now on the Docker host: one entry per profile with a current release
-    (container state, /health, uptime), plus leftovers of interrupted deploys."""
+    (container state, /health, uptime), plus containers of releases that are not ok
+    (leftovers of interrupted runs, or unknown to the ledger)."""
+    from ossctl import labels as L
     from ossctl.serve import health
 
-    rt, host = _connect(settings, docker_host_flag)
-    doc = releases.load(settings, host)
+    eng = Engine(settings, docker_host_flag, log)
+    book = eng.book(profile)
+    by_profile: dict[str, list[dict[str, Any]]] = {}
+    for c in eng.rt.list({L.MANAGED: "1", **({L.PROFILE: profile} if profile else {})}):
+        by_profile.setdefault(c["labels"].get(L.PROFILE, ""), []).append(c)
     out = []
-    for name in sorted(doc["profiles"]):
+    for name in sorted(set(book.profiles()) | set(by_profile)):
         if profile and name != profile:
             continue
-        cur = releases.current(doc, name)
+        cur = book.current(name)
         if not cur:
             continue
-        st = rt.find(cur["container_id"]) if cur.get("container_id") else None
+        containers = {c["id"]: c for c in by_profile.get(name, [])}
+        st = containers.get(cur.container_id)
         running = bool(st and st["running"])
-        h = health.probe(cur["endpoint"], _api_key_quiet(cur)) if running else "down"
-        ok_ids = {r["id"] for r in releases.profile_doc(doc, name)["history"] if r.get("state") == "ok"}
-        leftovers = [c["name"] for c in rt.list({"ossctl.managed": "1", "ossctl.profile": name})
-                     if c["labels"].get("ossctl.release") not in ok_ids and c["id"] != cur["container_id"]]
+        ok_ids = {r.id for r in book.history(name) if r.state is State.OK}
+        leftovers = [c["name"] for c in containers.values()
+                     if c["labels"].get(L.RELEASE) not in ok_ids and c["id"] != cur.container_id]
         started = st["started_ts"] if st else None
         out.append({
-            "profile": name, "release": cur["id"], "kind": cur.get("kind"), "source": cur.get("source"),
-            "model": cur["profile_resolved"]["model"], "model_id": cur.get("model_id"),
-            "composite_sha256": cur.get("composite_sha256"), "ctx": cur.get("ctx"), "image": cur.get("image"),
-            "endpoint": cur["endpoint"], "port": cur.get("port"), "container_id": cur.get("container_id"),
-            "container": st["status"] if st else "missing", "health": h,
+            "profile": name, "release": cur.id, "kind": cur.kind, "source": cur.source,
+            "model": cur.profile_resolved.get("model"), "model_id": cur.model_id,
+            "composite_sha256": cur.composite_sha256, "ctx": cur.ctx, "image": cur.image,
+            "endpoint": cur.endpoint, "port": cur.port, "container_id": cur.container_id,
+            "container": st["status"] if st else "missing",
+            "health": health.probe(cur.endpoint, _api_key_quiet(cur)) if running else "down",
             "uptime_s": round(time.time() - started) if (running and started) else None,
-            "leftovers": leftovers,
+            "leftovers": leftovers, "owner": cur.owner, "created": cur.created,
         })
-    return {"docker_host": host, "releases": out}
+    return {"docker_host": eng.host, "releases": out,
+            "unreadable": [f"{u.profile}/{u.name}: {u.reason}" for u in book.unreadable
+                           if not profile or u.profile == profile]}
 
 
-def history(settings, profile: str | None = None, docker_host_flag: str | None = None) -> dict[str, Any]:
-    from ossctl.serve.docker_runtime import docker_host
+def history(settings, profile: str | None = None, docker_host_flag: str | None = None,
+            log: Log = _nolog) -> dict[str, Any]:
+    """Every release on the engine (of ``profile`` when given), newest first."""
+    eng = Engine(settings, docker_host_flag, log)
+    book = eng.book(profile)
+    rows = []
+    for name in book.profiles():
+        if profile and name != profile:
+            continue
+        cur = book.current(name)
+        rows += [r.summary(cur.id if cur else None) for r in book.history(name)]
+    rows.sort(key=lambda r: (r["created"] or "", r["id"]), reverse=True)
+    return {"docker_host": eng.host, "releases": rows}
 
-    host = docker_host(settings, docker_host_flag)
-    return {"docker_host": host, "releases": releases.history(settings, host, profile)}
 
+def unlock(settings, profile: str, docker_host_flag: str | None = None) -> dict[str, Any]:
+    """Break the engine-side lock of ``profile`` (left by a process that died on another
+    machine). Returns who held it (``holder`` is None when it was not locked)."""
+    eng = Engine(settings, docker_host_flag)
+    return {"docker_host": eng.host, "profile": profile, "holder": eng.ledger.unlock(profile)}

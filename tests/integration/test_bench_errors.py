@@ -139,8 +139,9 @@ def test_prompt_file_not_jsonl(home, tmp_path):
     assert f"error: prompt file {f} line 1 is not JSON" in r.err
 
 
-def test_nothing_deployed_for_profile(home):
-    r = run_cli("bench", "--profile", "nosuch")
+def test_nothing_deployed_for_profile(home, docker_host):
+    # the engine holds what is deployed: reachable, and nothing of this profile on it
+    r = run_cli("bench", "--profile", "nosuch", env={"DOCKER_HOST": docker_host})
     assert r.code == 3, r.err
     assert r.err.startswith("error: ")
     assert "--url" in r.err

@@ -101,24 +101,23 @@ def test_run_gate(llama_server):
     assert not gone.ok and gone.summary.startswith("cannot reach http://127.0.0.1:9")
 
 
-def test_target_from_the_running_release(llama_server_factory, home, tmp_path):
-    """--profile reads the endpoint and the API key file from the current release."""
-    from ossctl.serve import releases
-    from ossctl.serve.docker_runtime import docker_host
-    from ossctl.settings import load_settings
+def test_target_from_the_running_release(llama_server_factory, home, tmp_path, docker_host):
+    """--profile reads the endpoint and the API key file from the current release, as the
+    Docker engine's ledger records it."""
+    import uuid
+
+    from ossctl.serve.docker_runtime import DockerRuntime
+    from ossctl.serve.releases import Ledger, Release, State, now_iso
 
     secret = "sk-release-key-987654321"
     srv = llama_server_factory(api_key=secret)
     keyfile = tmp_path / "api-key"
     keyfile.write_text(secret)
-    settings = load_settings()
-    host = docker_host(settings)
-    doc = releases.load(settings, host)
-    releases.upsert(doc, "bench", {"id": "r0001", "profile": "bench", "kind": "deploy", "state": "ok",
-                                   "created": releases.now_iso(), "endpoint": srv.url, "api_key_file": str(keyfile)})
-    releases.profile_doc(doc, "bench")["current"] = "r0001"
-    releases.save(settings, host, doc)
-    r = run_cli("--json", "bench", "--profile", "bench", "--users", "1", "--requests", "2", "--max-tokens", "4")
+    profile = "bench" + uuid.uuid4().hex[:8]
+    Ledger(DockerRuntime(docker_host)).save(Release(id="r0001", profile=profile, state=State.OK, created=now_iso(),
+                                                    endpoint=srv.url, api_key_file=str(keyfile)))
+    r = run_cli("--json", "bench", "--profile", profile, "--users", "1", "--requests", "2", "--max-tokens", "4",
+                env={"DOCKER_HOST": docker_host})
     assert r.code == 0, r.err
     rep = r.json()
     assert rep["target"] == srv.url and rep["levels"][0]["errors"] == 0

@@ -22,9 +22,9 @@ DEPLOY_KEYS = {"id", "profile", "kind", "state", "source", "previous", "strategy
                "container_id", "container_name", "image", "image_id", "model_id", "composite_sha256", "ctx",
                "api_key_file", "created", "ready_s"}
 STATUS_KEYS = {"profile", "release", "kind", "source", "model", "model_id", "composite_sha256", "ctx", "image",
-               "endpoint", "port", "container_id", "container", "health", "uptime_s", "leftovers"}
+               "endpoint", "port", "container_id", "container", "health", "uptime_s", "leftovers", "owner", "created"}
 RELEASE_KEYS = {"id", "profile", "kind", "state", "current", "source", "created", "image", "image_id", "model_id",
-                "composite_sha256", "ctx", "endpoint", "container_id", "rolled_back", "error"}
+                "composite_sha256", "ctx", "endpoint", "container_id", "rolled_back", "error", "owner", "vram"}
 
 
 def cli(env, *args):
@@ -88,7 +88,7 @@ def test_deploy_fail_rollback_cycle(serve_env):
     old = env.client.containers.get(first["container_id"])
     assert old.status == "exited"  # kept for a fast rollback
 
-    r = cli(env, "--json", "rollback")
+    r = cli(env, "--json", "rollback", "--profile", env.profile)
     assert r.code == 0, r.err
     back = r.json()
     assert set(back) == DEPLOY_KEYS
@@ -96,13 +96,13 @@ def test_deploy_fail_rollback_cycle(serve_env):
     assert answer(back["endpoint"])["choices"]
     assert current(env)["release"] == "r0004"
 
-    r = cli(env, "--json", "rollback", "--to", "r0003")
+    r = cli(env, "--json", "rollback", "--profile", env.profile, "--to", "r0003")
     assert r.code == 0, r.err
     assert (r.json()["id"], r.json()["source"]) == ("r0005", "r0003")
-    r = cli(env, "rollback", "--to", "r0002")
+    r = cli(env, "rollback", "--profile", env.profile, "--to", "r0002")
     assert r.code == 2 and "never became healthy" in r.err
 
-    r = cli(env, "--json", "releases")
+    r = cli(env, "--json", "releases", "--profile", env.profile)
     assert r.code == 0
     rels = r.json()
     assert set(rels) == {"docker_host", "releases"}
@@ -112,14 +112,16 @@ def test_deploy_fail_rollback_cycle(serve_env):
     assert by_id["r0002"]["state"] == "failed" and "--no-such-flag" in by_id["r0002"]["error"]
     assert by_id["r0004"]["rolled_back"]
 
-    # blue-green: the new release comes up on the other port while the old one serves
-    r = cli(env, "--json", "deploy", "-p", env.profile, "--strategy", "blue-green")
+    # blue-green without a front door would move the endpoint to another port: refused,
+    # nothing changes; auto keeps the profile's port (recreate)
+    r = cli(env, "deploy", "-p", env.profile, "--strategy", "blue-green")
+    assert r.code == 2 and "front door" in r.err and "recreate" in r.err
+    assert current(env)["release"] == "r0005" and answer(first["endpoint"])["choices"]
+    r = cli(env, "--json", "deploy", "-p", env.profile, "--strategy", "auto")
     assert r.code == 0, r.err
-    bg = r.json()
-    assert bg["endpoint"] == f"http://127.0.0.1:{env.port + 1}" and bg["strategy"] == "blue-green"
-    assert answer(bg["endpoint"])["choices"]
+    assert (r.json()["endpoint"], r.json()["strategy"]) == (f"http://127.0.0.1:{env.port}", "recreate")
     running = [c for c in env.containers() if c.status == "running"]
-    assert [c.id for c in running] == [bg["container_id"]]
+    assert [c.id for c in running] == [r.json()["container_id"]]
 
 
 def test_rollback_without_previous_and_preflight_errors(serve_env, tmp_path):
@@ -146,14 +148,15 @@ def test_rollback_without_previous_and_preflight_errors(serve_env, tmp_path):
     r = run_cli("status", env={"DOCKER_HOST": f"unix://{tmp_path}/dead.sock"})
     assert r.code == 5
 
-    # another deploy holds the lock
-    from ossctl.serve import releases
-    from ossctl.settings import load_settings
+    # another deploy holds the engine-side lock of this profile
+    from ossctl.serve.docker_runtime import DockerRuntime
+    from ossctl.serve.releases import Ledger
 
     env.write_profile()
-    with releases.deploy_lock(load_settings(), env.docker_host):
+    with Ledger(DockerRuntime(env.docker_host)).lock(env.profile, "deploy"):
         r = cli(env, "deploy", "-p", env.profile)
-    assert r.code == 6 and "another deploy or rollback is running" in r.err
+    assert r.code == 6 and f"profile {env.profile}" in r.err and "is locked: deploy by" in r.err
+    assert f"pid {os.getpid()}" in r.err
     assert env.containers() == []
 
     r = cli(env, "deploy", "-p", "no-such-profile")
@@ -195,7 +198,7 @@ def test_killed_deploy_is_reconciled(serve_env):
     assert r.json()["id"] == "r0003"
     names = {c.name for c in env.containers()}
     assert f"ossctl-{env.profile}-r0002" not in names
-    rels = {x["id"]: x for x in cli(env, "--json", "releases").json()["releases"]}
+    rels = {x["id"]: x for x in cli(env, "--json", "releases", "--profile", env.profile).json()["releases"]}
     assert rels["r0002"]["state"] == "interrupted" and rels["r0003"]["current"]
     assert answer(r.json()["endpoint"])["choices"]
 
@@ -236,7 +239,7 @@ def test_api_key_travels_as_a_mounted_file(serve_env):
     attrs = env.client.containers.get(rec["container_id"]).attrs
     assert key not in repr(attrs["Args"]) + repr(attrs["Config"]["Env"]) + repr(attrs["Config"]["Cmd"])
     assert "--api-key-file" in attrs["Args"]
-    assert key not in cli(env, "--json", "releases").out + cli(env, "--json", "status").out
+    assert key not in cli(env, "--json", "releases", "--profile", env.profile).out + cli(env, "--json", "status").out
 
 
 def test_bench_gate_decides_the_deploy(serve_env):

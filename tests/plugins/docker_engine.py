@@ -165,7 +165,7 @@ def serve_env(home, docker_host, docker_client, llama_image, serve_model):
     env.write_profile()
     yield env
     for n in env.names:
-        for c in env.containers(n):
+        for c in env.containers(n) + docker_client.containers.list(all=True, filters={"name": f"ossctl-lock-{n}"}):
             try:
                 c.remove(force=True)
             except Exception:  # noqa: BLE001 - best-effort cleanup

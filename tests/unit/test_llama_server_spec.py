@@ -36,7 +36,7 @@ def test_default_gpu_spec_exact():
         "restart_policy": {"Name": "unless-stopped"},
         "labels": {
             "ossctl.managed": "1", "ossctl.release": "r0007", "ossctl.profile": "prod",
-            "ossctl.model_id": "0x" + "ab" * 32, "ossctl.composite_sha256": "cd" * 32,
+            "ossctl.kind": "deploy", "ossctl.source": "r0007", "ossctl.model_id": "0x" + "ab" * 32, "ossctl.composite_sha256": "cd" * 32,
             "ossctl.model_repo": "ggml-org/gpt-oss-120b-GGUF", "ossctl.model_revision": "f" * 40,
             "ossctl.ctx": "131072", "ossctl.port": "8080",
         },
@@ -88,6 +88,7 @@ def test_docker_run_line_exact():
         "docker run -d --name ossctl-prod-r0001 --restart unless-stopped -p 127.0.0.1:8080:8080 "
         "--mount 'type=bind,source=/data/my models,target=/models,readonly' --gpus '\"device=1\"' "
         "--label ossctl.managed=1 --label ossctl.release=r0001 --label ossctl.profile=prod "
+        "--label ossctl.kind=deploy --label ossctl.source=r0001 "
         f"--label ossctl.model_id=0x{'ab' * 32} --label ossctl.composite_sha256={'cd' * 32} "
         "--label ossctl.model_repo=ggml-org/gpt-oss-120b-GGUF "
         f"--label ossctl.model_revision={'f' * 40} --label ossctl.ctx=4096 --label ossctl.port=8080 "
@@ -95,30 +96,60 @@ def test_docker_run_line_exact():
         "-b 2048 -ub 512 -fa auto --jinja -np 1 --host 0.0.0.0 --port 8080")
 
 
-def test_next_id_counts_history_and_labels():
-    doc = {"profiles": {}}
-    assert releases.next_id(doc, "p") == "r0001"
-    releases.upsert(doc, "p", {"id": "r0003", "profile": "p"})
-    assert releases.next_id(doc, "p") == "r0004"
-    assert releases.next_id(doc, "p", ["r0009", "junk", ""]) == "r0010"
+def _rel(rid, state="ok", profile="p", **kw):
+    return releases.Release(id=rid, profile=profile, state=releases.State(state), **kw)
 
 
-def test_host_slug_distinct_and_safe():
-    a = releases.host_slug("unix:///var/run/docker.sock")
-    b = releases.host_slug("ssh://gpu-box-2")
-    assert a != b and "/" not in a + b and ":" not in a + b
+def test_next_id_counts_ledger_unreadable_records_and_labels():
+    book = releases.Book([], [])
+    assert book.next_id("p") == "r0001"
+    book = releases.Book([_rel("r0003")], [releases.Unreadable("p", "r0005", "bad json")])
+    assert book.next_id("p") == "r0006"
+    assert book.next_id("p", ["r0009", "junk", ""]) == "r0010"
+    assert book.next_id("other") == "r0001"
 
 
-def test_lock_is_exclusive(home):
-    from ossctl.settings import load_settings
+def test_current_is_the_newest_ok_release():
+    book = releases.Book([_rel("r0002", "failed"), _rel("r0001"), _rel("r0004", "interrupted"), _rel("r0003"),
+                          _rel("r0010", "pending")], [])
+    assert book.current("p").id == "r0003"
+    assert [r.id for r in book.history("p")] == ["r0001", "r0002", "r0003", "r0004", "r0010"]
+    assert book.current("nothing") is None
 
-    s = load_settings()
-    with releases.deploy_lock(s, "unix:///x"):
-        with pytest.raises(ConflictError) as ei:
-            with releases.deploy_lock(s, "unix:///x"):
-                pass
-        assert f"pid {os.getpid()}" in ei.value.message
-        with releases.deploy_lock(s, "unix:///other"):  # another Docker host is independent
-            pass
-    with releases.deploy_lock(s, "unix:///x"):  # released
-        pass
+
+def test_state_transitions():
+    r = _rel("r0001", "pending")
+    r.to(releases.State.OK)
+    with pytest.raises(ValueError, match="ok → failed is not allowed"):
+        r.to(releases.State.FAILED)
+    r2 = _rel("r0002", "pending")
+    r2.to(releases.State.INTERRUPTED, "killed")
+    assert (r2.state, r2.error) == (releases.State.INTERRUPTED, "killed")
+    with pytest.raises(ValueError):
+        r2.to(releases.State.OK)
+
+
+def test_record_round_trip_and_rejects_bad_shapes():
+    r = _rel("r0007", spec={"name": "x"}, port=8080, ctx=512)
+    assert releases.Release.from_dict(r.to_dict()) == r
+    for bad, why in [([], "not a JSON object"), ({"id": "r1"}, "missing field 'profile'"),
+                     ({"id": "x1", "profile": "p", "state": "ok"}, "bad release id"),
+                     ({"id": "r0001", "profile": "p", "state": "serving"}, "unknown state"),
+                     ({"id": "r0001", "profile": "p", "state": "ok", "spec": "nope"}, "must be objects")]:
+        with pytest.raises(releases.RecordError, match=why):
+            releases.Release.from_dict(bad)
+
+
+def test_dead_lock_holder_is_detected_only_on_this_machine():
+    import socket
+    import subprocess
+
+    p = subprocess.Popen(["true"])
+    p.wait()
+    me = {"owner": releases.whoami(), "boot_id": releases._boot_id(), "pid": os.getpid(),
+          "start": releases._proc_start(os.getpid())}
+    assert not releases.holder_is_dead(me)  # this very process: alive
+    assert releases.holder_is_dead({**me, "pid": p.pid})  # exited
+    assert releases.holder_is_dead({**me, "start": "1"})  # pid reused by another process
+    assert not releases.holder_is_dead({**me, "pid": p.pid, "owner": "ops@other-" + socket.gethostname()})
+    assert not releases.holder_is_dead({**me, "pid": p.pid, "boot_id": "another-boot"})
