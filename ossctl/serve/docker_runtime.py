@@ -87,8 +87,8 @@ class DockerRuntime:
         environment = {k: v for k, v in (env or {}).items() if k in ("DOCKER_TLS_VERIFY", "DOCKER_CERT_PATH")}
         environment["DOCKER_HOST"] = base_url
         with _errors(base_url):
+            # version "auto" asks the engine once: that request also proves it answers
             self.client = docker.from_env(environment=environment, timeout=timeout)
-            self.client.ping()
 
     @property
     def is_local(self) -> bool:
@@ -142,11 +142,16 @@ class DockerRuntime:
         return _describe(c)
 
     def list(self, labels: dict[str, str]) -> list[dict[str, Any]]:
-        """Containers (running or not) carrying all of ``labels``."""
+        """Containers (running or not) carrying all of ``labels``, from the engine's summary
+        list (one request, however many there are): ``id``, ``name``, ``status``
+        (created / running / exited / ...), ``running``, ``labels``, ``image``. Use
+        :meth:`find` for the details of one."""
         flt = [f"{k}={v}" for k, v in labels.items()]
         with _errors(self.host):
-            cs = self.client.containers.list(all=True, filters={"label": flt}, ignore_removed=True)
-        return [_describe(c) for c in cs]
+            rows = self.client.api.containers(all=True, filters={"label": flt})
+        return [{"id": r["Id"], "name": (r.get("Names") or ["/"])[0].lstrip("/"), "status": r.get("State", ""),
+                 "running": r.get("State") == "running", "labels": dict(r.get("Labels") or {}),
+                 "image": r.get("Image", "")} for r in rows]
 
     def set_restart(self, cid: str, policy: dict[str, Any]) -> None:
         with _errors(self.host, cid):
@@ -283,16 +288,11 @@ class DockerRuntime:
                 c.remove(force=True)
 
     def host_port_users(self, port: int) -> list[str]:
-        """Names of running containers publishing host ``port``."""
+        """Names of running containers publishing host ``port`` (one request)."""
         with _errors(self.host):
-            cs = self.client.containers.list(ignore_removed=True)
-        out = []
-        for c in cs:
-            for bindings in (c.attrs.get("HostConfig", {}).get("PortBindings") or {}).values():
-                for b in bindings or []:
-                    if str(b.get("HostPort")) == str(port):
-                        out.append(c.name)
-        return out
+            rows = self.client.api.containers()
+        return [(r.get("Names") or ["/"])[0].lstrip("/") for r in rows
+                if any(str(p.get("PublicPort")) == str(port) for p in r.get("Ports") or [])]
 
 
 def _describe(c) -> dict[str, Any]:

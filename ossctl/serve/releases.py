@@ -289,11 +289,15 @@ class Ledger:
         self._holder = st["id"]
         return self._holder
 
-    def load(self) -> Book:
-        """Every record on the engine, in one request. Records that do not parse are kept
-        aside in ``Book.unreadable`` (never acted on)."""
+    def load(self, profile: str | None = None) -> Book:
+        """Every record on the engine (of ``profile`` when given), in one request. Records
+        that do not parse are kept aside in ``Book.unreadable`` (never acted on)."""
         hid = self._holder_id(create=False)
-        files = self.rt.read_tree(hid, LEDGER_DIR) if hid else {}
+        if profile:
+            files = {f"{profile}/{k}": v for k, v in self.rt.read_tree(hid, f"{LEDGER_DIR}/{profile}").items()} \
+                if hid else {}
+        else:
+            files = self.rt.read_tree(hid, LEDGER_DIR) if hid else {}
         recs: list[Release] = []
         bad: list[Unreadable] = []
         for path, data in files.items():
@@ -411,15 +415,17 @@ def _legacy_path(settings, host: str) -> Path:
     return Path(settings.state_dir) / "releases" / f"{slug}.json"
 
 
-def import_legacy(settings, host: str, ledger: Ledger, book: Book, log: Callable[[str], None]) -> int:
+def import_legacy(settings, host: str, ledger: Ledger, log: Callable[[str], None]) -> int:
     """Releases that ossctl 0.1 kept in ``OSSCTL_HOME/state/releases/<host>.json``: copy
     the ones the engine does not know yet into the ledger (once; the file is then renamed
-    ``*.imported``). Returns how many were imported. Nothing running is touched."""
+    ``*.imported``, and where the home is read-only the ledger's own records keep a second
+    run from writing anything). Returns how many were imported. Nothing running is touched."""
     p = _legacy_path(settings, host)
     try:
         doc = json.loads(p.read_text(encoding="utf-8"))
     except (OSError, ValueError, UnicodeDecodeError):
         return 0
+    known = ledger.load()
     new: list[Release] = []
     for profile, pd in (doc.get("profiles") or {}).items() if isinstance(doc, dict) else ():
         for d in (pd or {}).get("history") or []:
@@ -427,12 +433,11 @@ def import_legacy(settings, host: str, ledger: Ledger, book: Book, log: Callable
                 rec = Release.from_dict({**d, "profile": profile})
             except RecordError:
                 continue
-            if book.find(profile, rec.id) is None:
+            if known.find(profile, rec.id) is None and not any(
+                    (u.profile, u.name) == (profile, rec.id) for u in known.unreadable):
                 new.append(rec)
     if new:
         ledger.save(*new)
-        for rec in new:
-            book.add(rec)
         log(f"imported {len(new)} release(s) from {p} into the engine-side ledger")
     with contextlib.suppress(OSError):
         p.rename(p.with_name(p.name + ".imported"))

@@ -155,8 +155,9 @@ class Engine:
     def book(self, profile: str | None = None) -> Book:
         """The ledger, with releases kept by ossctl 0.1 in ``OSSCTL_HOME`` imported once.
         Unreadable records (of ``profile``, else of any) are reported through ``log``."""
-        book = self.ledger.load()
-        import_legacy(self.settings, self.host, self.ledger, book, self.log)
+        if import_legacy(self.settings, self.host, self.ledger, self.log):
+            self.ledger = Ledger(self.rt)
+        book = self.ledger.load(profile)
         for u in book.unreadable:
             if profile and u.profile != profile:
                 continue
@@ -571,7 +572,7 @@ def status(settings, profile: str | None = None, docker_host_flag: str | None = 
         if not cur:
             continue
         containers = {c["id"]: c for c in by_profile.get(name, [])}
-        st = containers.get(cur.container_id)
+        st = eng.rt.find(cur.container_id) if cur.container_id in containers else None
         running = bool(st and st["running"])
         ok_ids = {r.id for r in book.history(name) if r.state is State.OK}
         leftovers = [c["name"] for c in containers.values()

@@ -96,7 +96,7 @@ def test_deploy_and_rollback_race_from_two_processes(serve_env, tmp_path):
     assert b.cli("deploy", "-p", env.profile).code == 0
     proc = b.popen("deploy", "-p", env.profile)
     deadline = time.monotonic() + 60
-    while not env.client.containers.list(all=True, filters={"name": f"ossctl-lock-{env.profile}"}):
+    while not env.client.api.containers(all=True, filters={"name": f"ossctl-lock-{env.profile}"}):
         assert time.monotonic() < deadline and proc.poll() is None, "the deploy never took the lock"
         time.sleep(0.02)
     r = c.cli("rollback", "--profile", env.profile)

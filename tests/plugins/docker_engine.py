@@ -155,7 +155,8 @@ class ServeEnv:
         return name
 
     def containers(self, name: str | None = None):
-        return self.client.containers.list(all=True, filters={"label": [f"ossctl.profile={name or self.profile}"]})
+        return self.client.containers.list(all=True, filters={"label": [f"ossctl.profile={name or self.profile}"]},
+                                          ignore_removed=True)
 
 
 @pytest.fixture
@@ -165,7 +166,7 @@ def serve_env(home, docker_host, docker_client, llama_image, serve_model):
     env.write_profile()
     yield env
     for n in env.names:
-        for c in env.containers(n) + docker_client.containers.list(all=True, filters={"name": f"ossctl-lock-{n}"}):
+        for c in env.containers(n) + docker_client.containers.list(all=True, filters={"name": f"ossctl-lock-{n}"}, ignore_removed=True):
             try:
                 c.remove(force=True)
             except Exception:  # noqa: BLE001 - best-effort cleanup
