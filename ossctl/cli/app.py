@@ -59,7 +59,8 @@ _register()
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Console entry point: the only place that catches errors."""
+    """Console entry point: the only place that catches errors. ``OSSCTL_DEBUG=1`` adds
+    the traceback (redacted) above the same error line, hint and exit code."""
     from ossctl.errors import EXIT_INTERRUPTED, OssctlError
 
     from ossctl.redact import register_env
@@ -72,12 +73,14 @@ def main(argv: list[str] | None = None) -> int:
         if isinstance(rv, int):
             return rv
     except OssctlError as exc:
-        if debug:
-            raise
+        _traceback(debug)
         _print_error(exc.message, exc.hint)
         return exc.exit_code
-    except KeyboardInterrupt:
-        sys.stderr.write("\ninterrupted\n")
+    except KeyboardInterrupt as exc:
+        # a library may say what it kept (KeyboardInterrupt("partials kept in ..."))
+        _traceback(debug)
+        kept = str(exc).strip()
+        sys.stderr.write("\ninterrupted" + (f": {_safe(exc)}" if kept else "") + "\n")
         return EXIT_INTERRUPTED
     except typer.Exit as exc:
         return exc.exit_code
@@ -85,12 +88,21 @@ def main(argv: list[str] | None = None) -> int:
         code = _click_error(exc)
         if code is not None:
             return code
-        if debug:
-            raise
+        _traceback(debug)
         _print_error(f"unexpected error: {type(exc).__name__}: {_safe(exc)}",
+                     "report it with the traceback (OSSCTL_DEBUG=1 shows it)" if debug else
                      "re-run with OSSCTL_DEBUG=1 for the traceback, and report it")
         return 1
     return 0
+
+
+def _traceback(debug: bool) -> None:
+    if debug:
+        import traceback
+
+        from ossctl.redact import redact
+
+        sys.stderr.write(redact(traceback.format_exc()))
 
 
 def _click_error(exc: Exception) -> int | None:

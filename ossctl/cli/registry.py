@@ -212,6 +212,7 @@ def _yn(v: Any) -> str:
 def _resolve(st: output.State, model: str) -> tuple[str, str | None, str | None, str | None]:
     """ID|MODEL|DIR → (model id, local composite or None, repo, first file)."""
     from ossctl.artifacts import manifest as mf
+    from ossctl.artifacts.hashing import model_id
     from ossctl.errors import UsageError
     from ossctl.registry import client
 
@@ -222,7 +223,7 @@ def _resolve(st: output.State, model: str) -> tuple[str, str | None, str | None,
     if not m.repo:
         raise UsageError(f"the manifest for {model} names no hub repo, so it has no model id",
                          hint="pass the 0x model id instead")
-    return client.model_id_of(m.repo, m.first_file), m.composite_sha256, m.repo, m.first_file
+    return model_id(m.repo, m.first_file), m.composite_sha256, m.repo, m.first_file
 
 
 @registry_app.command("list")

@@ -75,13 +75,13 @@ def _check_registered(settings, manifest, log: Log) -> dict[str, Any]:
     st = client.status(conn, manifest.model_id, manifest.composite_sha256, manifest.repo, manifest.first_file)
     if st["hash"] == "not-registered":
         raise ConflictError(f"model {manifest.model_id} is not registered on chain, and the profile requires it",
-                            hint="register it first: `ossctl registry register MODEL`")
+                            hint="register it first: `ossctl register MODEL`")
     if st["hash"] != "match":
         raise ConflictError(f"on-chain hash {st['onchain_sha256']} differs from the local composite {manifest.composite_sha256}",
                             hint="the local files are not the registered model; re-download or re-register")
     if st.get("active") is False:
         raise ConflictError(f"model {manifest.model_id} is deactivated on chain",
-                            hint="reactivate it (`ossctl registry activate`) or deploy another model")
+                            hint="reactivate it (`ossctl registry reactivate MODEL`) or deploy another model")
     log(f"on-chain hash matches ({manifest.composite_sha256[:12]}…)")
     return {"status": "match"}
 
@@ -397,7 +397,7 @@ def deploy(settings, profile_name: str, *, dry_run: bool = False, timeout: float
             else:
                 restored = "nothing was serving before"
             if isinstance(exc, KeyboardInterrupt):
-                raise
+                raise KeyboardInterrupt(f"deploy of release {rid} stopped; {restored}") from None
             raise DeployError(f"deploy of profile {profile['name']!r} (release {rid}) failed: {reason}",
                               hint=restored) from None
         if strategy == "blue-green" and cur_running:
@@ -543,7 +543,7 @@ def rollback(settings, profile: str | None = None, to: str | None = None, *, tim
             releases.save(settings, host, doc)
             restored = _restore(rt, cur, cur_running, log, timeout) if cur_running else "nothing was serving before"
             if isinstance(exc, KeyboardInterrupt):
-                raise
+                raise KeyboardInterrupt(f"rollback to release {target['id']} stopped; {restored}") from None
             raise DeployError(f"rollback of profile {name!r} to release {target['id']} failed: {reason}",
                               hint=restored) from None
         if cur_running and not same_port:
