@@ -18,7 +18,7 @@ from ossctl.artifacts.hub import Hub, RemoteModel, check_patterns
 from ossctl.artifacts.shards import check_split_headers, order_parts, safe_relpath
 from ossctl.artifacts.hashing import sha256_file
 from ossctl.artifacts.transfer import Cancelled, Job, fetch, quarantine
-from ossctl.errors import ConflictError, IntegrityError, OssctlError, UsageError
+from ossctl.errors import ConflictError, IntegrityError, Interrupted, OssctlError, UsageError
 from ossctl.settings import Settings
 from ossctl.units import human_size
 
@@ -59,7 +59,7 @@ def download(settings: Settings, model: str, *, directory: str | None = None, re
              progress: Progress | None = None, cancel: threading.Event | None = None) -> DownloadResult:
     """Download ``model`` (alias or owner/repo) into its directory and return the result.
     See the module doc; errors are OssctlError subclasses, partials are always kept (on
-    Ctrl-C the ``KeyboardInterrupt`` names them). Holds the directory's lock throughout:
+    Ctrl-C :class:`Interrupted` names them). Holds the directory's lock throughout:
     a second download into the same directory raises :class:`ConflictError`."""
     progress = progress or Progress()
     entry = catalog.resolve(model)
@@ -74,7 +74,7 @@ def download(settings: Settings, model: str, *, directory: str | None = None, re
             return _download(settings, entry, target, revision, patterns, bool(include), workers, full,
                               progress, cancel)
         except KeyboardInterrupt:
-            raise KeyboardInterrupt(_kept_partials(target)) from None
+            raise Interrupted(f"interrupted: {_kept_partials(target)}") from None
 
 
 def _download(settings: Settings, entry: catalog.CatalogEntry, target: Path, revision: str | None,

@@ -61,7 +61,7 @@ _register()
 def main(argv: list[str] | None = None) -> int:
     """Console entry point: the only place that catches errors. ``OSSCTL_DEBUG=1`` adds
     the traceback (redacted) above the same error line, hint and exit code."""
-    from ossctl.errors import EXIT_INTERRUPTED, OssctlError
+    from ossctl.errors import EXIT_INTERRUPTED, Interrupted, OssctlError
 
     from ossctl.redact import register_env
 
@@ -69,18 +69,25 @@ def main(argv: list[str] | None = None) -> int:
     register_env(os.environ)
     try:
         rv = app(args=argv, standalone_mode=False, prog_name="ossctl")
-        # without standalone mode, click returns the code of a typer.Exit instead of raising
+        # without standalone mode, click returns the code of a typer.Exit instead of raising;
+        # Typer turns a KeyboardInterrupt into a silent Exit(130): say it at least
         if isinstance(rv, int):
+            if rv == EXIT_INTERRUPTED:
+                sys.stderr.write("\ninterrupted\n")
             return rv
+    except Interrupted as exc:  # a library saying what it kept: the message is the line
+        _traceback(debug)
+        sys.stderr.write(f"\n{_safe(exc)}\n")
+        if exc.hint:
+            sys.stderr.write(f"hint: {_safe(exc.hint)}\n")
+        return exc.exit_code
     except OssctlError as exc:
         _traceback(debug)
         _print_error(exc.message, exc.hint)
         return exc.exit_code
-    except KeyboardInterrupt as exc:
-        # a library may say what it kept (KeyboardInterrupt("partials kept in ..."))
+    except KeyboardInterrupt:
         _traceback(debug)
-        kept = str(exc).strip()
-        sys.stderr.write("\ninterrupted" + (f": {_safe(exc)}" if kept else "") + "\n")
+        sys.stderr.write("\ninterrupted\n")
         return EXIT_INTERRUPTED
     except typer.Exit as exc:
         return exc.exit_code

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ossctl.errors import ConflictError, DeployError, NotFoundError, OssctlError, UsageError
+from ossctl.errors import ConflictError, DeployError, Interrupted, NotFoundError, OssctlError, UsageError
 from ossctl.serve import llama_server, releases
 from ossctl.serve.profiles import check_against_model, resolve_profile
 
@@ -397,7 +397,7 @@ def deploy(settings, profile_name: str, *, dry_run: bool = False, timeout: float
             else:
                 restored = "nothing was serving before"
             if isinstance(exc, KeyboardInterrupt):
-                raise KeyboardInterrupt(f"deploy of release {rid} stopped; {restored}") from None
+                raise Interrupted(f"interrupted: deploy of release {rid} stopped; {restored}") from None
             raise DeployError(f"deploy of profile {profile['name']!r} (release {rid}) failed: {reason}",
                               hint=restored) from None
         if strategy == "blue-green" and cur_running:
@@ -543,7 +543,7 @@ def rollback(settings, profile: str | None = None, to: str | None = None, *, tim
             releases.save(settings, host, doc)
             restored = _restore(rt, cur, cur_running, log, timeout) if cur_running else "nothing was serving before"
             if isinstance(exc, KeyboardInterrupt):
-                raise KeyboardInterrupt(f"rollback to release {target['id']} stopped; {restored}") from None
+                raise Interrupted(f"interrupted: rollback to release {target['id']} stopped; {restored}") from None
             raise DeployError(f"rollback of profile {name!r} to release {target['id']} failed: {reason}",
                               hint=restored) from None
         if cur_running and not same_port:
