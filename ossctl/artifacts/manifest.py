@@ -197,15 +197,17 @@ def locate_model_dir(settings, model_or_dir: str) -> Path:
     or ``owner/repo`` mapped under the models directory."""
     from ossctl import catalog
 
+    from ossctl.redact import shown
+
     p = Path(model_or_dir).expanduser()
     if p.is_dir():
         return p
     if model_or_dir.startswith((".", "/", "~")) or os.sep in model_or_dir.strip("/") and not catalog.is_repo_id(model_or_dir):
-        raise NotFoundError(f"directory {model_or_dir} does not exist")
+        raise NotFoundError(f"directory {shown(model_or_dir)} does not exist")
     try:
         entry = catalog.resolve(model_or_dir)
     except UsageError:
-        raise NotFoundError(f"{model_or_dir!r} is neither a directory nor a known model",
+        raise NotFoundError(f"{shown(model_or_dir)} is neither a directory nor a known model",
                             hint="pass a model directory, an alias from `ossctl models`, or owner/repo") from None
     return model_dir_for_repo(settings.models_dir, entry.repo)
 

@@ -63,7 +63,10 @@ def _key(st: output.State, keystore: Optional[str]):
     if _interactive():
         def prompt(text: str) -> str:
             return typer.prompt(text.rstrip(": "), hide_input=True, err=True)
-    return keys.key_source(st.settings.env, keystore or None, prompt)
+    src = keys.key_source(st.settings.env, keystore or None, prompt)
+    if src is not None and src.note:
+        output.info(f"note: {src.note}")
+    return src
 
 
 def _confirmer(yes: bool):

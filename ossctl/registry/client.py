@@ -109,7 +109,9 @@ def checksum_address(text: str, what: str = "address") -> str:
 
     t = (text or "").strip()
     if not _HEX_ADDRESS.match(t):
-        raise UsageError(f"{what} {t!r} is not an address (expected 0x followed by 40 hex digits)",
+        from ossctl.redact import shown
+
+        raise UsageError(f"{what} {shown(t)} is not an address (expected 0x followed by 40 hex digits)",
                          hint="check --registry / OSSCTL_REGISTRY_ADDRESS / [registry] address")
     body = t[2:]
     if body != body.lower() and body != body.upper() and Web3.to_checksum_address(t) != t:
@@ -558,6 +560,8 @@ def register(conn: Connection, repo: str | None, first_file: str, composite_sha2
 
     key = require_key_source(key)
     sender = key.address()
+    if dry_run:
+        key.private_key()  # a dry run checks the key (a keystore's password) as a real run would
     out["from"] = sender
     plan = TxPlan("addTrustedModel", [repo, first_file, "0x" + digest.hex()], registry, sender,
                   encode_call("addTrustedModel", [repo, first_file, digest]))
@@ -614,6 +618,8 @@ def set_active(conn: Connection, model_id: str, active: bool, key: KeySource | N
         return out
     key = require_key_source(key)
     sender = key.address()
+    if dry_run:
+        key.private_key()  # a dry run checks the key (a keystore's password) as a real run would
     out["from"] = sender
     fn = "reactivateModel" if active else "deactivateModel"
     plan = TxPlan(fn, [model_id], registry, sender, encode_call(fn, [bytes.fromhex(model_id[2:])]))
@@ -638,6 +644,8 @@ def deploy_contract(conn: Connection, key: KeySource | None, *, dry_run: bool = 
     cid = conn.chain_id()
     key = require_key_source(key)
     sender = key.address()
+    if dry_run:
+        key.private_key()  # a dry run checks the key (a keystore's password) as a real run would
     out: dict[str, Any] = {"action": None, "address": None, "chain_id": cid, "from": sender,
                            "owner": sender, "compiler": art["compiler"]["version"], "tx": None}
     plan = TxPlan("constructor", [], None, sender, art["bytecode"])
