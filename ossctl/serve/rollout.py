@@ -37,25 +37,11 @@ def _nolog(_msg: str) -> None:
 # ------------------------------------------------------------------ preflight pieces
 
 def _api_key(profile: dict[str, Any]) -> str | None:
-    """Read the API key file (mounted into the container, never passed in argv/env);
-    the key is registered for redaction."""
-    path = profile["api_key_file"]
-    if not path:
-        return None
-    from ossctl.redact import register_secret
+    """The profile's API key (the file is mounted into the container, never passed in
+    argv/env); see :func:`ossctl.serve.apikey.read_api_key`."""
+    from ossctl.serve.apikey import read_api_key
 
-    p = Path(path).expanduser()
-    try:
-        lines = [ln.strip() for ln in p.read_text(encoding="utf-8").splitlines()]
-    except OSError as exc:
-        raise UsageError(f"cannot read api_key_file {p}: {exc.strerror}",
-                         hint="create it with one key per line and chmod 600") from None
-    keys = [ln for ln in lines if ln and not ln.startswith("#")]
-    if not keys:
-        raise UsageError(f"api_key_file {p} holds no key")
-    for k in keys:
-        register_secret(k)
-    return keys[0]
+    return read_api_key(profile["api_key_file"])
 
 
 def _check_registered(settings, manifest, log: Log) -> dict[str, Any]:
