@@ -116,7 +116,7 @@ def current_release(settings, profile: str | None = None, host: str | None = Non
 
 
 def summary(rec: dict[str, Any], current_id: str | None) -> dict[str, Any]:
-    """The ``ossctl releases --json`` row."""
+    """The ``ossctl --json releases`` row."""
     return {
         "id": rec["id"],
         "profile": rec["profile"],
