@@ -194,11 +194,7 @@ def _download(settings: Settings, entry: catalog.CatalogEntry, target: Path, rev
     ordered = [entries[n] for n in ordered_names]
     check_split_headers(target, ordered_names)
     m = mf.build_manifest(entry.repo, remote.commit, target, ordered, gguf=gguf_facts(target, ordered_names))
-    try:
-        mf.write_manifest(target, m)
-    except OSError as exc:
-        raise OssctlError(f"cannot write manifest in {target}: {exc.strerror}",
-                          hint="check free space and permissions, then re-run (no file will be fetched again)") from None
+    mf.save_manifest(target, m, then="re-run (no file will be fetched again)")
     return DownloadResult(m, target, transferred, reused)
 
 

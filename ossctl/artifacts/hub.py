@@ -116,12 +116,12 @@ class Hub:
                     raise NotFoundError(f"{what} not found at {self.endpoint} (HTTP 404)",
                                         hint="check the repo id and --revision (a branch, tag or full commit sha "
                                              "that exists; default: main)") from None
-                if 400 <= status < 500 and status != 429:  # our request is wrong: waiting will not help
-                    raise UsageError(f"the hub at {self.endpoint} rejected the request for {what} (HTTP {status})",
-                                     hint="check the repo id and --revision (a branch, tag or full commit sha)") from None
                 if status == 401 or status == 403:
                     raise RemoteError(f"the hub refused access to {repo} (HTTP {status})",
                                       hint="set HF_TOKEN to a valid token with read access") from None
+                if 400 <= status < 500 and status != 429:  # our request is wrong: waiting will not help
+                    raise UsageError(f"the hub at {self.endpoint} rejected the request for {what} (HTTP {status})",
+                                     hint="check the repo id and --revision (a branch, tag or full commit sha)") from None
                 if status < 500 or attempt == self.retries:
                     raise RemoteError(f"the hub at {self.endpoint} answered HTTP {status} for {repo}",
                                       hint="try again later; set HF_ENDPOINT if you use a mirror") from None

@@ -122,11 +122,7 @@ def adopt(settings: Settings, directory: str | Path, repo: str, revision: str | 
         entries = [mf.FileEntry(n, stats[n].st_size, local[n][1], stats[n].st_mtime_ns) for n in ordered]
         m = mf.build_manifest(repo, commit, d, entries, gguf=gguf_facts(d, ordered))
         m.hub_check = "agreed" if status == "agreed" else "unchecked"
-        try:
-            mf.write_manifest(d, m)
-        except OSError as exc:
-            raise OssctlError(f"cannot write manifest in {d}: {exc.strerror}",
-                              hint="check free space and permissions, then re-run") from None
+        mf.save_manifest(d, m)
     return AdoptResult(m, d, status, detail)
 
 

@@ -111,6 +111,18 @@ def write_manifest(directory: Path, manifest: Manifest) -> Path:
     return path
 
 
+def save_manifest(directory: Path, manifest: Manifest, then: str = "re-run") -> Path:
+    """:func:`write_manifest` with a file-system error (disk full, read-only) as one
+    clear line; ``then`` completes the hint ("check free space and permissions, then …")."""
+    from ossctl.errors import OssctlError
+
+    try:
+        return write_manifest(directory, manifest)
+    except OSError as exc:
+        raise OssctlError(f"cannot write manifest in {directory}: {exc.strerror}",
+                          hint=f"check free space and permissions, then {then}") from None
+
+
 def read_manifest(directory: Path) -> Manifest:
     """Raises :class:`NotFoundError` when absent, :class:`IntegrityError` when unreadable."""
     path = manifest_path(directory)

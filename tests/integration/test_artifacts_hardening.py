@@ -5,33 +5,15 @@ Each test checks the exit code, the one error line, and that nothing on disk was
 from __future__ import annotations
 
 import hashlib
-import os
 import shutil
-import subprocess
-import sys
-import time
 import tomllib
 from pathlib import Path
 
 import pytest
 
 from ossctl.artifacts import manifest as mf
-from tests.plugins.hub import PREFIX_120B, REPO_120B
+from tests.plugins.hub import PREFIX_120B, REPO_120B, model_dir, names, sha, start_download_proc, wait_for_partial
 from tests.support.cli import run_cli
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def model_dir(home: Path) -> Path:
-    return home / "models" / REPO_120B
-
-
-def names(n=3):
-    return [f"{PREFIX_120B}-{i:05d}-of-{n:05d}.gguf" for i in range(1, n + 1)]
-
-
-def sha(p: Path) -> str:
-    return hashlib.sha256(p.read_bytes()).hexdigest()
 
 
 def snapshot(d: Path) -> dict[str, str]:
@@ -52,13 +34,8 @@ def error_line(r) -> str:
 
 def test_second_download_into_a_busy_directory_exits_6_naming_the_holder(home, hub, tiny120_parts):
     hub.faults.delay_per_chunk = 0.01  # slow enough that the first is still running
-    env = dict(os.environ, OSSCTL_HOME=str(home), HF_ENDPOINT=hub.url, OSSCTL_DISK_MARGIN="0")
-    first = subprocess.Popen([sys.executable, "-m", "ossctl", "download", "120b", "--workers", "1"],
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True, cwd=ROOT)
-    part = model_dir(home) / (names()[0] + ".part")
-    deadline = time.monotonic() + 30
-    while not (part.exists() and part.stat().st_size > 0) and time.monotonic() < deadline:
-        time.sleep(0.02)
+    first = start_download_proc(home, hub.url)
+    wait_for_partial(model_dir(home) / (names()[0] + ".part"), 1)
     second = run_cli("download", "120b")
     assert second.code == 6
     line = error_line(second)
@@ -113,8 +90,13 @@ def test_reruns_against_a_corrupt_source_keep_one_bad_copy(home, hub, tiny120_pa
     assert "the same bad bytes are already kept aside as" in error_line(second)
     aside = list(model_dir(home).glob(bad.name + ".bad-*"))
     assert len(aside) == 1 and aside[0].stat().st_size == bad.stat().st_size
-    # the good parts fetched by the first run are still there
-    assert sha(model_dir(home) / names()[0]) == sha(tiny120_parts[0])
+    # what the runs fetched of the other parts is kept (whole, or as a partial to resume)
+    for n in (names()[0], names()[2]):
+        kept = [p for p in (model_dir(home) / n, model_dir(home) / (n + ".part")) if p.exists()]
+        assert kept, n
+    hub.faults.corrupt.clear()
+    assert run_cli("download", "120b").code == 0
+    assert len(list(model_dir(home).glob(bad.name + ".bad-*"))) == 1
 
 
 # --- 5. manifest shape and self-consistency ------------------------------------------
@@ -271,13 +253,9 @@ def test_ctrl_c_names_the_partials_kept(home, hub, tiny120_parts):
     import signal
 
     hub.faults.delay_per_chunk = 0.01
-    env = dict(os.environ, OSSCTL_HOME=str(home), HF_ENDPOINT=hub.url, OSSCTL_DISK_MARGIN="0")
-    proc = subprocess.Popen([sys.executable, "-m", "ossctl", "download", "120b", "--workers", "1"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True, cwd=ROOT)
+    proc = start_download_proc(home, hub.url)
     part = model_dir(home) / (names()[0] + ".part")
-    deadline = time.monotonic() + 30
-    while not (part.exists() and part.stat().st_size >= 256 << 10) and time.monotonic() < deadline:
-        time.sleep(0.02)
+    wait_for_partial(part, 256 << 10)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == 130 and "Traceback" not in err

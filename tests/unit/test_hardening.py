@@ -4,7 +4,6 @@ asserts the exit code, the one line, and that nothing on disk was lost."""
 from __future__ import annotations
 
 import re
-import shlex
 from pathlib import Path
 
 import pytest
