@@ -92,9 +92,10 @@ def seed_flow(p: CountingProxy, registry: str, repo: str, file_name: str, digest
     """The seed's shell script, call for call (see module doc)."""
     from eth_account import Account
 
-    from ossctl.registry.client import encode_call, model_id_of
+    from ossctl.artifacts.hashing import model_id
+    from ossctl.registry.client import encode_call
 
-    mid = bytes.fromhex(model_id_of(repo, file_name)[2:])
+    mid = bytes.fromhex(model_id(repo, file_name)[2:])
 
     def cast_call(fn: str, args: list) -> object:
         p.rpc("eth_chainId", [])

@@ -60,4 +60,6 @@ def resolve(name: str) -> CatalogEntry:
     if is_repo_id(name):
         return CatalogEntry(name, name, "*.gguf", 0, 0, 0, "hub repo")
     known = ", ".join(sorted(CATALOG))
-    raise UsageError(f"unknown model {name!r}", hint=f"use an alias ({known}) or a hub repo id like owner/repo; see `ossctl models`")
+    from ossctl.redact import shown
+
+    raise UsageError(f"unknown model {shown(name)}", hint=f"use an alias ({known}) or a hub repo id like owner/repo; see `ossctl models`")

@@ -120,9 +120,12 @@ def _config(ctx: Context) -> Check:
 
     path = ctx.settings.config_path
     try:
-        load_settings(ctx.settings.env, home=ctx.settings.home)
+        loaded = load_settings(ctx.settings.env, home=ctx.settings.home)
     except OssctlError as exc:
         return Check("config", FAIL, exc.message, exc.hint or "")
+    if loaded.warnings:
+        more = f" (+{len(loaded.warnings) - 1} more)" if len(loaded.warnings) > 1 else ""
+        return Check("config", WARN, loaded.warnings[0] + more, "fix the key or section name; the default applies meanwhile")
     if path.exists():
         return Check("config", PASS, f"{path} parses")
     return Check("config", PASS, f"no config file at {path}; defaults and environment apply")

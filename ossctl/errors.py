@@ -61,3 +61,10 @@ class ConflictError(OssctlError):
 
 class DeployError(OssctlError):
     exit_code = EXIT_DEPLOY_FAILED
+
+
+class Interrupted(OssctlError):
+    """Ctrl-C, saying what was kept (partial files, the release still serving).
+    Raised instead of ``KeyboardInterrupt``, which the CLI framework swallows silently."""
+
+    exit_code = EXIT_INTERRUPTED

@@ -43,3 +43,23 @@ def redact(text: str) -> str:
         # keys are hex: also catch a differently-cased echo
         text = re.sub(re.escape(s), "***", text, flags=re.IGNORECASE)
     return text
+
+
+_KEY_LIKE = None
+
+
+def shown(value: object) -> str:
+    """``value`` quoted for an error message, unless it holds 64 hex digits in a row: a
+    private key pasted into the wrong argument must never be printed back (it is also
+    registered, so nothing else prints it either)."""
+    import re
+
+    global _KEY_LIKE
+    if _KEY_LIKE is None:
+        _KEY_LIKE = re.compile(r"[0-9a-fA-F]{64}")
+    text = str(value)
+    m = _KEY_LIKE.search(text)
+    if m:
+        register_secret(m.group(0))
+        return "(a value with 64 hex digits, not shown: a private key?)"
+    return repr(text)

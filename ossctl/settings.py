@@ -24,12 +24,22 @@ from typing import Any
 from ossctl.errors import UsageError
 
 
+# Every key a config file may set, by section (what ``Settings.value`` is asked for).
+CONFIG_KEYS: dict[str, tuple[str, ...]] = {
+    "download": ("models_dir", "retries", "disk_margin"),
+    "registry": ("rpc_url", "address", "chain_id"),
+    "serve": ("docker_host",),
+    "bench": ("users", "duration"),
+}
+
+
 @dataclass(frozen=True)
 class Settings:
     home: Path
     config_path: Path
     config: Mapping[str, Any] = field(default_factory=dict)
     env: Mapping[str, str] = field(default_factory=dict)
+    warnings: tuple[str, ...] = ()  # config-file keys or sections ossctl does not know (with "did you mean")
 
     @property
     def models_dir(self) -> Path:
@@ -89,6 +99,9 @@ def load_settings(env: Mapping[str, str] | None = None, home: str | Path | None 
     else:
         config_path = _xdg(env, "XDG_CONFIG_HOME", ".config") / "ossctl" / "config.toml"
 
+    if env.get("OSSCTL_CONFIG") and not ignore_config and not config_path.exists():
+        raise UsageError(f"OSSCTL_CONFIG names {config_path}, which does not exist",
+                         hint="create the file, fix the path, or unset OSSCTL_CONFIG to use the default")
     config: dict[str, Any] = {}
     if config_path.exists() and not ignore_config:
         try:
@@ -100,4 +113,29 @@ def load_settings(env: Mapping[str, str] | None = None, home: str | Path | None 
             ) from None
         except OSError as exc:
             raise UsageError(f"cannot read config file {config_path}: {exc.strerror}") from None
-    return Settings(home=home_path, config_path=config_path, config=config, env=env)
+    return Settings(home=home_path, config_path=config_path, config=config, env=env,
+                    warnings=tuple(config_warnings(config, config_path)))
+
+
+def config_warnings(config: Mapping[str, Any], path: Path) -> list[str]:
+    """One line per unknown section or key in a config file, with a "did you mean" (a
+    typo there is otherwise silently ignored and the default applies)."""
+    import difflib
+
+    out = []
+
+    def near(word: str, choices) -> str:
+        close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+        return f"; did you mean {close[0]!r}?" if close else "; known: " + ", ".join(choices)
+
+    for section, body in config.items():
+        if section not in CONFIG_KEYS:
+            out.append(f"{path}: unknown section [{section}], ignored{near(section, CONFIG_KEYS)}")
+            continue
+        if not isinstance(body, Mapping):
+            out.append(f"{path}: `{section}` must be a section ([{section}]), ignored")
+            continue
+        for key in body:
+            if key not in CONFIG_KEYS[section]:
+                out.append(f"{path}: unknown key {key!r} in [{section}], ignored{near(key, CONFIG_KEYS[section])}")
+    return out

@@ -13,11 +13,12 @@ from pathlib import Path
 
 from ossctl import catalog
 from ossctl.artifacts import manifest as mf
+from ossctl.artifacts.dirlock import model_dir_lock
 from ossctl.artifacts.hub import Hub, RemoteModel, check_patterns
 from ossctl.artifacts.shards import check_split_headers, order_parts, safe_relpath
 from ossctl.artifacts.hashing import sha256_file
 from ossctl.artifacts.transfer import Cancelled, Job, fetch, quarantine
-from ossctl.errors import OssctlError, UsageError
+from ossctl.errors import ConflictError, IntegrityError, Interrupted, OssctlError, UsageError
 from ossctl.settings import Settings
 from ossctl.units import human_size
 
@@ -57,9 +58,9 @@ def download(settings: Settings, model: str, *, directory: str | None = None, re
              include: Sequence[str] = (), workers: int = 4, full: bool = False,
              progress: Progress | None = None, cancel: threading.Event | None = None) -> DownloadResult:
     """Download ``model`` (alias or owner/repo) into its directory and return the result.
-    See the module doc; errors are OssctlError subclasses, partials are always kept."""
-    import httpx
-
+    See the module doc; errors are OssctlError subclasses, partials are always kept (on
+    Ctrl-C :class:`Interrupted` names them). Holds the directory's lock throughout:
+    a second download into the same directory raises :class:`ConflictError`."""
     progress = progress or Progress()
     entry = catalog.resolve(model)
     patterns = list(include) or [entry.pattern]
@@ -68,19 +69,33 @@ def download(settings: Settings, model: str, *, directory: str | None = None, re
         raise UsageError("--workers must be at least 1")
     target = plan_dir(settings, entry, directory)
     _ensure_writable(target)
+    with model_dir_lock(target, f"download {entry.repo}"):
+        try:
+            return _download(settings, entry, target, revision, patterns, bool(include), workers, full,
+                              progress, cancel)
+        except KeyboardInterrupt:
+            raise Interrupted(f"interrupted: {_kept_partials(target)}") from None
 
-    retries = _int_setting(settings, "download.retries", "OSSCTL_DOWNLOAD_RETRIES", 5)
-    margin = _int_setting(settings, "download.disk_margin", "OSSCTL_DISK_MARGIN", DISK_MARGIN)
+
+def _download(settings: Settings, entry: catalog.CatalogEntry, target: Path, revision: str | None,
+              patterns: list[str], narrowed: bool, workers: int, full: bool, progress: Progress,
+              cancel: threading.Event | None) -> DownloadResult:
+    import httpx
+
+    existing = _read_manifest_or_none(target)
+    check_same_repo(target, existing, entry.repo)
+    retries = int_setting(settings, "download.retries", "OSSCTL_DOWNLOAD_RETRIES", 5)
+    margin = int_setting(settings, "download.disk_margin", "OSSCTL_DISK_MARGIN", DISK_MARGIN)
     hub = Hub(settings.env, retries=min(retries, 3))
     remote = hub.resolve(entry.repo, revision, patterns)
-    ordered_names = order_parts([f.name for f in remote.files])
+    ordered_names = _order_remote(remote, patterns, narrowed)
     by_name = {f.name: f for f in remote.files}
     remote_files = [by_name[n] for n in ordered_names]
-    if entry.parts and not include and len(remote_files) != entry.parts:
+    if entry.parts and not narrowed and len(remote_files) != entry.parts:
         progress.note(f"note: {entry.repo} has {len(remote_files)} part(s) where the catalog expects {entry.parts}")
+    check_no_strays(target, ordered_names, f"{entry.repo}@{remote.commit[:12]}")
 
     # Fast path: manifest for the same commit and files, files unchanged since verified.
-    existing = _read_manifest_or_none(target)
     if existing is not None and existing.revision == remote.commit and \
             [(f.name, f.size, f.sha256) for f in existing.files] == [(f.name, f.size, f.sha256 or "") for f in remote_files]:
         res = mf.verify_dir(target, existing, full=full)
@@ -178,16 +193,62 @@ def download(settings: Settings, model: str, *, directory: str | None = None, re
 
     ordered = [entries[n] for n in ordered_names]
     check_split_headers(target, ordered_names)
-    m = mf.build_manifest(entry.repo, remote.commit, target, ordered, gguf=_gguf_facts(target, ordered_names))
-    try:
-        mf.write_manifest(target, m)
-    except OSError as exc:
-        raise OssctlError(f"cannot write manifest in {target}: {exc.strerror}",
-                          hint="check free space and permissions, then re-run (no file will be fetched again)") from None
+    m = mf.build_manifest(entry.repo, remote.commit, target, ordered, gguf=gguf_facts(target, ordered_names))
+    mf.save_manifest(target, m, then="re-run (no file will be fetched again)")
     return DownloadResult(m, target, transferred, reused)
 
 
-def _gguf_facts(directory: Path, ordered: list[str]) -> dict:
+def _order_remote(remote: RemoteModel, patterns: list[str], narrowed: bool) -> list[str]:
+    """The hub files in part order. A split set cut short by ``--include`` is a usage
+    error (the fix is the pattern); one the hub itself lacks is an integrity error of
+    the repository (downloading again cannot fix it)."""
+    try:
+        return order_parts([f.name for f in remote.files])
+    except IntegrityError as exc:
+        where = f"{remote.repo}@{remote.commit[:12]}"
+        if narrowed:
+            raise UsageError(f"--include {' '.join(patterns)} selects an {exc.message}; a split model needs every part",
+                             hint="drop --include, or widen it to match all parts (e.g. '*-of-*.gguf')") from None
+        raise IntegrityError(f"{where} has an {exc.message}",
+                             hint="the repository lacks them at this revision: pick another --revision, "
+                                  "or tell its owner") from None
+    except UsageError as exc:
+        raise UsageError(exc.message, hint="select one model with --include GLOB") from None
+
+
+def check_same_repo(directory: Path, existing: mf.Manifest | None, repo: str) -> None:
+    """Refuse to put ``repo`` into a directory whose manifest names another repo (its
+    manifest would be overwritten and the model in it lost to verify and deploy)."""
+    if existing is not None and existing.repo and existing.repo != repo:
+        raise ConflictError(f"{directory} holds {existing.repo} (manifest.toml); refusing to put {repo} there",
+                            hint=f"choose another directory with --dir, or move {existing.repo} elsewhere first")
+
+
+def check_no_strays(directory: Path, names: list[str], what: str) -> None:
+    """Refuse a model directory holding ``.gguf`` files that are not part of the model:
+    verify and deploy would refuse the directory for them later. Raises
+    :class:`IntegrityError` naming the first one and what to do with it."""
+    wanted = set(names)
+    strays = sorted(p.relative_to(directory).as_posix() for p in directory.rglob("*.gguf")
+                    if not mf.is_side_file(p.name) and p.relative_to(directory).as_posix() not in wanted)
+    if strays:
+        more = f" (+{len(strays) - 1} more)" if len(strays) > 1 else ""
+        raise IntegrityError(f"{directory} holds {strays[0]}{more}, which is not part of {what}",
+                             hint=f"move {strays[0]} out of {directory} (or delete it), then re-run; "
+                                  "a model directory holds one model")
+
+
+def _kept_partials(target: Path) -> str:
+    """What an interrupted download leaves behind, for the one line after Ctrl-C."""
+    parts = sorted(target.rglob("*" + mf.PARTIAL_SUFFIX))
+    if not parts:
+        return f"nothing partial left in {target}; re-run the same command to continue"
+    shown = ", ".join(f"{p.name} ({human_size(p.stat().st_size)})" for p in parts[:3])
+    more = f" +{len(parts) - 3} more" if len(parts) > 3 else ""
+    return f"partial downloads kept in {target}: {shown}{more}; re-run the same command to resume"
+
+
+def gguf_facts(directory: Path, ordered: list[str]) -> dict:
     from ossctl.artifacts.shards import read_gguf_kv
 
     # one pass over the header: the context key is named after the architecture
@@ -222,7 +283,7 @@ def _ensure_writable(target: Path) -> None:
                           hint="choose another place with --dir or --home, or fix its permissions")
 
 
-def _int_setting(settings: Settings, key: str, env: str, default: int) -> int:
+def int_setting(settings: Settings, key: str, env: str, default: int) -> int:
     raw = settings.value(key, env, default=default)
     try:
         value = int(raw)

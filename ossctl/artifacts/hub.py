@@ -103,13 +103,25 @@ class Hub:
                 if status == 401 and not self.token:
                     raise RemoteError(f"{repo}: the hub answered 401 (not found, private or gated)",
                                       hint="check the repo id; for private or gated repos set HF_TOKEN") from None
+                if revision:  # a bare 404 (no error code) cannot tell the repo from the revision
+                    raise NotFoundError(f"{repo} at revision {revision!r} not found at {self.endpoint}",
+                                        hint="check the repo id and --revision (a branch, tag or full commit sha "
+                                             "that exists; default: main); for private repos set HF_TOKEN") from None
                 raise NotFoundError(f"repository {repo} not found at {self.endpoint}",
                                     hint="check the repo id (owner/name); for private repos set HF_TOKEN") from None
             except hf_errors.HfHubHTTPError as exc:
                 status = getattr(getattr(exc, "response", None), "status_code", None) or 0
+                what = f"{repo} at revision {revision!r}" if revision else repo
+                if status == 404:  # no error code: a revision, repo or file the hub does not have
+                    raise NotFoundError(f"{what} not found at {self.endpoint} (HTTP 404)",
+                                        hint="check the repo id and --revision (a branch, tag or full commit sha "
+                                             "that exists; default: main)") from None
                 if status == 401 or status == 403:
                     raise RemoteError(f"the hub refused access to {repo} (HTTP {status})",
                                       hint="set HF_TOKEN to a valid token with read access") from None
+                if 400 <= status < 500 and status != 429:  # our request is wrong: waiting will not help
+                    raise UsageError(f"the hub at {self.endpoint} rejected the request for {what} (HTTP {status})",
+                                     hint="check the repo id and --revision (a branch, tag or full commit sha)") from None
                 if status < 500 or attempt == self.retries:
                     raise RemoteError(f"the hub at {self.endpoint} answered HTTP {status} for {repo}",
                                       hint="try again later; set HF_ENDPOINT if you use a mirror") from None

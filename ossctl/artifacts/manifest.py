@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import os
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +24,7 @@ from ossctl.fsutil import atomic_write
 MANIFEST_NAME = "manifest.toml"
 PARTIAL_SUFFIX = ".part"
 QUARANTINE_MARK = ".bad-"
+_HEX64 = re.compile(r"^[0-9a-fA-F]{64}$")
 
 
 @dataclass
@@ -46,6 +48,9 @@ class Manifest:
     created: str = ""
     ossctl_version: str = __version__
     gguf: dict[str, Any] = field(default_factory=dict)  # a few header facts (split count, ...)
+    # set by `adopt`: "agreed" (the Hub's sizes and SHA-256 match) or "unchecked" (Hub not
+    # reachable: local hashes only); empty for downloads, which check every byte
+    hub_check: str = ""
 
     @property
     def first_file(self) -> str:
@@ -78,6 +83,8 @@ class Manifest:
             "ossctl_version": self.ossctl_version,
             "files": [{"name": f.name, "size": f.size, "sha256": f.sha256, "mtime_ns": f.mtime_ns} for f in self.files],
         }
+        if self.hub_check:
+            doc["hub_check"] = self.hub_check
         if self.gguf:
             doc["gguf"] = self.gguf
         return "# written by ossctl; do not edit by hand\n" + tomli_w.dumps(doc)
@@ -104,6 +111,18 @@ def write_manifest(directory: Path, manifest: Manifest) -> Path:
     return path
 
 
+def save_manifest(directory: Path, manifest: Manifest, then: str = "re-run") -> Path:
+    """:func:`write_manifest` with a file-system error (disk full, read-only) as one
+    clear line; ``then`` completes the hint ("check free space and permissions, then …")."""
+    from ossctl.errors import OssctlError
+
+    try:
+        return write_manifest(directory, manifest)
+    except OSError as exc:
+        raise OssctlError(f"cannot write manifest in {directory}: {exc.strerror}",
+                          hint=f"check free space and permissions, then {then}") from None
+
+
 def read_manifest(directory: Path) -> Manifest:
     """Raises :class:`NotFoundError` when absent, :class:`IntegrityError` when unreadable."""
     path = manifest_path(directory)
@@ -111,18 +130,73 @@ def read_manifest(directory: Path) -> Manifest:
         doc = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise NotFoundError(f"no manifest in {directory}",
-                            hint="download the model first: `ossctl download MODEL`") from None
+                            hint="download the model first (`ossctl download MODEL`), or write a manifest for files "
+                                 "already there (`ossctl adopt DIR --repo OWNER/REPO`)") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise IntegrityError(f"{path} is not a valid manifest: {exc}",
-                             hint="re-run `ossctl download` to rewrite it") from None
+        raise IntegrityError(f"{path} is not valid TOML: {exc}", hint=_REWRITE_HINT) from None
+    return _parse(doc, path)
+
+
+_REWRITE_HINT = ("rewrite it from the files on disk: `ossctl adopt DIR --repo OWNER/REPO` "
+                 "(or fetch the model again with `ossctl download MODEL`)")
+
+
+def _parse(doc: dict[str, Any], path: Path) -> Manifest:
+    def bad(what: str) -> IntegrityError:
+        return IntegrityError(f"{path} is not an ossctl manifest: {what}", hint=_REWRITE_HINT)
+
+    files_doc = doc.get("files")
+    if not isinstance(files_doc, list) or not files_doc:
+        raise bad("`files` must be a non-empty array of tables")
+    files = []
+    for i, f in enumerate(files_doc, start=1):
+        if not isinstance(f, dict):
+            raise bad(f"files[{i}] is not a table")
+        name, size, sha = f.get("name"), f.get("size"), f.get("sha256")
+        mtime = f.get("mtime_ns", 0)
+        if not isinstance(name, str) or not name:
+            raise bad(f"files[{i}] has no `name`")
+        if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+            raise bad(f"files[{i}] ({name}) has no integer `size`")
+        if not isinstance(sha, str) or not _HEX64.match(sha):
+            raise bad(f"files[{i}] ({name}) has no 64-hex-digit `sha256`")
+        if isinstance(mtime, bool) or not isinstance(mtime, int):
+            raise bad(f"files[{i}] ({name}) has a non-integer `mtime_ns`")
+        files.append(FileEntry(name, size, sha.lower(), mtime))
+    composite = doc.get("composite_sha256")
+    if not isinstance(composite, str) or not _HEX64.match(composite):
+        raise bad("no 64-hex-digit `composite_sha256`")
+    text = {k: doc.get(k) for k in ("repo", "revision", "model_id", "created", "ossctl_version", "hub_check")}
+    for k, v in text.items():
+        if v is not None and not isinstance(v, str):
+            raise bad(f"`{k}` must be a string")
+    gguf = doc.get("gguf", {})
+    if not isinstance(gguf, dict):
+        raise bad("`gguf` must be a table")
+    return Manifest(text["repo"] or None, text["revision"] or None, files, composite.lower(),
+                    text["model_id"] or None, text["created"] or "", text["ossctl_version"] or "", dict(gguf),
+                    text["hub_check"] or "")
+
+
+def consistency_problems(manifest: Manifest) -> list[dict[str, Any]]:
+    """What the manifest says about itself that does not add up: the per-file hashes
+    must produce its composite, and its model id must be keccak256(repo/first file)."""
+    out = []
     try:
-        files = [FileEntry(f["name"], int(f["size"]), str(f["sha256"]).lower(), int(f.get("mtime_ns", 0)))
-                 for f in doc["files"]]
-        return Manifest(doc.get("repo") or None, doc.get("revision") or None, files,
-                        str(doc["composite_sha256"]).lower(), doc.get("model_id") or None,
-                        doc.get("created", ""), doc.get("ossctl_version", ""), dict(doc.get("gguf", {})))
-    except (KeyError, TypeError, ValueError) as exc:
-        raise IntegrityError(f"{path} is missing field {exc}", hint="re-run `ossctl download` to rewrite it") from None
+        ordered = order_parts([f.name for f in manifest.files])
+    except (IntegrityError, UsageError) as exc:
+        return [{"file": MANIFEST_NAME, "kind": "manifest", "detail": exc.message}]
+    by_name = {f.name: f for f in manifest.files}
+    composite = hashing.composite_sha256([by_name[n].sha256 for n in ordered])
+    if composite != manifest.composite_sha256:
+        out.append({"file": MANIFEST_NAME, "kind": "manifest",
+                    "detail": f"its per-file hashes give composite {composite}, it records {manifest.composite_sha256}"})
+    if manifest.repo and manifest.model_id:
+        mid = hashing.model_id(manifest.repo, ordered[0])
+        if mid != manifest.model_id.lower():
+            out.append({"file": MANIFEST_NAME, "kind": "manifest",
+                        "detail": f"model_id {manifest.model_id} is not keccak256({manifest.repo}/{ordered[0]})"})
+    return out
 
 
 def model_dir_for_repo(models_dir: Path, repo: str) -> Path:
@@ -135,15 +209,17 @@ def locate_model_dir(settings, model_or_dir: str) -> Path:
     or ``owner/repo`` mapped under the models directory."""
     from ossctl import catalog
 
+    from ossctl.redact import shown
+
     p = Path(model_or_dir).expanduser()
     if p.is_dir():
         return p
     if model_or_dir.startswith((".", "/", "~")) or os.sep in model_or_dir.strip("/") and not catalog.is_repo_id(model_or_dir):
-        raise NotFoundError(f"directory {model_or_dir} does not exist")
+        raise NotFoundError(f"directory {shown(model_or_dir)} does not exist")
     try:
         entry = catalog.resolve(model_or_dir)
     except UsageError:
-        raise NotFoundError(f"{model_or_dir!r} is neither a directory nor a known model",
+        raise NotFoundError(f"{shown(model_or_dir)} is neither a directory nor a known model",
                             hint="pass a model directory, an alias from `ossctl models`, or owner/repo") from None
     return model_dir_for_repo(settings.models_dir, entry.repo)
 
@@ -169,7 +245,7 @@ def verify_dir(directory: Path, manifest: Manifest | None = None, full: bool = F
     their new mtimes are written back (``update_cache``) so the next check is fast."""
     directory = Path(directory)
     manifest = manifest or read_manifest(directory)
-    problems: list[dict[str, Any]] = []
+    problems: list[dict[str, Any]] = consistency_problems(manifest)
     to_hash: list[FileEntry] = []
     stats: dict[str, os.stat_result] = {}
     for f in manifest.files:
@@ -187,7 +263,8 @@ def verify_dir(directory: Path, manifest: Manifest | None = None, full: bool = F
     for p in sorted(directory.rglob("*.gguf")):
         rel = p.relative_to(directory).as_posix()
         if rel not in known and not is_side_file(p.name):
-            problems.append({"file": rel, "kind": "extra", "detail": "not in the manifest"})
+            problems.append({"file": rel, "kind": "extra",
+                             "detail": f"not part of this model: move it out of {directory} (or delete it)"})
     digests = hashing.sha256_files([directory / f.name for f in to_hash], workers=workers)
     changed = False
     for f, d in zip(to_hash, digests):
@@ -212,6 +289,15 @@ def require_verified(directory: Path, full: bool = False) -> Manifest:
     if not res.ok:
         p = res.problems[0]
         more = f" (+{len(res.problems) - 1} more)" if len(res.problems) > 1 else ""
-        raise IntegrityError(f"{directory}: {p['file']}: {p['detail']}{more}",
-                             hint=f"run `ossctl verify {directory}` for details, or `ossctl download` to repair")
+        raise IntegrityError(f"{directory}: {p['file']}: {p['detail']}{more}", hint=repair_hint(p, directory))
     return res.manifest
+
+
+def repair_hint(problem: dict[str, Any], directory: Path) -> str:
+    """The next thing to run for one verify problem: a stray file is moved, not
+    re-downloaded; a manifest that does not add up is rewritten from the files."""
+    if problem["kind"] == "extra":
+        return f"move {problem['file']} out of {directory} (or delete it); `ossctl verify {directory}` lists every problem"
+    if problem["kind"] == "manifest":
+        return _REWRITE_HINT.replace("DIR", str(directory))
+    return f"`ossctl verify {directory}` lists every problem; `ossctl download MODEL --dir {directory}` fetches bad parts again"

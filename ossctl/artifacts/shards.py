@@ -49,23 +49,23 @@ def order_parts(names: list[str]) -> list[str]:
         if len(names) > 1:
             raise UsageError(
                 f"{len(names)} unsplit GGUF files: {', '.join(sorted(names))}",
-                hint="select one file with --include, or pass a split set (name-0000N-of-0000M.gguf)",
+                hint="keep one model: one file, or one split set (name-0000N-of-0000M.gguf)",
             )
         return list(names)
     if any(p is None for _, p in parsed):
         odd = sorted(n for n, p in parsed if p is None)
         raise UsageError(f"split parts mixed with unsplit files: {', '.join(odd)}",
-                         hint="narrow the selection with --include")
+                         hint="keep one model: one file, or one split set")
     sets = {(p.prefix, p.count) for _, p in parsed}
     if len(sets) > 1:
         raise UsageError("more than one split set selected: " + ", ".join(f"{a} ({c} parts)" for a, c in sorted(sets)),
-                         hint="narrow the selection with --include")
+                         hint="keep one split set")
     prefix, count = sets.pop()
     by_no = {p.no: n for n, p in parsed}
     missing = [part_name(prefix, i, count) for i in range(1, count + 1) if i not in by_no]
     if missing:
         raise IntegrityError(f"incomplete split set: missing {', '.join(missing)}",
-                             hint="re-run `ossctl download` to fetch the missing parts")
+                             hint="every part of a split set is needed")
     extra = sorted(n for n, p in parsed if not 1 <= p.no <= count)
     if extra:
         raise IntegrityError(f"part number out of range: {', '.join(extra)}")
@@ -151,7 +151,7 @@ def read_gguf(path: Path, keys: set[str] | None = None,
             r = GGUFValueReader(fh)
             if r.read(4) != GGUF_MAGIC:
                 raise IntegrityError(f"{path.name} is not a GGUF file (bad magic)",
-                                     hint="the file is corrupt or not a model; delete it and re-run `ossctl download`")
+                                     hint="the file is corrupt or not a model: move it aside, or fetch it again with `ossctl download`")
             version = r.u32()
             n_tensors, n_kv = r.u64(), r.u64()
             out: dict[str, Any] = {"__version__": version, "__tensor_count__": n_tensors}
@@ -184,11 +184,20 @@ def read_gguf_kv(path: Path, keys: set[str] | None = None) -> dict[str, Any]:
 
 
 def check_split_headers(directory: Path, ordered: list[str]) -> None:
-    """Check GGUF magic on every part and that ``split.no`` (0-based) / ``split.count``
-    agree with the file names. Raises :class:`IntegrityError` naming the part."""
-    count = len(ordered)
-    for i, name in enumerate(ordered):
-        kv = read_gguf_kv(directory / name, {"split.no", "split.count"})
+    """:func:`check_split_files` for parts named relative to ``directory``."""
+    check_split_files([Path(directory) / n for n in ordered])
+
+
+def check_split_files(paths: list[Path]) -> None:
+    """Check GGUF magic on every part (in part order), that ``split.no`` (0-based) /
+    ``split.count`` agree with the order, and that every part names the same
+    ``split.tensors.count`` (parts of two different models usually do not). Raises
+    :class:`IntegrityError` naming the part."""
+    count = len(paths)
+    tensors: tuple[str, int] | None = None
+    for i, path in enumerate(paths):
+        name = path.name
+        kv = read_gguf_kv(path, {"split.no", "split.count", "split.tensors.count"})
         if count == 1 and parse_split(name) is None:
             continue
         no, cnt = kv.get("split.no"), kv.get("split.count")
@@ -199,3 +208,11 @@ def check_split_headers(directory: Path, ordered: list[str]) -> None:
             raise IntegrityError(
                 f"{name}: GGUF header says part {int(no) + 1} of {int(cnt)}, the name says part {i + 1} of {count}",
                 hint="the parts were renamed or mixed from different sets; re-download them")
+        n_t = kv.get("split.tensors.count")
+        if n_t is not None:
+            if tensors is not None and int(n_t) != tensors[1]:
+                raise IntegrityError(
+                    f"{name}: GGUF header says the model has {int(n_t)} tensors, {tensors[0]} says {tensors[1]}: "
+                    "the parts come from different models",
+                    hint="use the parts of one model, all from the same download")
+            tensors = tensors or (name, int(n_t))

@@ -54,6 +54,21 @@ def quarantine(path: Path) -> Path:
     return target
 
 
+def quarantine_bad(path: Path, digest: str) -> tuple[Path, bool]:
+    """Keep a transfer whose SHA-256 is ``digest`` (not the expected one) aside, but only
+    once: when an identical copy (same size and digest) was already kept aside by an
+    earlier run, the new one is dropped and the earlier one returned. Returns
+    ``(aside, is_new)``. Each re-run against a corrupt source would otherwise keep
+    another full-size copy."""
+    base = path.name.removesuffix(PARTIAL_SUFFIX)
+    size = path.stat().st_size
+    for old in sorted(path.parent.glob(f"{base}{QUARANTINE_MARK}*")):
+        if old.is_file() and old.stat().st_size == size and sha256_stream(old)[0].hexdigest() == digest:
+            path.unlink()
+            return old, False
+    return quarantine(path), True
+
+
 def _disk_full(path: Path) -> OssctlError:
     return OssctlError(f"disk full while writing {path.name}; the partial download is kept",
                        hint=f"free space on {path.parent} and re-run the same command to resume")
@@ -166,9 +181,10 @@ def _fetch(client, job: Job, directory: Path, headers: dict[str, str], *,
         raise IntegrityError(f"{job.name}: size {offset} != expected {job.size}; kept aside as {aside.name}",
                              hint="re-run `ossctl download` to fetch it again")
     if job.sha256 and digest != job.sha256:
-        aside = quarantine(part)
+        aside, new = quarantine_bad(part, digest)
         meta.unlink(missing_ok=True)
-        raise IntegrityError(f"{job.name}: sha256 {digest} != hub's {job.sha256}; kept aside as {aside.name}",
+        kept = f"kept aside as {aside.name}" if new else f"the same bad bytes are already kept aside as {aside.name}"
+        raise IntegrityError(f"{job.name}: sha256 {digest} != hub's {job.sha256}; {kept}",
                              hint="re-run `ossctl download` to fetch it again; if it repeats, the hub copy or a proxy is corrupt")
     os.replace(part, final)
     meta.unlink(missing_ok=True)

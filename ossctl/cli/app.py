@@ -59,8 +59,9 @@ _register()
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Console entry point: the only place that catches errors."""
-    from ossctl.errors import EXIT_INTERRUPTED, OssctlError
+    """Console entry point: the only place that catches errors. ``OSSCTL_DEBUG=1`` adds
+    the traceback (redacted) above the same error line, hint and exit code."""
+    from ossctl.errors import EXIT_INTERRUPTED, Interrupted, OssctlError
 
     from ossctl.redact import register_env
 
@@ -68,17 +69,25 @@ def main(argv: list[str] | None = None) -> int:
     register_env(os.environ)
     try:
         rv = app(args=argv, standalone_mode=False, prog_name="ossctl")
-        # without standalone mode, click returns the code of a typer.Exit instead of raising
+        # without standalone mode, click returns the code of a typer.Exit instead of raising;
+        # Typer turns a KeyboardInterrupt into a silent Exit(130): say it at least
         if isinstance(rv, int):
+            if rv == EXIT_INTERRUPTED:
+                sys.stderr.write("\ninterrupted\n")
             return rv
+    except Interrupted as exc:  # a library saying what it kept: the message is the line
+        _traceback(debug)
+        sys.stderr.write(f"\n{_safe(exc)}\n")
+        if exc.hint:
+            sys.stderr.write(f"hint: {_safe(exc.hint)}\n")
+        return exc.exit_code
     except OssctlError as exc:
-        if debug:
-            raise
+        _traceback(debug)
         _print_error(exc.message, exc.hint)
         return exc.exit_code
-    except KeyboardInterrupt as exc:
-        note = getattr(exc, "ossctl_note", None)  # what the library kept, e.g. the release still serving
-        sys.stderr.write("\ninterrupted" + (f": {note}" if note else "") + "\n")
+    except KeyboardInterrupt:
+        _traceback(debug)
+        sys.stderr.write("\ninterrupted\n")
         return EXIT_INTERRUPTED
     except typer.Exit as exc:
         return exc.exit_code
@@ -86,12 +95,21 @@ def main(argv: list[str] | None = None) -> int:
         code = _click_error(exc)
         if code is not None:
             return code
-        if debug:
-            raise
+        _traceback(debug)
         _print_error(f"unexpected error: {type(exc).__name__}: {_safe(exc)}",
+                     "report it with the traceback (OSSCTL_DEBUG=1 shows it)" if debug else
                      "re-run with OSSCTL_DEBUG=1 for the traceback, and report it")
         return 1
     return 0
+
+
+def _traceback(debug: bool) -> None:
+    if debug:
+        import traceback
+
+        from ossctl.redact import redact
+
+        sys.stderr.write(redact(traceback.format_exc()))
 
 
 def _click_error(exc: Exception) -> int | None:

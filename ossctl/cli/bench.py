@@ -90,7 +90,12 @@ def bench(
                           hint="check the API key: --api-key-file FILE or OSSCTL_API_KEY")
     if result["aborted"]:
         raise RemoteError(f"the run stopped early: {result['aborted']}",
-                          hint="the numbers above count the failures; check the server (ossctl serve status)")
+                          hint="the numbers above count the failures; check the server (`ossctl status`)")
+    failed = rep.all_failed(result)
+    if failed and result["sla"] is None:  # with --sla, the SLA verdict (exit 9) says it
+        raise RemoteError(f"every request failed ({failed})",
+                          hint="the server is not answering completions: check it (`ossctl status`, its logs) "
+                               "and the --url / --model")
     if result["sla"] is not None and not result["sla"]["ok"]:
         s = result["sla"]
         where = ", ".join(map(str, s["failed_users"] + s["not_run_users"]))
@@ -100,8 +105,6 @@ def bench(
 
 def _target(settings, profile: str | None, url: str | None, api_key_file: str | None) -> tuple[str, str | None]:
     """Base URL and API key: --url, else the running release of the profile."""
-    from pathlib import Path
-
     from ossctl.errors import NotFoundError, UsageError
     from ossctl.redact import register_secret
 
@@ -121,7 +124,7 @@ def _target(settings, profile: str | None, url: str | None, api_key_file: str | 
         if release is None:
             what = f"profile {profile}" if profile else "any profile"
             raise NotFoundError(f"nothing deployed for {what}",
-                                hint=f"deploy first (ossctl serve deploy {profile or 'PROFILE'}), or pass --url URL")
+                                hint=f"deploy first (`ossctl deploy --profile {profile or 'PROFILE'}`), or pass --url URL")
         base = release["endpoint"]
         if key_file is None and not settings.env.get("OSSCTL_API_KEY"):
             key_file = release.get("api_key_file") or None
@@ -129,12 +132,11 @@ def _target(settings, profile: str | None, url: str | None, api_key_file: str | 
         key = settings.env["OSSCTL_API_KEY"].strip()
     elif key_file:
         try:
-            key = Path(key_file).expanduser().read_text(encoding="utf-8").strip()
-        except (OSError, UnicodeDecodeError) as exc:
-            raise UsageError(f"cannot read API key file {key_file}: {getattr(exc, 'strerror', None) or exc}",
-                             hint="point --api-key-file at a file holding only the key") from None
-        if not key:
-            raise UsageError(f"API key file {key_file} is empty")
+            from ossctl.serve.apikey import read_api_key
+        except ModuleNotFoundError:  # the serve room is optional; the reader lives there
+            raise NotFoundError("cannot read the API key file (the serve module is not installed)",
+                                hint="set OSSCTL_API_KEY instead") from None
+        key = read_api_key(key_file, "API key file")
     register_secret(key)
     return base, key
 

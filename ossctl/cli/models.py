@@ -1,4 +1,4 @@
-"""``ossctl models``, ``download``, ``verify``, ``hash``."""
+"""``ossctl models``, ``download``, ``verify``, ``hash``, ``adopt``."""
 
 from __future__ import annotations
 
@@ -134,6 +134,37 @@ def hash_cmd(
     st = output.state(ctx)
     m, directory = hash_paths(paths, repo=repo, workers=workers)
     output.emit(st, m.public(directory), lambda: _render_manifest(m, directory))
+
+
+@app.command("adopt")
+def adopt_cmd(
+    ctx: typer.Context,
+    directory: Path = typer.Argument(..., metavar="DIR", help="Directory holding the model's .gguf parts."),
+    repo: str = typer.Option(..., "--repo", metavar="OWNER/REPO",
+                             help="Hub repo the files came from (an alias from `ossctl models` works too)."),
+    revision: Optional[str] = typer.Option(None, "--revision", help="Branch, tag or commit to compare with (default: main)."),
+    offline: bool = typer.Option(False, "--offline", help="Do not ask the Hub; record the local hashes only."),
+    workers: Optional[int] = typer.Option(None, "--workers", min=1, help="Files hashed in parallel (default: one thread per file)."),
+) -> None:
+    """Write manifest.toml for GGUF parts already on disk (fetched with wget, on shared
+    storage, copied to an air-gapped host): check the split set and GGUF keys, hash the
+    parts, compare with the Hub's SHA-256 when it answers. Then verify, register and
+    deploy work without downloading again."""
+    from ossctl.artifacts.local import adopt
+
+    st = output.state(ctx)
+    res = adopt(st.settings, directory, repo, revision=revision, offline=offline, workers=workers)
+    m = res.manifest
+    data = m.public(res.directory)
+    data["hub"] = {"status": res.hub, "detail": res.hub_detail}
+    if res.hub == "agreed":
+        output.info(f"the Hub agrees: every part's size and SHA-256 match {m.repo}@{m.revision}")
+    elif res.hub == "unreachable":
+        output.info(f"warning: could not check against the Hub ({res.hub_detail}); "
+                    "the manifest records the local hashes only, with no pinned commit")
+    else:
+        output.info("not checked against the Hub (--offline); the manifest records the local hashes only")
+    output.emit(st, data, lambda: _render_manifest(m, res.directory))
 
 
 def _render_manifest(m, directory) -> str:

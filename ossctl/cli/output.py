@@ -35,6 +35,8 @@ class State:
             from ossctl.settings import load_settings
 
             self._settings = load_settings(home=self.home)
+            for w in self._settings.warnings:
+                info(f"warning: {w}")
         return self._settings
 
     @property

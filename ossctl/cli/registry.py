@@ -63,7 +63,10 @@ def _key(st: output.State, keystore: Optional[str]):
     if _interactive():
         def prompt(text: str) -> str:
             return typer.prompt(text.rstrip(": "), hide_input=True, err=True)
-    return keys.key_source(st.settings.env, keystore or None, prompt)
+    src = keys.key_source(st.settings.env, keystore or None, prompt)
+    if src is not None and src.note:
+        output.info(f"note: {src.note}")
+    return src
 
 
 def _confirmer(yes: bool):
@@ -212,6 +215,7 @@ def _yn(v: Any) -> str:
 def _resolve(st: output.State, model: str) -> tuple[str, str | None, str | None, str | None]:
     """ID|MODEL|DIR → (model id, local composite or None, repo, first file)."""
     from ossctl.artifacts import manifest as mf
+    from ossctl.artifacts.hashing import model_id
     from ossctl.errors import UsageError
     from ossctl.registry import client
 
@@ -222,7 +226,7 @@ def _resolve(st: output.State, model: str) -> tuple[str, str | None, str | None,
     if not m.repo:
         raise UsageError(f"the manifest for {model} names no hub repo, so it has no model id",
                          hint="pass the 0x model id instead")
-    return client.model_id_of(m.repo, m.first_file), m.composite_sha256, m.repo, m.first_file
+    return model_id(m.repo, m.first_file), m.composite_sha256, m.repo, m.first_file
 
 
 @registry_app.command("list")

@@ -1,4 +1,4 @@
-"""The short bench that ``serve deploy`` runs after its health gate when a profile has a
+"""The short bench that ``ossctl deploy`` runs after its health gate when a profile has a
 ``bench`` table; failing it fails the deploy (and rolls it back).
 
 Profile table (all optional)::
@@ -19,7 +19,7 @@ from ossctl.errors import OssctlError, UsageError
 from ossctl.loadtest import sla as _sla
 
 DEFAULTS = {"users": [1], "requests": 4, "max_tokens": 16, "stream": True, "sla": "errors<5%"}
-_KEYS = {"users", "requests", "duration", "max_tokens", "stream", "sla"}
+KEYS = ("users", "requests", "duration", "max_tokens", "stream", "sla")
 
 
 @dataclass
@@ -30,42 +30,56 @@ class GateResult:
 
 
 def validate_bench_cfg(cfg: dict) -> dict:
-    """Check a profile's ``bench`` table and fill defaults. Returns a new dict with keys
+    """The one validator of a profile's ``[bench]`` table (``profile validate`` and the
+    deploy gate both call it, so what validates also runs). Returns a new dict with keys
     users (list[int]), requests (int | None), duration_s (float | None), max_tokens,
-    stream, sla. Raises :class:`UsageError` naming the bad key (serve's profile
-    validation may call this too)."""
+    stream, sla, defaults filled in. Raises :class:`UsageError` naming the bad key.
+
+    ``users`` takes a list, one integer or ``"1,2"``; ``duration`` anything ``--duration``
+    takes (``"30s"``, ``"1m30s"``); ``sla`` anything ``--sla`` takes."""
+    import difflib
+
     if not isinstance(cfg, dict):
-        raise UsageError("the profile's [bench] must be a table")
-    unknown = set(cfg) - _KEYS
-    if unknown:
-        raise UsageError(f"[bench] has unknown key(s): {', '.join(sorted(unknown))}",
-                         hint="allowed: " + ", ".join(sorted(_KEYS)))
+        raise UsageError(f"`bench` must be a table, got {type(cfg).__name__}")
+    for k in cfg:
+        if k not in KEYS:
+            close = difflib.get_close_matches(k, KEYS, n=1, cutoff=0.6)
+            raise UsageError(f"unknown key {k!r} in [bench]",
+                             hint=f"did you mean {close[0]!r}?" if close else "known keys: " + ", ".join(KEYS))
     users = cfg.get("users", DEFAULTS["users"])
+    if isinstance(users, int) and not isinstance(users, bool):
+        users = [users]
     if isinstance(users, str):
         users = _sla.parse_users(users)
     if (not isinstance(users, list) or not users
             or not all(isinstance(u, int) and not isinstance(u, bool) and 1 <= u <= 10000 for u in users)):
-        raise UsageError("[bench] users must be a list of positive integers, e.g. users = [1, 4]")
+        raise UsageError(f"`bench.users` must be a list of integers from 1 to 10000, got {users!r}",
+                         hint="e.g. users = [1, 4]")
     if "requests" in cfg and "duration" in cfg:
-        raise UsageError("[bench] takes requests or duration, not both")
+        raise UsageError("`bench` takes `requests` or `duration`, not both")
     duration_s = None
     requests = None
     if "duration" in cfg:
-        duration_s = _sla.parse_duration(str(cfg["duration"]))
+        if not isinstance(cfg["duration"], str):
+            raise UsageError(f"`bench.duration` must be a string like \"30s\" or \"1m30s\", got {cfg['duration']!r}")
+        duration_s = _sla.parse_duration(cfg["duration"])
     else:
         requests = cfg.get("requests", DEFAULTS["requests"])
         if isinstance(requests, bool) or not isinstance(requests, int) or requests < 1:
-            raise UsageError("[bench] requests must be a positive integer")
+            raise UsageError(f"`bench.requests` must be a positive integer, got {requests!r}")
     mt = cfg.get("max_tokens", DEFAULTS["max_tokens"])
     if isinstance(mt, bool) or not isinstance(mt, int) or mt < 1:
-        raise UsageError("[bench] max_tokens must be a positive integer")
+        raise UsageError(f"`bench.max_tokens` must be a positive integer, got {mt!r}")
     stream = cfg.get("stream", DEFAULTS["stream"])
     if not isinstance(stream, bool):
-        raise UsageError("[bench] stream must be true or false")
+        raise UsageError(f"`bench.stream` must be true or false, got {stream!r}")
     spec = cfg.get("sla", DEFAULTS["sla"])
-    if not isinstance(spec, str):
-        raise UsageError("[bench] sla must be a string like \"p95<90s,errors<5%\"")
-    _sla.parse_sla(spec)
+    try:
+        if not isinstance(spec, str):
+            raise UsageError(f"a {type(spec).__name__}")
+        _sla.parse_sla(spec)
+    except UsageError as exc:
+        raise UsageError(f"`bench.sla` must look like \"p95<90s,errors<5%\": {exc.message}", hint=exc.hint) from None
     return {"users": users, "requests": requests, "duration_s": duration_s, "max_tokens": mt, "stream": stream,
             "sla": spec}
 

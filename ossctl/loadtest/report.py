@@ -123,6 +123,21 @@ def all_unauthorized(report: dict) -> bool:
     return total > 0 and auth == total
 
 
+def all_failed(report: dict) -> str | None:
+    """When requests were sent and not one succeeded: a short summary ("12 of 12
+    requests failed: connection refused x12"), else ``None``."""
+    total = sum(lv["requests"] for lv in report["levels"])
+    errors = sum(lv["errors"] for lv in report["levels"])
+    if total == 0 or errors < total:
+        return None
+    kinds: dict[str, int] = {}
+    for lv in report["levels"]:
+        for k, n in lv["errors_by_kind"].items():
+            kinds[k] = kinds.get(k, 0) + n
+    what = ", ".join(f"{error_label(k)} x{n}" for k, n in sorted(kinds.items(), key=lambda kv: -kv[1]))
+    return f"{errors} of {total} requests failed" + (f": {what}" if what else "")
+
+
 def require_matplotlib() -> None:
     """Raises :class:`UsageError` with the install line when matplotlib is missing."""
     import importlib.util

@@ -35,6 +35,7 @@ from urllib.parse import urlsplit
 
 from ossctl.errors import (ConflictError, IntegrityError, NotFoundError, OssctlError, RemoteError,
                            UsageError)
+from ossctl.artifacts.hashing import model_id as _model_id
 from ossctl.registry.keys import KeySource, require_key_source
 
 DEFAULT_RECEIPT_TIMEOUT = 120.0  # seconds
@@ -108,7 +109,9 @@ def checksum_address(text: str, what: str = "address") -> str:
 
     t = (text or "").strip()
     if not _HEX_ADDRESS.match(t):
-        raise UsageError(f"{what} {t!r} is not an address (expected 0x followed by 40 hex digits)",
+        from ossctl.redact import shown
+
+        raise UsageError(f"{what} {shown(t)} is not an address (expected 0x followed by 40 hex digits)",
                          hint="check --registry / OSSCTL_REGISTRY_ADDRESS / [registry] address")
     body = t[2:]
     if body != body.lower() and body != body.upper() and Web3.to_checksum_address(t) != t:
@@ -120,12 +123,6 @@ def checksum_address(text: str, what: str = "address") -> str:
 def parse_model_id(text: str) -> str | None:
     """``0x`` + 64 hex digits → lower-case id; anything else → ``None`` (a model name)."""
     return text.lower() if _HEX_ID.match(text.strip()) else None
-
-
-def model_id_of(repo: str, file_name: str) -> str:
-    from eth_utils import keccak
-
-    return "0x" + keccak(f"{repo}/{file_name}".encode("utf-8")).hex()
 
 
 def hash_to_bytes32(composite_hex: str) -> bytes:
@@ -536,7 +533,7 @@ def register(conn: Connection, repo: str | None, first_file: str, composite_sha2
     if not repo:
         raise UsageError("the manifest names no hub repo, and the model id is keccak256(repo/file)",
                          hint="download the model with `ossctl download` so the manifest records its repo")
-    model_id = model_id_of(repo, first_file)
+    model_id = _model_id(repo, first_file)
     if manifest_model_id and manifest_model_id.lower() != model_id:
         raise IntegrityError(f"the manifest's model_id {manifest_model_id} is not keccak256({repo}/{first_file})",
                              hint="re-run `ossctl verify` to rewrite the manifest")
@@ -563,6 +560,8 @@ def register(conn: Connection, repo: str | None, first_file: str, composite_sha2
 
     key = require_key_source(key)
     sender = key.address()
+    if dry_run:
+        key.private_key()  # a dry run checks the key (a keystore's password) as a real run would
     out["from"] = sender
     plan = TxPlan("addTrustedModel", [repo, first_file, "0x" + digest.hex()], registry, sender,
                   encode_call("addTrustedModel", [repo, first_file, digest]))
@@ -619,6 +618,8 @@ def set_active(conn: Connection, model_id: str, active: bool, key: KeySource | N
         return out
     key = require_key_source(key)
     sender = key.address()
+    if dry_run:
+        key.private_key()  # a dry run checks the key (a keystore's password) as a real run would
     out["from"] = sender
     fn = "reactivateModel" if active else "deactivateModel"
     plan = TxPlan(fn, [model_id], registry, sender, encode_call(fn, [bytes.fromhex(model_id[2:])]))
@@ -643,6 +644,8 @@ def deploy_contract(conn: Connection, key: KeySource | None, *, dry_run: bool = 
     cid = conn.chain_id()
     key = require_key_source(key)
     sender = key.address()
+    if dry_run:
+        key.private_key()  # a dry run checks the key (a keystore's password) as a real run would
     out: dict[str, Any] = {"action": None, "address": None, "chain_id": cid, "from": sender,
                            "owner": sender, "compiler": art["compiler"]["version"], "tx": None}
     plan = TxPlan("constructor", [], None, sender, art["bytecode"])
@@ -700,5 +703,5 @@ def status_for_manifest(settings, manifest) -> dict[str, Any]:
                    settings.value("registry.chain_id", "OSSCTL_CHAIN_ID"))
     if not manifest.repo:
         raise UsageError("the manifest names no hub repo, so the model has no registry id")
-    return status(conn, model_id_of(manifest.repo, manifest.first_file), manifest.composite_sha256,
+    return status(conn, _model_id(manifest.repo, manifest.first_file), manifest.composite_sha256,
                   manifest.repo, manifest.first_file)

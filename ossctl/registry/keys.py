@@ -41,6 +41,7 @@ class KeySource:
 
     kind: str  # "env" | "keystore"
     describe: str
+    note: str | None = None  # for the user (stderr), e.g. which of two configured sources is used
     _env_value: str | None = field(default=None, repr=False)
     _keystore: Path | None = None
     _password_env: str | None = field(default=None, repr=False)
@@ -91,7 +92,10 @@ def key_source(env: Mapping[str, str], keystore: str | None = None,
         register_secret(env.get(name))
     if keystore:
         path = Path(keystore).expanduser()
-        return KeySource("keystore", f"keystore {path}", _keystore=path,
+        also = [n for n in KEY_ENV_VARS if (env.get(n) or "").strip()]
+        note = (f"signing with --keystore; {' and '.join(also)} {'is' if len(also) == 1 else 'are'} also set "
+                "and ignored") if also else None
+        return KeySource("keystore", f"keystore {_label(path)}", note=note, _keystore=path,
                          _password_env=env.get(PASSWORD_ENV) or None, _prompt=prompt)
     for name in KEY_ENV_VARS:
         value = env.get(name)
@@ -137,17 +141,38 @@ def _checksum(addr: str) -> str:
     return to_checksum_address("0x" + addr[-40:])
 
 
+def _label(path: Path | None) -> str:
+    """A keystore path for messages; never a private key pasted as ``--keystore``."""
+    from ossctl.redact import shown
+
+    text = shown(path)
+    return str(path) if text.startswith("'") else text
+
+
+_CRYPTO_KEYS = ("cipher", "cipherparams", "ciphertext", "kdf", "kdfparams", "mac")
+_KEYSTORE_HINT = ("pass an encrypted JSON keystore (Web3 Secret Storage, e.g. from `cast wallet new` or geth), "
+                  "or set OSSCTL_PRIVATE_KEY instead")
+
+
 def _read_keystore(path: Path | None) -> dict[str, Any]:
     assert path is not None
+    label = _label(path)
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise NotFoundError(f"keystore {path} does not exist", hint="check --keystore") from None
+        raise NotFoundError(f"keystore {label} does not exist", hint="check --keystore") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise UsageError(f"keystore {path} is not a readable JSON keystore ({type(exc).__name__})",
-                         hint="pass an encrypted JSON keystore (e.g. from `cast wallet new` or geth)") from None
-    if not isinstance(doc, dict) or not isinstance(doc.get("crypto", doc.get("Crypto")), dict):
-        raise UsageError(f"keystore {path} is not an encrypted JSON keystore (no 'crypto' section)")
+        raise UsageError(f"keystore {label} is not a readable JSON keystore ({type(exc).__name__})",
+                         hint=_KEYSTORE_HINT) from None
+    crypto = doc.get("crypto", doc.get("Crypto")) if isinstance(doc, dict) else None
+    if not isinstance(crypto, dict):
+        raise UsageError(f"keystore {label} is not an encrypted JSON keystore (no 'crypto' section)",
+                         hint=_KEYSTORE_HINT)
+    missing = [k for k in _CRYPTO_KEYS if k not in crypto]
+    if missing:
+        raise UsageError(f"keystore {label} is incomplete: its 'crypto' section lacks {', '.join(missing)}",
+                         hint="export the keystore again from the wallet that made it, or set OSSCTL_PRIVATE_KEY "
+                              "instead")
     return doc
 
 
@@ -155,9 +180,9 @@ def _decrypt_keystore(path: Path | None, password: str | None, prompt: PasswordP
     doc = _read_keystore(path)
     if password is None:
         if prompt is None:
-            raise UsageError(f"keystore {path} needs a password and there is no terminal to ask for it",
+            raise UsageError(f"keystore {_label(path)} needs a password and there is no terminal to ask for it",
                              hint=f"set {PASSWORD_ENV}")
-        password = prompt(f"Password for keystore {path}: ")
+        password = prompt(f"Password for keystore {_label(path)}: ")
     register_secret(password)
     from eth_account import Account
 
@@ -165,8 +190,11 @@ def _decrypt_keystore(path: Path | None, password: str | None, prompt: PasswordP
         key = bytes(Account.decrypt(doc, password))
     except ValueError as exc:
         wrong = "MAC mismatch" in str(exc)
-        raise UsageError(f"cannot decrypt keystore {path}: " + ("wrong password" if wrong else "unsupported format"),
+        raise UsageError(f"cannot decrypt keystore {_label(path)}: " + ("wrong password" if wrong else "unsupported format"),
                          hint=f"check {PASSWORD_ENV} or the password you typed" if wrong else None) from None
-    except Exception as exc:  # malformed crypto params
-        raise UsageError(f"cannot decrypt keystore {path}: {type(exc).__name__}") from None
+    except Exception as exc:  # malformed crypto params (a KeyError names only a field)
+        raise UsageError(f"cannot decrypt keystore {_label(path)}: its 'crypto' parameters are malformed "
+                         f"({type(exc).__name__})",
+                         hint="export the keystore again from the wallet that made it, or set OSSCTL_PRIVATE_KEY "
+                              "instead") from None
     return key

@@ -163,7 +163,7 @@ class Release:
         return rec
 
     def summary(self, current_id: str | None) -> dict[str, Any]:
-        """The ``ossctl releases --json`` row."""
+        """The ``ossctl --json releases`` row."""
         return {
             "id": self.id, "profile": self.profile, "kind": self.kind, "state": self.state.value,
             "current": self.id == current_id, "source": self.source, "created": self.created,

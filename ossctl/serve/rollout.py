@@ -26,7 +26,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ossctl.errors import ConflictError, DeployError, NotFoundError, OssctlError, UsageError
+from ossctl.errors import ConflictError, DeployError, Interrupted, NotFoundError, OssctlError, UsageError
 from ossctl.serve import llama_server
 from ossctl.serve.releases import Book, Ledger, Release, State, import_legacy, now_iso, whoami
 from ossctl.serve.profiles import check_against_model, resolve_profile
@@ -41,25 +41,11 @@ def _nolog(_msg: str) -> None:
 # ------------------------------------------------------------------ preflight pieces
 
 def _api_key(profile: dict[str, Any]) -> str | None:
-    """Read the API key file (mounted into the container, never passed in argv/env);
-    the key is registered for redaction."""
-    path = profile["api_key_file"]
-    if not path:
-        return None
-    from ossctl.redact import register_secret
+    """The profile's API key (the file is mounted into the container, never passed in
+    argv/env); see :func:`ossctl.serve.apikey.read_api_key`."""
+    from ossctl.serve.apikey import read_api_key
 
-    p = Path(path).expanduser()
-    try:
-        lines = [ln.strip() for ln in p.read_text(encoding="utf-8").splitlines()]
-    except OSError as exc:
-        raise UsageError(f"cannot read api_key_file {p}: {exc.strerror}",
-                         hint="create it with one key per line and chmod 600") from None
-    keys = [ln for ln in lines if ln and not ln.startswith("#")]
-    if not keys:
-        raise UsageError(f"api_key_file {p} holds no key")
-    for k in keys:
-        register_secret(k)
-    return keys[0]
+    return read_api_key(profile["api_key_file"])
 
 
 def _check_registered(settings, manifest, log: Log) -> dict[str, Any]:
@@ -281,29 +267,27 @@ def _restore(eng: Engine, prev: Release | None, timeout: float) -> str:
     return f"previous release {prev.id} is serving again at {prev.endpoint}"
 
 
-def _step(eng: Engine, rec: Release, cur: Release | None, start: Callable[[], tuple[str, Callable[[], None]]],
+def _step(eng: Engine, rec: Release, cur: Release | None, start: Callable[[], str], undo: Callable[[], None],
           gate: Callable[[Release], dict[str, Any]], timeout: float, what: str) -> dict[str, Any]:
     """The one rollout step deploy and rollback share: record ``rec`` pending; stop the
     serving release (it holds the profile's port); ``start()`` the new container (returns its
-    id and how to undo the start); gate it; commit ``ok``. On any failure (Ctrl-C too) the
-    start is undone, ``rec`` becomes ``failed`` and ``cur`` serves again; raises
-    :class:`DeployError` (exit 7) naming what serves now."""
+    id); gate it; commit ``ok``. On any failure (Ctrl-C too, even half-way through
+    ``start``) ``undo()`` takes back whatever was started, ``rec`` becomes ``failed`` and
+    ``cur`` serves again; raises :class:`DeployError` (exit 7) naming what serves now."""
     eng.ledger.save(rec)
     cur_state = eng.running(cur)
     stopped: Release | None = None
-    undo: Callable[[], None] | None = None
     try:
         if cur_state:
             eng.log(f"stopping release {cur.id} ({cur_state['name']}); it is kept for rollback")
             eng.rt.stop(cur.container_id)
             stopped = cur
-        rec.container_id, undo = start()
+        rec.container_id = start()
         facts = gate(rec)
     except BaseException as exc:
         reason = _reason(exc)
         try:
-            if undo:
-                undo()
+            undo()
             rec.to(State.FAILED, reason)
             eng.ledger.save(rec)
             restored = _restore(eng, stopped, timeout) if stopped else (
@@ -311,8 +295,7 @@ def _step(eng: Engine, rec: Release, cur: Release | None, start: Callable[[], tu
         except OssctlError as exc2:
             restored = f"could not clean up ({exc2.message}); the next deploy or rollback reconciles"
         if isinstance(exc, KeyboardInterrupt):
-            exc.ossctl_note = f"{what} stopped; {restored}"  # main() prints it
-            raise
+            raise Interrupted(f"interrupted: {what} stopped; {restored}") from None
         raise DeployError(f"{what} failed: {reason}", hint=restored) from None
     rec.to(State.OK)
     rec.ready_s = facts["ready_s"]
@@ -320,6 +303,15 @@ def _step(eng: Engine, rec: Release, cur: Release | None, start: Callable[[], tu
     rec.bench = facts.get("bench")
     eng.ledger.save(rec)  # the commit point: from here on rec is what serves
     return facts
+
+
+def _remove_release_containers(eng: Engine, rec: Release) -> None:
+    """Remove what a failed or interrupted start of ``rec`` created: its containers carry
+    its release id (found by label, so a start cut off before it returned is covered too)."""
+    from ossctl import labels as L
+
+    for c in eng.rt.list({L.PROFILE: rec.profile, L.RELEASE: rec.id}):
+        eng.rt.remove(c["id"])
 
 
 def _retain(eng: Engine, book: Book, profile: str, keep: int) -> None:
@@ -426,14 +418,13 @@ def deploy(settings, profile_name: str, *, dry_run: bool = False, timeout: float
             previous=cur.id if cur else None, preflight=preflight, profile_resolved=profile, spec=spec)
         book.add(rec)
 
-        def start() -> tuple[str, Callable[[], None]]:
+        def start() -> str:
             if vram["status"] == "fail" and not force:
                 again = _check_vram(settings, profile, model_dir)
                 if again["status"] == "fail":
                     raise DeployError(f"the model does not fit in GPU memory: {again['message']}")
             log(f"starting {spec['name']} from {profile['image']} on {rec.endpoint}")
-            cid = eng.rt.run(spec)
-            return cid, lambda: eng.rt.remove(cid)
+            return eng.rt.run(spec)
 
         def gate(r: Release) -> dict[str, Any]:
             facts = _gate(eng, r, profile, manifest.first_file, api_key, timeout, bench=True)
@@ -441,7 +432,8 @@ def deploy(settings, profile_name: str, *, dry_run: bool = False, timeout: float
             return facts
 
         t0 = time.monotonic()
-        _step(eng, rec, cur, start, gate, timeout, f"deploy of profile {name!r} (release {rid})")
+        _step(eng, rec, cur, start, lambda: _remove_release_containers(eng, rec), gate, timeout,
+              f"deploy of profile {name!r} (release {rid})")
         rec.deploy_s = round(time.monotonic() - t0, 3)
         _retain(eng, book, name, profile["keep_releases"])
         return rec.public()
@@ -522,19 +514,24 @@ def rollback(settings, profile: str | None = None, to: str | None = None, *, tim
         first_file = Path(target.spec["command"][1]).name
         api_key = _api_key_quiet(target)
 
-        def start() -> tuple[str, Callable[[], None]]:
+        def start() -> str:
             if tstate is not None:
                 log(f"starting the kept container of release {target.id} ({tstate['name']})")
                 if not tstate["running"]:
                     eng.rt.start(target.container_id)
-                return target.container_id, lambda: eng.rt.stop(target.container_id)
+                return target.container_id
             spec = dict(target.spec)
             spec["name"] = llama_server.container_name(name, rid)
             spec["labels"] = {**spec["labels"], **rec.labels()}
             log(f"recreating release {target.id} as {spec['name']} from its recorded spec")
             rec.container_name, rec.spec = spec["name"], spec
-            cid = eng.rt.run(spec)
-            return cid, lambda: eng.rt.remove(cid)
+            return eng.rt.run(spec)
+
+        def undo() -> None:
+            if tstate is not None:
+                eng.rt.stop(target.container_id)  # the kept container stays kept
+            else:
+                _remove_release_containers(eng, rec)
 
         def gate(r: Release) -> dict[str, Any]:
             facts = _gate(eng, r, tprofile, first_file, api_key, timeout, bench=False)
@@ -542,7 +539,7 @@ def rollback(settings, profile: str | None = None, to: str | None = None, *, tim
                 eng.rt.set_restart(r.container_id, r.spec["restart_policy"])
             return facts
 
-        _step(eng, rec, cur, start, gate, timeout, f"rollback of profile {name!r} to release {target.id}")
+        _step(eng, rec, cur, start, undo, gate, timeout, f"rollback of profile {name!r} to release {target.id}")
         if cur:
             cur.rolled_back = True
             eng.ledger.save(cur)

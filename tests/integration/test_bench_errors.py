@@ -33,6 +33,11 @@ class _Bad(BaseHTTPRequestHandler):
     def do_POST(self):
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         mode = self.server.mode
+        if mode == "auth" and self.headers.get("Authorization") != "Bearer k1":
+            self.send_response(401)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
         if mode == "stream500" and body.get("stream"):
             data = b'{"error": {"code": 500, "message": "boom"}}'
             self.send_response(500)
@@ -61,6 +66,8 @@ class _Bad(BaseHTTPRequestHandler):
             self.wfile.write(good + b"data: {not json\n\n" + b"data: [DONE]\n\n")
         elif mode == "no_done":
             self.wfile.write(good + good)
+        elif mode == "auth":
+            self.wfile.write(good + b"data: [DONE]\n\n")
 
 
 @pytest.fixture
@@ -83,7 +90,7 @@ def bad_server():
 @pytest.mark.parametrize("mode", ["garbage", "no_done"])
 def test_malformed_events_are_broken_streams(bad_server, home, mode):
     r = run_cli("--json", "bench", "--url", bad_server(mode), "--users", "2", "--requests", "6")
-    assert r.code == 0, r.err
+    assert r.code == 5, r.err  # every request failed
     lv = r.json()["levels"][0]
     assert lv["errors_by_kind"] == {"broken_stream": 6}
     assert lv["successes"] == 0 and lv["latency_s"] is None
@@ -102,7 +109,7 @@ def test_streaming_500_while_plain_requests_work(bad_server, home):
 def test_request_timeout_is_its_own_kind(bad_server, home):
     r = run_cli("--json", "bench", "--url", bad_server("hang"), "--users", "2", "--requests", "2",
                 "--timeout", "300ms")
-    assert r.code == 0, r.err
+    assert r.code == 5, r.err
     assert r.json()["levels"][0]["errors_by_kind"] == {"timeout": 2}
 
 
@@ -160,3 +167,28 @@ def test_plot_needs_matplotlib(home, tmp_path, monkeypatch):
     r = run_cli("bench", "--url", "http://127.0.0.1:9", "--plot", str(tmp_path / "p.png"))
     assert r.code == 2
     assert "--plot needs matplotlib" in r.err and "ossctl[plot]" in r.err
+
+
+def test_every_request_failing_is_an_error_even_without_sla(bad_server, home):
+    r = run_cli("bench", "--url", bad_server("garbage"), "--users", "1", "--requests", "3")
+    assert r.code == 5
+    errs = [ln for ln in r.err.splitlines() if ln.startswith("error: ")]
+    assert errs == ["error: every request failed (3 of 3 requests failed: broken stream x3)"], r.err
+    assert "broken stream x3" in r.out  # the report is still printed
+    # with --sla the SLA verdict (exit 9) is the signal
+    r = run_cli("bench", "--url", bad_server("garbage"), "--users", "1", "--requests", "2", "--sla", "errors<5%")
+    assert r.code == 9
+
+
+def test_api_key_file_is_read_like_the_server_reads_it(bad_server, home, tmp_path):
+    """One reader (ossctl.serve.apikey): comments and blank lines skipped, first key sent."""
+    url = bad_server("auth")
+    f = tmp_path / "key"
+    f.write_text("# the server's keys\n\nk1\nk2\n")
+    r = run_cli("--json", "bench", "--url", url, "--users", "1", "--requests", "2", "--api-key-file", str(f))
+    assert r.code == 0, r.err
+    assert r.json()["levels"][0]["errors"] == 0
+    f.write_text("# only a comment\n")
+    r = run_cli("bench", "--url", url, "--users", "1", "--requests", "1", "--api-key-file", str(f))
+    assert r.code == 2 and r.err.startswith(f"error: API key file {f} holds no key")
+    assert f.read_text() == "# only a comment\n"

@@ -7,30 +7,16 @@ import hashlib
 import os
 import signal
 import subprocess
-import sys
 import threading
-import time
-from pathlib import Path
 
 import pytest
 
 from ossctl.artifacts import manifest as mf
-from tests.plugins.hub import PREFIX_120B, REPO_120B
+from tests.plugins.hub import REPO_120B, model_dir, names, sha, start_download_proc, wait_for_partial
 from tests.support.cli import run_cli
 
 JSON_KEYS = ["repo", "revision", "dir", "files", "composite_sha256", "model_id"]
 
-
-def model_dir(home: Path) -> Path:
-    return home / "models" / REPO_120B
-
-
-def names(n=3):
-    return [f"{PREFIX_120B}-{i:05d}-of-{n:05d}.gguf" for i in range(1, n + 1)]
-
-
-def sha(p: Path) -> str:
-    return hashlib.sha256(p.read_bytes()).hexdigest()
 
 
 def test_download_writes_verified_parts_and_manifest(home, hub, tiny120_parts):
@@ -102,29 +88,13 @@ def test_failed_run_keeps_partial_and_next_run_fetches_only_the_rest(home, hub, 
     assert sha(model_dir(home) / big.name) == sha(big)
 
 
-def _start_download_proc(home: Path, hub_url: str) -> subprocess.Popen:
-    env = dict(os.environ, OSSCTL_HOME=str(home), HF_ENDPOINT=hub_url, OSSCTL_DISK_MARGIN="0")
-    return subprocess.Popen([sys.executable, "-m", "ossctl", "download", "120b", "--workers", "1"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True,
-                            cwd=Path(__file__).resolve().parents[2])
-
-
-def _wait_for_partial(part: Path, at_least: int, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if part.exists() and part.stat().st_size >= at_least:
-            return
-        time.sleep(0.02)
-    raise AssertionError(f"{part} never reached {at_least} bytes")
-
-
 @pytest.mark.parametrize("sig,code", [(signal.SIGKILL, -9), (signal.SIGINT, 130)])
 def test_killed_process_resumes_without_refetching(home, hub, tiny120_parts, sig, code):
     big = tiny120_parts[0]
     hub.faults.delay_per_chunk = 0.01  # ~6 MB/s: slow enough to interrupt mid-file
-    proc = _start_download_proc(home, hub.url)
+    proc = start_download_proc(home, hub.url)
     part = model_dir(home) / (big.name + ".part")
-    _wait_for_partial(part, 256 << 10)
+    wait_for_partial(part, 256 << 10)
     proc.send_signal(sig)
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == code, err
@@ -298,7 +268,7 @@ def test_disk_full_mid_write_keeps_partial_then_resumes(home, hub, tiny120_parts
                                                                         "--workers", "1")))
     t.start()
     part = target / (big.name + ".part")
-    _wait_for_partial(part, 256 << 10)
+    wait_for_partial(part, 256 << 10)
     filler = small_fs / "filler"
     try:
         with open(filler, "wb") as fh:  # take every free byte

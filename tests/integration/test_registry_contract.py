@@ -36,6 +36,7 @@ def test_artifact_matches_a_fresh_compile():
 @pytest.mark.anvil
 def test_contract_model_id_agrees_with_manifest(chain, tiny_model):
     from ossctl.artifacts.manifest import read_manifest
+    from ossctl.artifacts import hashing
     from ossctl.registry import client
 
     node, addr, _ = chain
@@ -44,6 +45,6 @@ def test_contract_model_id_agrees_with_manifest(chain, tiny_model):
     for repo, name in [(m.repo, m.first_file), ("ggml-org/gpt-oss-120b-GGUF", "gpt-oss-120b-mxfp4-00001-of-00003.gguf"),
                        ("ünï/cödé", "weights.gguf")]:
         (onchain,) = conn.call("getModelId", [repo, name])
-        assert "0x" + bytes(onchain).hex() == client.model_id_of(repo, name)
+        assert "0x" + bytes(onchain).hex() == hashing.model_id(repo, name)
     (onchain,) = conn.call("getModelId", [m.repo, m.first_file])
     assert "0x" + bytes(onchain).hex() == m.model_id

@@ -149,8 +149,11 @@ def test_keystore_flow(chain, tiny_model, tmp_path):
     ks.write_text(json.dumps(Account.encrypt(DEV_KEYS[0], password, kdf="pbkdf2", iterations=2)))
     no_key = {k: v for k, v in env.items() if k != "OSSCTL_PRIVATE_KEY"}
 
-    # dry-run needs only the address, which the keystore records: no password asked
-    dry = run_cli("--json", "register", str(tiny_model), "--keystore", str(ks), "--dry-run", env=no_key)
+    # a dry run checks the key as a real run would: the password is needed and checked
+    _one_error(run_cli("register", str(tiny_model), "--keystore", str(ks), "--dry-run", env=no_key), 2,
+               "needs a password")
+    dry = run_cli("--json", "register", str(tiny_model), "--keystore", str(ks), "--dry-run",
+                  env={**no_key, "OSSCTL_KEYSTORE_PASSWORD": password})
     assert dry.code == 0, dry.err
     assert dry.json()["from"] == DEV_ADDRESSES[0]
 

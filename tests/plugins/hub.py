@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
+import os
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -11,6 +16,36 @@ from tests.support.hubserver import HubServer
 
 REPO_120B = "ggml-org/gpt-oss-120b-GGUF"
 PREFIX_120B = "gpt-oss-120b-mxfp4"
+
+
+def model_dir(home: Path) -> Path:
+    """Where `ossctl download 120b` puts the tiny model under OSSCTL_HOME."""
+    return home / "models" / REPO_120B
+
+
+def names(n: int = 3) -> list[str]:
+    return [f"{PREFIX_120B}-{i:05d}-of-{n:05d}.gguf" for i in range(1, n + 1)]
+
+
+def sha(p: Path) -> str:
+    return hashlib.sha256(p.read_bytes()).hexdigest()
+
+
+def start_download_proc(home: Path, hub_url: str) -> subprocess.Popen:
+    """`ossctl download 120b --workers 1` in a child process against ``hub_url``."""
+    env = dict(os.environ, OSSCTL_HOME=str(home), HF_ENDPOINT=hub_url, OSSCTL_DISK_MARGIN="0")
+    return subprocess.Popen([sys.executable, "-m", "ossctl", "download", "120b", "--workers", "1"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True,
+                            cwd=Path(__file__).resolve().parents[2])
+
+
+def wait_for_partial(part: Path, at_least: int, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if part.exists() and part.stat().st_size >= at_least:
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"{part} never reached {at_least} bytes")
 
 
 @pytest.fixture(scope="session")

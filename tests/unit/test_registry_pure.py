@@ -48,12 +48,12 @@ def test_abi_is_compatible_with_the_marketplace_registry():
         ("bytes32", True), ("string", False), ("string", False), ("uint256", False)]
 
 
-def test_model_id_matches_manifest_hashing():
+def test_model_id_is_keccak_of_repo_slash_file():
     from ossctl.artifacts import hashing
 
-    for repo, name in [("ggml-org/gpt-oss-20b-GGUF", "gpt-oss-20b-mxfp4.gguf"), ("a/b", "ü.gguf")]:
-        assert client.model_id_of(repo, name) == hashing.model_id(repo, name)
-    assert client.model_id_of("a/b", "c") == "0x" + __import__("eth_utils").keccak(b"a/b/c").hex()
+    assert hashing.model_id("a/b", "c") == "0x" + __import__("eth_utils").keccak(b"a/b/c").hex()
+    assert hashing.model_id("a/b", "ü.gguf") == "0x" + __import__("eth_utils").keccak("a/b/ü.gguf".encode()).hex()
+    assert not hasattr(client, "model_id_of")  # one model-id function (artifacts.hashing owns it)
 
 
 def test_checksum_address():
