@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from ossctl.errors import ConflictError, DeployError, NotFoundError, OssctlError, UsageError
-from ossctl.serve import llama_server, releases
+from ossctl.serve import image_flags, llama_server, releases
 from ossctl.serve.profiles import check_against_model, resolve_profile
 
 Log = Callable[[str], None]
@@ -308,10 +308,12 @@ def deploy(settings, profile_name: str, *, dry_run: bool = False, timeout: float
         if strategy == "blue-green" and cur and cur.get("port") == port:
             port += 1
         rid = releases.next_id(doc, profile["name"])
-        spec = llama_server.build_spec(profile, manifest, model_dir, rid, port)
+        help_text, source = image_flags.dry_run_help(settings, profile["image"], docker_host_flag)
+        spec = llama_server.build_spec(profile, manifest, model_dir, rid, port, help_text)
         return {"dry_run": True, "docker_host": host, "release": rid, "profile": profile["name"],
                 "strategy": strategy, "endpoint": _endpoint(port), "spec": spec,
-                "docker_run": llama_server.docker_run_line(spec)}
+                "docker_run": llama_server.docker_run_line(spec),
+                "flags": image_flags.explain(profile, help_text, source)}
 
     rt, host = _connect(settings, docker_host_flag)
     with releases.deploy_lock(settings, host):
@@ -321,6 +323,7 @@ def deploy(settings, profile_name: str, *, dry_run: bool = False, timeout: float
         if profile["require_registered"]:
             preflight["registry"] = _check_registered(settings, manifest, log)
         image = rt.image_info(profile["image"])
+        help_text = image_flags.read_help(rt, profile["image"])
         cur = releases.current(doc, profile["name"])
         cur_state = rt.find(cur["container_id"]) if cur else None
         cur_running = bool(cur_state and cur_state["running"])
@@ -353,7 +356,7 @@ def deploy(settings, profile_name: str, *, dry_run: bool = False, timeout: float
 
         seen = [c["labels"].get("ossctl.release", "") for c in rt.list({"ossctl.managed": "1", "ossctl.profile": profile["name"]})]
         rid = releases.next_id(doc, profile["name"], seen)
-        spec = llama_server.build_spec(profile, manifest, model_dir, rid, port)
+        spec = llama_server.build_spec(profile, manifest, model_dir, rid, port, help_text)
         rec: dict[str, Any] = {
             "id": rid, "profile": profile["name"], "kind": "deploy", "state": "pending", "source": rid,
             "created": releases.now_iso(), "docker_host": host, "endpoint": _endpoint(port),

@@ -13,6 +13,7 @@ import re
 import socket
 import subprocess
 import tarfile
+import tomllib
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +23,11 @@ import pytest
 from tests.conftest import require_env
 
 TEST_IMAGE_REPO = "ossctl-test/llama-server"
-TEST_IMAGE = f"{TEST_IMAGE_REPO}:cpu-b0"
+# tagged like the upstream CPU image of the build the shipped profiles pin: the tests run
+# that build (.ci/build_llama.sh stamps it; tests/unit/test_llama_flags.py checks the pin)
+SHIPPED_PIN = tomllib.loads((Path(__file__).parents[2] / "ossctl" / "profiles" / "cpu.toml").read_text())["llama_build"]
+TEST_IMAGE_TAG = f"server-{SHIPPED_PIN}"
+TEST_IMAGE = f"{TEST_IMAGE_REPO}:{TEST_IMAGE_TAG}"
 
 
 @pytest.fixture(scope="session")
@@ -82,7 +87,7 @@ def llama_image(docker_client) -> str:
     except docker.errors.ImageNotFound:
         pass
     docker_client.api.import_image_from_data(
-        build_rootfs_tar(server), repository=TEST_IMAGE_REPO, tag="cpu-b0",
+        build_rootfs_tar(server), repository=TEST_IMAGE_REPO, tag=TEST_IMAGE_TAG,
         changes=['ENTRYPOINT ["/app/llama-server"]', f"LABEL ossctl.test.binsha={digest}"])
     return TEST_IMAGE
 
