@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from ossctl.catalog import REASONING_EFFORTS  # noqa: F401 - profiles validate against it here
 from ossctl.errors import UsageError
 
 # ------------------------------------------------------------------ reading a build
@@ -87,7 +88,6 @@ def check_flags(argv: list[str], known: dict[str, bool]) -> list[str]:
 
 # ------------------------------------------------------------------ the intent table
 
-REASONING_EFFORTS = ("low", "medium", "high")
 REASONING_FORMATS = ("auto", "none", "deepseek", "deepseek-legacy")
 
 
