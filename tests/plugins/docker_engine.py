@@ -92,16 +92,19 @@ def llama_image(docker_client) -> str:
     return TEST_IMAGE
 
 
-def make_model_dir(directory: Path, name: str = "tiny", parts: int = 3, repo: str = "ossctl-test/tiny-GGUF") -> Path:
-    """Write the tiny split model and its manifest into ``directory``."""
+def make_model_dir(directory: Path, name: str = "tiny", parts: int = 3, repo: str = "ossctl-test/tiny-GGUF",
+                   oss: bool = False) -> Path:
+    """Write the tiny split model (``oss``: the one-file tiny gpt-oss model, harmony-shaped
+    template) and its manifest into ``directory``."""
     from ossctl.artifacts import hashing
     from ossctl.artifacts.manifest import FileEntry, build_manifest, write_manifest
     from tests.support.ggufgen import write_model
+    from tests.support.ossgen import write_oss
 
-    paths = write_model(directory, name, parts=parts)
+    paths = [write_oss(directory, name)] if oss else write_model(directory, name, parts=parts)
     digests = hashing.sha256_files(paths)
     entries = [FileEntry(p.name, p.stat().st_size, d, p.stat().st_mtime_ns) for p, d in zip(paths, digests)]
-    write_manifest(directory, build_manifest(repo, "0" * 40, directory, entries, {"split.count": parts}))
+    write_manifest(directory, build_manifest(repo, "0" * 40, directory, entries, {"split.count": len(paths)}))
     return directory
 
 
