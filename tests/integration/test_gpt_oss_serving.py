@@ -172,3 +172,19 @@ def test_deployed_profile_serves_with_its_effort(serve_env, tmp_path):
     r = run_cli("--json", "deploy", "--profile", serve_env.profile, env=serve_env.env)
     assert r.code == 0, r.err
     assert "Reasoning: high<|end|>" in rendered(r.json()["endpoint"])
+
+
+def test_dry_run_without_docker_says_the_spellings_are_assumed(home, tmp_path):
+    from tests.plugins.docker_engine import make_model_dir
+
+    model = make_model_dir(tmp_path / "oss", "tiny-oss", oss=True)
+    (home / "profiles").mkdir()
+    (home / "profiles" / "q.toml").write_text(f'extends = "quality"\nmodel = "{model}"\nctx = 4096\n')
+    r = run_cli("--json", "deploy", "--profile", "q", "--dry-run",
+                env={"DOCKER_HOST": f"unix://{tmp_path}/no-docker.sock"})
+    assert r.code == 0, r.err
+    flags = r.json()["flags"]
+    assert flags["source"].startswith("assumed current llama-server spellings: ")
+    by = {c["intent"]: c for c in flags["choices"]}
+    assert by["reasoning_effort"]["args"] == ["--reasoning-effort", "high"]
+    assert by["reasoning_effort"]["why"].endswith("(assumed: the image's --help was not read)")
