@@ -75,7 +75,8 @@ def table_rows(report: dict) -> tuple[list[str], list[list[str]], str]:
     rows = []
     for lv in report["levels"]:
         lat = lv["latency_s"] or {}
-        row = [str(lv["users"]), *([lv["reasoning_effort"] or "-"] if has_effort else []), str(lv["requests"]), str(lv["errors"]), _n(lv["error_pct"]), _n(lv["rpm"]),
+        row = [str(lv["users"]), *([lv["reasoning_effort"] or "-"] if has_effort else []), str(lv["requests"]),
+               str(lv["errors"]), _n(lv["error_pct"]), _n(lv["rpm"]),
                _n(lv["output_tps"]), _s(lat.get("avg")), _s(lat.get("p50")), _s(lat.get("p90")),
                _s(lat.get("p95")), _s(lat.get("p99"))]
         if stream:
