@@ -11,6 +11,11 @@ from dataclasses import dataclass
 from ossctl.errors import UsageError
 
 
+# gpt-oss reasoning levels (the harmony template's "Reasoning: low|medium|high"), for
+# profiles (served default) and bench (per request)
+REASONING_EFFORTS = ("low", "medium", "high")
+
+
 @dataclass(frozen=True)
 class CatalogEntry:
     alias: str

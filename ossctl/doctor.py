@@ -8,7 +8,6 @@ check's FAIL or WARN and never hides the others.
 from __future__ import annotations
 
 import platform
-import re
 import shutil
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -17,6 +16,8 @@ from typing import Any
 
 from ossctl import __version__
 from ossctl.errors import OssctlError
+# the --version / --help parsers live with the flag table they serve (deploy uses them too)
+from ossctl.serve.llama_flags import check_flags, parse_build, parse_help_flags, parse_pin  # noqa: F401
 from ossctl.units import human_size
 
 PASS, WARN, FAIL, SKIP = "PASS", "WARN", "FAIL", "SKIP"
@@ -45,68 +46,6 @@ class Context:
     runtime: Any = None
     image_present: bool = False
     image_output: dict[str, tuple[int, str]] | None = None
-
-
-# ------------------------------------------------------------------ pure parsers
-
-_BUILD_RES = (re.compile(r"version:\s*(\d+)\s*\(", re.I), re.compile(r"\(build\s+(\d+)", re.I),
-              re.compile(r"\bb(\d{3,})\b"))
-
-
-def parse_build(version_output: str) -> int | None:
-    """The llama.cpp build number from ``llama-server --version`` output:
-    ``version: 6100 (abc1234)`` or ``version: 0.5.0-dev (build 1, commit ...)``."""
-    for rx in _BUILD_RES:
-        m = rx.search(version_output)
-        if m:
-            return int(m.group(1))
-    return None
-
-
-def parse_pin(pin: str) -> int | None:
-    m = re.fullmatch(r"b?(\d+)", (pin or "").strip())
-    return int(m.group(1)) if m else None
-
-
-def parse_help_flags(help_text: str) -> dict[str, bool]:
-    """Flags listed by ``llama-server --help`` → whether each takes a value."""
-    flags: dict[str, bool] = {}
-    for line in help_text.splitlines():
-        s = line.strip()
-        if not s.startswith("-"):
-            continue
-        # "-m,    --model FNAME      description": join the aliases, then cut at the gap
-        column = re.split(r"\s{2,}", re.sub(r",\s+", ", ", s), maxsplit=1)[0]
-        names, takes_value = [], False
-        for piece in column.split(","):
-            toks = piece.split()
-            if toks and toks[0].startswith("-") and not re.fullmatch(r"-\d.*", toks[0]):
-                names.append(toks[0])
-                takes_value = takes_value or len(toks) > 1
-        for n in names:
-            flags[n] = takes_value
-    return flags
-
-
-def check_flags(argv: list[str], known: dict[str, bool]) -> list[str]:
-    """Problems with ``argv`` against a build's flags: unknown flags, values given to
-    flags that take none."""
-    problems = []
-    i = 0
-    while i < len(argv):
-        tok = argv[i]
-        if tok.startswith("-") and not re.fullmatch(r"-\d+(\.\d+)?", tok):
-            flag = tok.split("=", 1)[0]
-            has_value = "=" in tok or (i + 1 < len(argv) and not (argv[i + 1].startswith("-")
-                                                                     and not re.fullmatch(r"-\d+(\.\d+)?", argv[i + 1])))
-            if flag not in known:
-                problems.append(f"{flag} is unknown to this build")
-            elif has_value and not known[flag] and "=" not in tok:
-                problems.append(f"{flag} takes no value in this build (got {argv[i + 1]!r})")
-            if has_value and "=" not in tok and known.get(flag, True):
-                i += 1
-        i += 1
-    return problems
 
 
 # ------------------------------------------------------------------ checks
@@ -314,18 +253,20 @@ def _build(ctx: Context) -> Check:
 def _flags(ctx: Context) -> Check:
     if not ctx.profile or not ctx.image_present:
         return Check("flags", SKIP, "no profile" if not ctx.profile else "image not present")
+    from ossctl.serve.image_flags import read_help
     from ossctl.serve.llama_server import llama_args
     from ossctl.serve.profiles import is_loopback
 
     try:
-        code, out = _image_run(ctx, "--help")
+        out = read_help(ctx.runtime, ctx.profile["image"])
     except OssctlError as exc:
         return Check("flags", FAIL, exc.message, exc.hint or "")
     known = parse_help_flags(out)
-    if not known:
-        return Check("flags", FAIL, "`llama-server --help` in the image listed no flags", "is it a llama.cpp server image?")
     first = ctx.manifest.first_file if ctx.manifest else "model.gguf"
-    argv = llama_args(ctx.profile, first, 8080, api_key=not is_loopback(ctx.profile["host"]))
+    try:
+        argv = llama_args(ctx.profile, first, 8080, api_key=not is_loopback(ctx.profile["host"]), help_text=out)
+    except OssctlError as exc:
+        return Check("flags", FAIL, exc.message, exc.hint or "")
     problems = check_flags(argv, known)
     if problems:
         return Check("flags", FAIL, "; ".join(problems),

@@ -45,6 +45,11 @@ def bench(
     timeout: str = typer.Option("300s", "--timeout", metavar="TIME", help="Give up on one request after this long."),
     model: Optional[str] = typer.Option(None, "--model", metavar="NAME",
                                         help="\"model\" field of requests (default: the server's first model)."),
+    reasoning_effort: Optional[str] = typer.Option(
+        None, "--reasoning-effort", metavar="low|medium|high|mixed[,...]",
+        help="Reasoning effort asked for in each request (chat_template_kwargs and reasoning_effort): one for "
+             "every level, or one per level of --users; mixed = low, medium, high in turn "
+             "(default: none sent, the server's own)."),
 ) -> None:
     """Load-test a deployment: closed-loop users per concurrency level, latency
     avg/p50/p90/p95/p99, time to first token, errors by kind, requests/min and tokens/s.
@@ -62,6 +67,7 @@ def bench(
     if isinstance(users_spec, list):  # config file: users = [1, 5, 10]
         users_spec = ",".join(map(str, users_spec))
     levels = slamod.parse_users(str(users_spec))
+    efforts = engine.parse_efforts(reasoning_effort, len(levels)) if reasoning_effort is not None else None
     duration_s = None
     if requests is None:
         duration_s = slamod.parse_duration(duration or str(settings.value("bench.duration", None,
@@ -76,7 +82,7 @@ def bench(
 
     result = engine.run_levels(engine.Target(base_url, key, model, timeout_s), prompt_set, levels,
                                duration_s=duration_s, requests=requests, stream=stream, max_tokens=max_tokens,
-                               progress=output.info)
+                               progress=output.info, efforts=efforts)
     if sla is not None:
         rep.apply_sla(result, sla, levels)
     output.emit(st, result, lambda: render(result))
@@ -142,13 +148,14 @@ def _target(settings, profile: str | None, url: str | None, api_key_file: str | 
 
 
 def render(result: dict) -> str:
-    """The human report: levels table, per-category table, notes."""
+    """The human report: levels table, per-category and per-effort tables, notes."""
     from ossctl.loadtest import report as rep
 
     parts = [output.table(*rep.table_rows(result))]
-    h, rows, align = rep.category_rows(result)
-    if rows:
-        parts.append(output.table(h, rows, align))
+    for by in ("categories", "efforts"):
+        h, rows, align = rep.category_rows(result, by)
+        if rows:
+            parts.append(output.table(h, rows, align))
     n = rep.notes(result)
     if n:
         parts.append("\n".join(n))

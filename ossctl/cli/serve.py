@@ -37,10 +37,17 @@ def deploy(
     res = rollout.deploy(st.settings, profile, dry_run=dry_run, timeout=timeout, force=force, strategy=strategy,
                          docker_host_flag=docker_host, log=_log(st))
     if dry_run:
-        output.emit(st, res, lambda: json.dumps(res["spec"], indent=2) + "\n\n" + res["docker_run"])
+        output.emit(st, res, lambda: json.dumps(res["spec"], indent=2) + "\n\n" + res["docker_run"]
+                    + "\n\n" + _flags_text(res["flags"]))
         return
     output.emit(st, res, lambda: f"release {res['id']} of profile {res['profile']} is healthy at {res['endpoint']} "
                                  f"(container {res['container_name']}, ready in {res['ready_s']:.1f} s)")
+
+
+def _flags_text(flags: dict) -> str:
+    """The dry run's "flags used and why": one row per profile intent."""
+    rows = [[c["intent"], " ".join(c["args"]) or "(none)", c["why"]] for c in flags["choices"]]
+    return f"flags spelled from {flags['source']}\n" + output.table(["INTENT", "ARGS", "WHY"], rows)
 
 
 @app.command("rollback")

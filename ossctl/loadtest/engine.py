@@ -25,6 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
+from ossctl.catalog import REASONING_EFFORTS
 from ossctl.errors import RemoteError, UsageError
 from ossctl.loadtest import stats
 from ossctl.loadtest.prompts import Prompt
@@ -32,6 +33,7 @@ from ossctl.loadtest.stats import Sample
 
 _READ_LIMIT = 1 << 22  # longest header block / SSE line we accept (bytes)
 _CONNECT_BACKOFF_S = 0.05
+MIXED = "mixed"  # --reasoning-effort: low, medium and high in turn
 
 
 class _Closed(Exception):
@@ -139,7 +141,7 @@ class _Client:
 
 
 def _encode_requests(target: Target, prompts: list[Prompt], max_tokens: int | None, stream: bool,
-                     host: str, port: int, prefix: str, tls: bool) -> list[bytes]:
+                     host: str, port: int, prefix: str, tls: bool, effort: str | None = None) -> list[bytes]:
     default_port = 443 if tls else 80
     hostport = host if port == default_port else f"{host}:{port}"
     if ":" in host and not host.startswith("["):
@@ -150,6 +152,11 @@ def _encode_requests(target: Target, prompts: list[Prompt], max_tokens: int | No
                 "max_tokens": max_tokens or p.max_tokens or 256, "stream": stream}
         if stream:
             body["stream_options"] = {"include_usage": True}
+        if effort is not None:
+            # the template variable (llama-server, vLLM) and the OpenAI field (newer
+            # llama-server, OpenAI-compatible servers); a server that knows neither ignores them
+            body["chat_template_kwargs"] = {"reasoning_effort": effort}
+            body["reasoning_effort"] = effort
         data = json.dumps(body, separators=(",", ":")).encode()
         head = (f"POST {prefix}/chat/completions HTTP/1.1\r\nHost: {hostport}\r\n"
                 f"Content-Type: application/json\r\nAccept: {'text/event-stream' if stream else 'application/json'}\r\n"
@@ -321,14 +328,16 @@ class _User:
         if lv.budget > 0:
             lv.budget -= 1
         run = lv.run
-        i = run.next_prompt % run.n_prompts
+        k = run.next_prompt
         run.next_prompt += 1
-        self.sample = Sample(run.prompts[i].category, 0.0)
+        i = k % run.n_prompts
+        effort = lv.efforts[k % len(lv.efforts)]
+        self.sample = Sample(run.prompts[i].category, 0.0, effort=effort)
         self.state = _HEAD
         self.buf = b""
         self.body = []
         self.sse = None
-        self.request = run.requests[i]
+        self.request = run.requests[effort][i]
         self.t0 = time.perf_counter()
         if self.transport is None:
             self.reused = False
@@ -548,9 +557,11 @@ class _User:
 class _Level:
     """One concurrency level: its users, request budget, deadline and samples."""
 
-    def __init__(self, run: "Run", users: int, duration_s: float | None, requests: int | None):
+    def __init__(self, run: "Run", users: int, duration_s: float | None, requests: int | None,
+                 efforts: tuple[str | None, ...] = (None,)):
         self.run = run
         self.users = users
+        self.efforts = efforts  # reasoning effort of each request, in turn (None: not sent)
         self.loop = asyncio.get_running_loop()
         self.samples: list[Sample] = []
         self.budget = requests if requests is not None else -1
@@ -593,7 +604,9 @@ class Run:
         self.prompts = prompts
         self.n_prompts = len(prompts)
         self.stream = stream
-        self.requests = _encode_requests(target, prompts, max_tokens, stream, self.host, self.port, self.prefix, tls)
+        # per reasoning effort (None: the server's default), the pre-encoded request of each prompt
+        self.requests = {e: _encode_requests(target, prompts, max_tokens, stream, self.host, self.port, self.prefix,
+                                             tls, e) for e in (None, *REASONING_EFFORTS)}
         self.interrupted = False
         self.aborted: str | None = None
         self.next_prompt = 0
@@ -605,10 +618,13 @@ class Run:
         if self._level is not None:
             self._level.stop_all()
 
-    async def level(self, users: int, *, duration_s: float | None, requests: int | None) -> tuple[list[Sample], float]:
+    async def level(self, users: int, *, duration_s: float | None, requests: int | None,
+                    effort: str | None = None) -> tuple[list[Sample], float]:
         """Run ``users`` closed-loop users until ``duration_s`` has passed (in-flight
-        requests finish) or ``requests`` have been sent. Returns (samples, elapsed s)."""
-        lv = self._level = _Level(self, users, duration_s, requests)
+        requests finish) or ``requests`` have been sent; each request asks for reasoning
+        ``effort`` (low, medium, high; mixed: the three in turn; None: none sent).
+        Returns (samples, elapsed s)."""
+        lv = self._level = _Level(self, users, duration_s, requests, efforts_of(effort))
         t_start = time.perf_counter()
         for u in lv.members:
             u.next()
@@ -658,10 +674,35 @@ async def probe(target: Target, timeout_s: float = 10.0) -> list[str]:
         return []
 
 
+def efforts_of(spec: str | None) -> tuple[str | None, ...]:
+    """The efforts requests cycle through for one level's spec (see :func:`parse_efforts`)."""
+    return REASONING_EFFORTS if spec == MIXED else (spec,)
+
+
+def parse_efforts(spec: str, n_levels: int) -> list[str]:
+    """``--reasoning-effort``: one of low, medium, high, mixed for every level, or a comma
+    list with one per level (``low,medium,high,mixed`` with ``--users 1,10,50,100``).
+    Raises :class:`UsageError`."""
+    choices = (*REASONING_EFFORTS, MIXED)
+    items = [x.strip().lower() for x in spec.split(",")]
+    bad = [x for x in items if x not in choices]
+    if bad:
+        raise UsageError(f"--reasoning-effort: {bad[0]!r} is not one of {', '.join(choices)}",
+                         hint='e.g. --reasoning-effort high, or --users 1,10,50 --reasoning-effort low,medium,mixed')
+    if len(items) == 1:
+        return items * n_levels
+    if len(items) != n_levels:
+        raise UsageError(f"--reasoning-effort lists {len(items)} efforts for {n_levels} levels of --users",
+                         hint="give one effort for every level, or one per level in the order of --users")
+    return items
+
+
 def run_levels(target: Target, prompts: list[Prompt], users: list[int], *, duration_s: float | None = None,
                requests: int | None = None, stream: bool = True, max_tokens: int | None = None,
-               progress: Callable[[str], None] | None = None, handle_sigint: bool = True) -> dict:
-    """Probe the server, then run each concurrency level in turn. Returns a report dict
+               progress: Callable[[str], None] | None = None, handle_sigint: bool = True,
+               efforts: list[str] | None = None) -> dict:
+    """Probe the server, then run each concurrency level in turn (with ``efforts[i]``, see
+    :func:`parse_efforts`, as the reasoning effort of level i; None: none sent). Returns a report dict
     (see :func:`ossctl.loadtest.report.build`) with ``interrupted`` set when Ctrl-C
     stopped the run and ``aborted`` when the server stopped accepting connections.
     Raises :class:`RemoteError` if the server cannot be reached before the run."""
@@ -671,7 +712,8 @@ def run_levels(target: Target, prompts: list[Prompt], users: list[int], *, durat
         raise UsageError("give either a duration or a request count per level")
     with asyncio.Runner(loop_factory=_loop_factory()) as runner:
         return runner.run(_run(target, prompts, users, duration_s, requests, stream, max_tokens,
-                               progress or (lambda _m: None), handle_sigint, _report))
+                               progress or (lambda _m: None), handle_sigint, _report,
+                               efforts or [None] * len(users)))
 
 
 def _loop_factory():
@@ -688,7 +730,8 @@ def _loop_factory():
     return uvloop.new_event_loop
 
 
-async def _run(target, prompts, users, duration_s, requests, stream, max_tokens, progress, handle_sigint, _report):
+async def _run(target, prompts, users, duration_s, requests, stream, max_tokens, progress, handle_sigint, _report,
+               efforts):
     models = await probe(target)
     if target.model is None and models:
         target = Target(target.base_url, target.api_key, models[0], target.timeout_s)
@@ -700,16 +743,16 @@ async def _run(target, prompts, users, duration_s, requests, stream, max_tokens,
     levels = []
     order = list(dict.fromkeys(p.category for p in prompts))
     try:
-        for u in users:
+        for u, effort in zip(users, efforts):
             if run.interrupted or run.aborted:
                 break
-            progress(f"bench: {u} users ...")
+            progress(f"bench: {u} users{f', {effort} reasoning' if effort else ''} ...")
             cpu0 = time.process_time()
-            samples, elapsed = await run.level(u, duration_s=duration_s, requests=requests)
+            samples, elapsed = await run.level(u, duration_s=duration_s, requests=requests, effort=effort)
             cpu = time.process_time() - cpu0
             if run.interrupted and not samples:
                 break
-            lv = _report.level(samples, u, elapsed, stream, cpu, order)
+            lv = _report.level(samples, u, elapsed, stream, cpu, order, effort)
             levels.append(lv)
             progress(f"bench: {u} users: {lv['requests']} requests, {lv['errors']} errors in {elapsed:.2f}s")
     finally:

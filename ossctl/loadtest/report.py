@@ -12,13 +12,18 @@ from ossctl.loadtest.stats import Sample, error_label, summarize
 REPORT_KEYS = ("target", "model", "stream", "max_tokens", "duration_s", "requests_per_level", "levels", "sla",
                "interrupted", "aborted")
 LEVEL_KEYS = ("users", "requests", "successes", "errors", "error_pct", "errors_by_kind", "elapsed_s", "rpm",
-              "output_tokens", "prompt_tokens", "output_tps", "latency_s", "ttft_s", "categories",
-              "client_cpu_ms_per_request", "sla_failures")
+              "output_tokens", "prompt_tokens", "output_tps", "latency_s", "ttft_s", "categories", "efforts",
+              "client_cpu_ms_per_request", "reasoning_effort", "sla_failures")
+GROUP_KEYS = ("requests", "errors", "output_tokens", "prompt_tokens", "latency_p50_s", "output_tps",
+              "server_gen_tps", "server_prompt_tps")
 
 
 def level(samples: list[Sample], users: int, elapsed_s: float, stream: bool, cpu_s: float | None = None,
-          order: list[str] | None = None) -> dict:
+          order: list[str] | None = None, effort: str | None = None) -> dict:
+    """One level's numbers (see :func:`ossctl.loadtest.stats.summarize`); ``effort`` is the
+    level's ``--reasoning-effort`` (low, medium, high, mixed, or None when not sent)."""
     lv = summarize(samples, users, elapsed_s, stream, cpu_s, order)
+    lv["reasoning_effort"] = effort
     lv["sla_failures"] = None
     return lv
 
@@ -64,10 +69,14 @@ def table_rows(report: dict) -> tuple[list[str], list[list[str]], str]:
     has_sla = report.get("sla") is not None
     if has_sla:
         headers.append("SLA")
+    has_effort = any(lv.get("reasoning_effort") for lv in report["levels"])
+    if has_effort:
+        headers.insert(1, "effort")
     rows = []
     for lv in report["levels"]:
         lat = lv["latency_s"] or {}
-        row = [str(lv["users"]), str(lv["requests"]), str(lv["errors"]), _n(lv["error_pct"]), _n(lv["rpm"]),
+        row = [str(lv["users"]), *([lv["reasoning_effort"] or "-"] if has_effort else []), str(lv["requests"]),
+               str(lv["errors"]), _n(lv["error_pct"]), _n(lv["rpm"]),
                _n(lv["output_tps"]), _s(lat.get("avg")), _s(lat.get("p50")), _s(lat.get("p90")),
                _s(lat.get("p95")), _s(lat.get("p99"))]
         if stream:
@@ -76,19 +85,22 @@ def table_rows(report: dict) -> tuple[list[str], list[list[str]], str]:
         if has_sla:
             row.append("fail" if lv["sla_failures"] else "ok")
         rows.append(row)
-    return headers, rows, "r" * (len(headers) - (1 if has_sla else 0)) + ("l" if has_sla else "")
+    align = "r" * (len(headers) - (1 if has_sla else 0)) + ("l" if has_sla else "")
+    return headers, rows, align[:1] + "l" + align[2:] if has_effort else align
 
 
-def category_rows(report: dict) -> tuple[list[str], list[list[str]], str]:
-    """Per prompt category at each level: requests, errors, output tokens/s per request
-    (client-side) and the server's own generation / prompt speeds when it reports them."""
-    headers = ["users", "category", "requests", "errors", "out tok/s", "server gen tok/s", "server prompt tok/s"]
+def category_rows(report: dict, by: str = "categories") -> tuple[list[str], list[list[str]], str]:
+    """Per prompt category (``by="efforts"``: per reasoning effort) at each level:
+    requests, errors, median latency, output tokens/s per request (client-side) and the
+    server's own generation / prompt speeds when it reports them."""
+    headers = ["users", "category" if by == "categories" else "effort", "requests", "errors", "p50",
+               "out tok/s", "server gen tok/s", "server prompt tok/s"]
     rows = []
     for lv in report["levels"]:
-        for cat, c in lv["categories"].items():
-            rows.append([str(lv["users"]), cat, str(c["requests"]), str(c["errors"]), _n(c["output_tps"]),
-                         _n(c["server_gen_tps"]), _n(c["server_prompt_tps"])])
-    return headers, rows, "rlrrrrr"
+        for name, c in lv[by].items():
+            rows.append([str(lv["users"]), name, str(c["requests"]), str(c["errors"]), _s(c["latency_p50_s"]),
+                         _n(c["output_tps"]), _n(c["server_gen_tps"]), _n(c["server_prompt_tps"])])
+    return headers, rows, "rlrrrrrr"
 
 
 def notes(report: dict) -> list[str]:
@@ -147,9 +159,50 @@ def require_matplotlib() -> None:
                          hint="pip install 'ossctl[plot]'  (or drop --plot)")
 
 
+def plot_panels(report: dict) -> list[dict]:
+    """What :func:`plot` draws, as data (pure): four panels against users, each
+    ``{"title", "ylabel", "lines": {label: [y per level]}, "thresholds": [(label, y)],
+    "failing": [(users, y)]}``. Latency shows avg and median, plus each latency metric
+    the SLA names, with its threshold; error rate and the two throughputs get their own
+    panels (with the SLA's errors / rpm / tps threshold when it has one). ``failing``
+    marks the levels that fail the SLA on that panel's first line."""
+    levels = report["levels"]
+    users = [lv["users"] for lv in levels]
+    conds = _sla.parse_sla(report["sla"]["spec"]) if report.get("sla") else []
+    failing = {lv["users"] for lv in levels if lv["sla_failures"]}
+
+    def series(metric: str) -> list[float | None]:
+        return [_sla.actual_value(metric, lv) for lv in levels]
+
+    def thresholds(metrics: tuple[str, ...]) -> list[tuple[str, float]]:
+        return [(f"SLA {c.text}", c.value) for c in conds if c.metric in metrics]
+
+    lat_metrics = ["avg", "p50"] + [c.metric for c in conds if c.metric in _sla.LATENCY_METRICS
+                                    and c.metric not in ("avg", "p50")]
+    lat_lines = {("median" if m == "p50" else m): series(m) for m in dict.fromkeys(lat_metrics)}
+    panels = [
+        {"title": "Latency", "ylabel": "seconds", "lines": lat_lines,
+         "thresholds": thresholds(_sla.LATENCY_METRICS)},
+        {"title": "Error rate", "ylabel": "% of requests", "lines": {"errors": series("errors")},
+         "thresholds": thresholds(("errors",))},
+        {"title": "Output throughput", "ylabel": "tokens/s", "lines": {"output tok/s": series("tps")},
+         "thresholds": thresholds(("tps",))},
+        {"title": "Request throughput", "ylabel": "requests/min", "lines": {"req/min": series("rpm")},
+         "thresholds": thresholds(("rpm",))},
+    ]
+    judged = next((c.metric for c in conds if c.metric in _sla.LATENCY_METRICS), "avg")
+    for p in panels:
+        # on the latency panel the marks sit on the line the SLA judges
+        ys = lat_lines["median" if judged == "p50" else judged] if p is panels[0] else next(iter(p["lines"].values()))
+        p["failing"] = [(u, y) for u, y in zip(users, ys) if u in failing and y is not None]
+        p["users"] = users
+    return panels
+
+
 def plot(report: dict, path: str | Path) -> None:
-    """Write a PNG: latency avg/p50/p95/p99 and output tokens/s against users. Raises
-    :class:`UsageError` if matplotlib is missing or the file cannot be written."""
+    """Write a PNG of :func:`plot_panels`: latency (avg, median, SLA line), error rate,
+    output tokens/s and requests/min against users, levels failing the SLA marked.
+    Raises :class:`UsageError` if matplotlib is missing or the file cannot be written."""
     require_matplotlib()
     import io
 
@@ -160,27 +213,34 @@ def plot(report: dict, path: str | Path) -> None:
 
     from ossctl.fsutil import atomic_write
 
-    levels = [lv for lv in report["levels"] if lv["latency_s"]]
-    users = [lv["users"] for lv in levels]
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.5))
-    for key in ("avg", "p50", "p95", "p99"):
-        ax1.plot(users, [lv["latency_s"][key] for lv in levels], marker="o", label=key)
-    ax1.set_xlabel("concurrent users")
-    ax1.set_ylabel("latency (s)")
-    ax1.set_title("Latency")
-    ax1.legend()
-    ax1.grid(alpha=0.3)
-    ax2.plot(users, [lv["output_tps"] for lv in levels], marker="o", color="tab:green", label="output tok/s")
-    ax2.set_xlabel("concurrent users")
-    ax2.set_ylabel("output tokens/s")
-    ax2.set_title("Throughput")
-    ax3 = ax2.twinx()
-    ax3.plot(users, [lv["rpm"] for lv in levels], marker="s", color="tab:orange", label="req/min")
-    ax3.set_ylabel("requests/min")
-    lines = ax2.get_lines() + ax3.get_lines()
-    ax2.legend(lines, [ln.get_label() for ln in lines], loc="best")
-    ax2.grid(alpha=0.3)
-    fig.suptitle(f"ossctl bench {report['target']}")
+    panels = plot_panels(report)
+    efforts = [lv.get("reasoning_effort") for lv in report["levels"]]
+    ticks = [f"{lv['users']}\n{e}" if e else str(lv["users"]) for lv, e in zip(report["levels"], efforts)] \
+        if any(efforts) else [str(u) for u in panels[0]["users"]]
+    fig, axes = plt.subplots(2, 2, figsize=(12, 8))
+    # levels evenly spaced (1, 10, 50, 100 would crowd the left on a linear axis)
+    xpos = {u: i for i, u in enumerate(panels[0]["users"])}
+    for ax, p in zip(axes.flat, panels):
+        for label, ys in p["lines"].items():
+            pts = [(xpos[u], y) for u, y in zip(p["users"], ys) if y is not None]
+            ax.plot([x for x, _ in pts], [y for _, y in pts], marker="o", label=label)
+        for label, y in p["thresholds"]:
+            ax.axhline(y, color="tab:red", linestyle="--", linewidth=1.2, label=label)
+        if p["failing"]:
+            ax.scatter([xpos[u] for u, _ in p["failing"]], [y for _, y in p["failing"]], s=160, marker="x",
+                       color="tab:red", linewidths=2.5, zorder=5, label="level fails the SLA")
+        ax.set_title(p["title"])
+        ax.set_xlabel("concurrent users" + (" / reasoning effort" if efforts else ""))
+        ax.set_ylabel(p["ylabel"])
+        ax.set_xticks(range(len(ticks)), ticks)
+        ax.set_xlim(-0.3, len(ticks) - 0.7)
+        top = max([y for ys in p["lines"].values() for y in ys if y is not None] + [y for _, y in p["thresholds"]]
+                  + [0.0])
+        ax.set_ylim(0, top * 1.15 or 1.0)
+        ax.grid(alpha=0.3)
+        if len(p["lines"]) > 1 or p["thresholds"] or p["failing"]:
+            ax.legend(loc="best", fontsize="small")
+    fig.suptitle(f"ossctl bench {report['target']}" + (f" ({report['model']})" if report.get("model") else ""))
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100)

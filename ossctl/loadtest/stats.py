@@ -36,6 +36,7 @@ class Sample:
     prompt_tokens: int = 0
     gen_tps: float | None = None  # server-reported generation speed (llama-server "timings")
     prompt_tps: float | None = None  # server-reported prompt processing speed
+    effort: str | None = None  # reasoning effort the request asked for (None: not sent)
 
 
 def percentile(sorted_values: list[float], p: float) -> float | None:
@@ -65,6 +66,35 @@ def _mean(values: list[float]) -> float | None:
     return sum(values) / len(values) if values else None
 
 
+EFFORT_ORDER = ["low", "medium", "high"]
+
+
+def _groups(samples: list[Sample], key, order: list[str] | None) -> dict[str, dict]:
+    """Per group (prompt category, reasoning effort): requests, errors, tokens, speeds;
+    in ``order`` (else first seen first)."""
+    out: dict[str, dict] = {}
+    seen = list(dict.fromkeys(key(s) for s in samples))
+    if order:
+        seen.sort(key=lambda c: order.index(c) if c in order else len(order))
+    for name in seen:
+        cs = [s for s in samples if key(s) == name]
+        cok = [s for s in cs if s.error is None]
+        lat = sorted(s.latency for s in cok)
+        out[name] = {
+            "requests": len(cs),
+            "errors": len(cs) - len(cok),
+            "output_tokens": sum(s.output_tokens for s in cok),
+            "prompt_tokens": sum(s.prompt_tokens for s in cok),
+            "latency_p50_s": percentile(lat, 50),
+            # per request, as the user sees it: tokens over that request's latency
+            "output_tps": _mean([s.output_tokens / s.latency for s in cok if s.latency > 0]),
+            # as the server measured it, when it says (llama-server "timings")
+            "server_gen_tps": _mean([s.gen_tps for s in cok if s.gen_tps is not None]),
+            "server_prompt_tps": _mean([s.prompt_tps for s in cok if s.prompt_tps is not None]),
+        }
+    return out
+
+
 def summarize(samples: list[Sample], users: int, elapsed_s: float, stream: bool,
               cpu_s: float | None = None, order: list[str] | None = None) -> dict:
     """One level's numbers. ``elapsed_s`` is the level's wall time (first request sent →
@@ -78,24 +108,6 @@ def summarize(samples: list[Sample], users: int, elapsed_s: float, stream: bool,
     n = len(samples)
     out_tokens = sum(s.output_tokens for s in ok)
     per_min = 60.0 / elapsed_s if elapsed_s > 0 else 0.0
-    cats: dict[str, dict] = {}
-    seen = list(dict.fromkeys(s.category for s in samples))
-    if order:
-        seen.sort(key=lambda c: order.index(c) if c in order else len(order))
-    for cat in seen:
-        cs = [s for s in samples if s.category == cat]
-        cok = [s for s in cs if s.error is None]
-        cats[cat] = {
-            "requests": len(cs),
-            "errors": len(cs) - len(cok),
-            "output_tokens": sum(s.output_tokens for s in cok),
-            "prompt_tokens": sum(s.prompt_tokens for s in cok),
-            # per request, as the user sees it: tokens over that request's latency
-            "output_tps": _mean([s.output_tokens / s.latency for s in cok if s.latency > 0]),
-            # as the server measured it, when it says (llama-server "timings")
-            "server_gen_tps": _mean([s.gen_tps for s in cok if s.gen_tps is not None]),
-            "server_prompt_tps": _mean([s.prompt_tps for s in cok if s.prompt_tps is not None]),
-        }
     return {
         "users": users,
         "requests": n,
@@ -110,6 +122,7 @@ def summarize(samples: list[Sample], users: int, elapsed_s: float, stream: bool,
         "output_tps": out_tokens / elapsed_s if elapsed_s > 0 else 0.0,
         "latency_s": _dist([s.latency for s in ok], ("avg", "p50", "p90", "p95", "p99")),
         "ttft_s": _dist([s.ttft for s in ok if s.ttft is not None], ("p50", "p95")) if stream else None,
-        "categories": cats,
+        "categories": _groups(samples, lambda s: s.category, order),
+        "efforts": _groups([s for s in samples if s.effort is not None], lambda s: s.effort, EFFORT_ORDER),
         "client_cpu_ms_per_request": (1000.0 * cpu_s / n) if (cpu_s is not None and n) else None,
     }

@@ -4,7 +4,8 @@ The spec is a plain dict (stored in the release history, so a release can be rec
 from it) with: name, image, command (llama-server arguments; the image's entrypoint is
 llama-server, as in the ``ghcr.io/ggml-org/llama.cpp:server*`` images), environment,
 mounts, ports, device_requests, restart_policy, labels, and ``api_key_file`` (host path or
-None). Flags are spelled for current llama-server (``-fa on|off|auto``, ``--jinja``).
+None). Flags are spelled for the image's build, read from its ``--help``
+(:mod:`ossctl.serve.llama_flags`); without it, for current llama-server.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ossctl import labels as L
+from ossctl.serve.llama_flags import SAMPLING, plan
 
 MODEL_MOUNT = "/models"
 API_KEY_MOUNT = "/run/secrets/ossctl-api-key"
@@ -27,19 +29,23 @@ def _fmt_float(v: float) -> str:
     return f"{v:g}"
 
 
-def llama_args(profile: dict[str, Any], first_file: str, port: int, api_key: bool) -> list[str]:
+def llama_args(profile: dict[str, Any], first_file: str, port: int, api_key: bool,
+               help_text: str | None = None) -> list[str]:
     """llama-server argv (without the binary) for ``profile``; ``port`` is the port the
-    server listens on inside the container."""
+    server listens on inside the container; ``help_text`` the image's ``llama-server
+    --help``, which decides how intents are spelled (:mod:`ossctl.serve.llama_flags`).
+    Raises :class:`UsageError` when that build cannot honour a profile key."""
     p = profile
+    spelled = plan(p, help_text)
     args = [
         "-m", f"{MODEL_MOUNT}/{first_file}",
         "-c", str(p["ctx"]),
         "-ngl", str(p["n_gpu_layers"]),
         "-b", str(p["batch"]),
         "-ub", str(p["ubatch"]),
-        "-fa", p["flash_attn"],
+        *spelled["flash_attn"].args,
+        *spelled["jinja"].args,
     ]
-    args.append("--jinja" if p["jinja"] else "--no-jinja")
     args += ["-np", str(p["parallel"])]
     if p["cache_type_k"] != "f16":
         args += ["-ctk", p["cache_type_k"]]
@@ -51,11 +57,9 @@ def llama_args(profile: dict[str, Any], first_file: str, port: int, api_key: boo
         args += ["-ts", ",".join(_fmt_float(x) for x in p["tensor_split"])]
     if p["threads"]:
         args += ["-t", str(p["threads"])]
-    for key, flag in (("temperature", "--temp"), ("top_p", "--top-p"), ("min_p", "--min-p")):
-        if key in p:
-            args += [flag, _fmt_float(p[key])]
-    if "top_k" in p:
-        args += ["--top-k", str(p["top_k"])]
+    for intent in SAMPLING:
+        if intent in spelled:
+            args += spelled[intent].args
     if api_key:
         args += ["--api-key-file", API_KEY_MOUNT]
     args += ["--host", "0.0.0.0", "--port", str(port)]
@@ -63,11 +67,12 @@ def llama_args(profile: dict[str, Any], first_file: str, port: int, api_key: boo
     return args
 
 
-def build_spec(profile: dict[str, Any], manifest, model_dir: Path | str, release_id: str, port: int) -> dict[str, Any]:
+def build_spec(profile: dict[str, Any], manifest, model_dir: Path | str, release_id: str, port: int,
+               help_text: str | None = None) -> dict[str, Any]:
     """The container spec for one release. ``port`` is the host port to publish (the
     profile's port, or the other blue-green slot); the server listens on the profile's
     port inside the container. ``manifest`` needs ``first_file``, ``model_id``,
-    ``composite_sha256``, ``repo``, ``revision``."""
+    ``composite_sha256``, ``repo``, ``revision``; ``help_text`` as for :func:`llama_args`."""
     p = profile
     inner = p["port"]
     api_key_file = p["api_key_file"] or None
@@ -97,7 +102,7 @@ def build_spec(profile: dict[str, Any], manifest, model_dir: Path | str, release
     return {
         "name": container_name(p["name"], release_id),
         "image": p["image"],
-        "command": llama_args(p, manifest.first_file, inner, bool(api_key_file)),
+        "command": llama_args(p, manifest.first_file, inner, bool(api_key_file), help_text),
         "environment": {},
         "mounts": mounts,
         "ports": {f"{inner}/tcp": [p["host"], port]},

@@ -9,8 +9,8 @@ one). Validation is strict: unknown keys are errors with a "did you mean", types
 are checked, and ``extra_args`` must be a list (never a shell string).
 
 The resolved profile is a plain dict (the cross-area contract): every key of
-:data:`DEFAULTS` is present; the optional sampling keys (temperature, top_p, top_k, min_p)
-and ``bench`` only when set.
+:data:`DEFAULTS` is present; the optional sampling and reasoning keys (temperature, top_p,
+top_k, min_p, repeat_penalty, reasoning_effort, reasoning_format) and ``bench`` only when set.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from ossctl.errors import NotFoundError, UsageError
+from ossctl.serve.llama_flags import REASONING_EFFORTS, REASONING_FORMATS
 
 SHIPPED_DIR = Path(__file__).resolve().parent.parent / "profiles"
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
@@ -56,7 +57,8 @@ DEFAULTS: dict[str, Any] = {
     "keep_releases": 3,
     "restart": "unless-stopped",
 }
-OPTIONAL = ("temperature", "top_p", "top_k", "min_p", "bench")
+OPTIONAL = ("temperature", "top_p", "top_k", "min_p", "repeat_penalty", "reasoning_effort", "reasoning_format",
+            "bench")
 ALL_KEYS = ("extends", "name", *DEFAULTS, *OPTIONAL)
 
 FLASH_ATTN = ("on", "off", "auto")
@@ -329,6 +331,13 @@ def validate(raw: dict[str, Any], name: str) -> dict[str, Any]:
         _num(p, "min_p", 0.0, 1.0)
     if "top_k" in p:
         _int(p, "top_k", 0)
+    if "repeat_penalty" in p:
+        _num(p, "repeat_penalty", 0.0, 10.0)
+    for k, choices in (("reasoning_effort", REASONING_EFFORTS), ("reasoning_format", REASONING_FORMATS)):
+        if k in p:
+            _str(p, k, choices)
+    if "reasoning_effort" in p and not p["jinja"]:
+        raise UsageError("`reasoning_effort` needs `jinja = true`: the level reaches the model through its chat template")
     if "bench" in p:
         p["bench"] = _validate_bench(p["bench"])
     trained = catalog_context(p)

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from ossctl.errors import ConflictError, DeployError, Interrupted, NotFoundError, OssctlError, UsageError
-from ossctl.serve import llama_server
+from ossctl.serve import image_flags, llama_server
 from ossctl.serve.releases import Book, Ledger, Release, State, import_legacy, now_iso, whoami
 from ossctl.serve.profiles import check_against_model, resolve_profile
 
@@ -381,10 +381,12 @@ def deploy(settings, profile_name: str, *, dry_run: bool = False, timeout: float
     if dry_run:
         from ossctl.serve.docker_runtime import docker_host
 
-        spec = llama_server.build_spec(profile, manifest, model_dir, "rNEXT", port)
+        help_text, source = image_flags.dry_run_help(settings, profile["image"], docker_host_flag)
+        spec = llama_server.build_spec(profile, manifest, model_dir, "rNEXT", port, help_text)
         return {"dry_run": True, "docker_host": docker_host(settings, docker_host_flag), "release": "rNEXT",
                 "profile": name, "strategy": strategy, "endpoint": _endpoint(port), "spec": spec,
-                "docker_run": llama_server.docker_run_line(spec)}
+                "docker_run": llama_server.docker_run_line(spec),
+                "flags": image_flags.explain(profile, help_text, source)}
 
     eng = Engine(settings, docker_host_flag, log)
     with eng.ledger.lock(name, "deploy", log):
@@ -394,6 +396,7 @@ def deploy(settings, profile_name: str, *, dry_run: bool = False, timeout: float
         if profile["require_registered"]:
             preflight["registry"] = _check_registered(settings, manifest, log)
         image = eng.rt.image_info(profile["image"])
+        help_text = image_flags.read_help(eng.rt, profile["image"])
         cur = book.current(name)
         cur_state = eng.running(cur)
         vram = _check_vram(settings, profile, model_dir) if profile["gpus"] != "none" else \
@@ -407,7 +410,7 @@ def deploy(settings, profile_name: str, *, dry_run: bool = False, timeout: float
         _check_port(eng.rt, profile, port, {cur_state["name"]} if cur_state else set())
 
         rid = book.next_id(name, [c["labels"].get("ossctl.release", "") for c in eng.containers(name)])
-        spec = llama_server.build_spec(profile, manifest, model_dir, rid, port)
+        spec = llama_server.build_spec(profile, manifest, model_dir, rid, port, help_text)
         rec = Release(
             id=rid, profile=name, kind="deploy", source=rid, created=now_iso(), owner=whoami(),
             docker_host=eng.host, endpoint=_endpoint(port), host=profile["host"], port=port,

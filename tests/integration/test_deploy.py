@@ -44,7 +44,10 @@ def test_deploy_fail_rollback_cycle(serve_env):
     r = cli(env, "--json", "deploy", "-p", env.profile, "--dry-run")
     assert r.code == 0, r.err
     dry = r.json()
-    assert set(dry) == {"dry_run", "docker_host", "release", "profile", "strategy", "endpoint", "spec", "docker_run"}
+    assert set(dry) == {"dry_run", "docker_host", "release", "profile", "strategy", "endpoint", "spec", "docker_run",
+                        "flags"}
+    assert set(dry["flags"]) == {"source", "choices"}
+    assert all(set(c) == {"intent", "args", "why"} for c in dry["flags"]["choices"])
     assert dry["docker_run"].startswith("docker run -d --name ossctl-") and "--port" in dry["docker_run"]
     assert env.containers() == []
 

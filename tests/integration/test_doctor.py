@@ -32,12 +32,13 @@ def status(res, name):
 
 
 @pytest.fixture
-def denv(serve_env, monkeypatch):
+def denv(serve_env, monkeypatch, llama_build):
     """A profile on the real engine that passes every local check: the test image's
-    build (1) pinned, the tiny model, a free port."""
+    build pinned, the tiny model, a free port."""
     monkeypatch.setenv("DOCKER_HOST", serve_env.docker_host)
     monkeypatch.delenv("OSSCTL_FAKE_NVML", raising=False)
-    serve_env.write_profile(llama_build="b1")
+    serve_env.build = f"b{llama_build}"
+    serve_env.write_profile(llama_build=serve_env.build)
     return serve_env
 
 
@@ -210,17 +211,17 @@ def test_build_mismatch_and_no_pin(denv):
     denv.write_profile(llama_build="b6100")
     code, res = checks("--profile", denv.profile)
     assert code == 1 and res["llama-build"]["status"] == "FAIL"
-    assert "build 1, the profile pins b6100" in res["llama-build"]["detail"]
+    assert f"build {denv.build[1:]}, the profile pins b6100" in res["llama-build"]["detail"]
     denv.write_profile(llama_build="")
     _, res = checks("--profile", denv.profile)
-    assert res["llama-build"]["status"] == "WARN" and 'llama_build = "b1"' in res["llama-build"]["fix"]
+    assert res["llama-build"]["status"] == "WARN" and f'llama_build = "{denv.build}"' in res["llama-build"]["fix"]
 
 
 def test_flag_unknown_to_the_build(denv):
-    denv.write_profile(llama_build="b1", extra_args=["--np", "2"])
+    denv.write_profile(llama_build=denv.build, extra_args=["--np", "2"])
     code, res = checks("--profile", denv.profile)
     assert code == 1 and res["flags"]["status"] == "FAIL" and "--np is unknown" in res["flags"]["detail"]
-    denv.write_profile(llama_build="b1", extra_args=["--jinja", "yes"])
+    denv.write_profile(llama_build=denv.build, extra_args=["--jinja", "yes"])
     _, res = checks("--profile", denv.profile)
     assert "--jinja takes no value" in res["flags"]["detail"]
 
@@ -236,7 +237,7 @@ def test_chain_states(denv, anvil, monkeypatch):
     monkeypatch.setenv("OSSCTL_REGISTRY_ADDRESS", addr)
     _, res = checks("--profile", denv.profile)
     assert res["chain"]["status"] == "WARN" and "not registered" in res["chain"]["detail"]
-    denv.write_profile(llama_build="b1", require_registered=True)
+    denv.write_profile(llama_build=denv.build, require_registered=True)
     _, res = checks("--profile", denv.profile)
     assert res["chain"]["status"] == "FAIL"
     r = run_cli("register", str(denv.model_dir), "--yes", env={"OSSCTL_PRIVATE_KEY": DEV_KEYS[0]})

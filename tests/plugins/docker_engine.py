@@ -13,6 +13,7 @@ import re
 import socket
 import subprocess
 import tarfile
+import tomllib
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +23,11 @@ import pytest
 from tests.conftest import require_env
 
 TEST_IMAGE_REPO = "ossctl-test/llama-server"
-TEST_IMAGE = f"{TEST_IMAGE_REPO}:cpu-b0"
+# tagged like the upstream CPU image of the build the shipped profiles pin: the tests run
+# that build (.ci/build_llama.sh stamps it; tests/unit/test_llama_flags.py checks the pin)
+SHIPPED_PIN = tomllib.loads((Path(__file__).parents[2] / "ossctl" / "profiles" / "cpu.toml").read_text())["llama_build"]
+TEST_IMAGE_TAG = f"server-{SHIPPED_PIN}"
+TEST_IMAGE = f"{TEST_IMAGE_REPO}:{TEST_IMAGE_TAG}"
 
 
 @pytest.fixture(scope="session")
@@ -82,21 +87,24 @@ def llama_image(docker_client) -> str:
     except docker.errors.ImageNotFound:
         pass
     docker_client.api.import_image_from_data(
-        build_rootfs_tar(server), repository=TEST_IMAGE_REPO, tag="cpu-b0",
+        build_rootfs_tar(server), repository=TEST_IMAGE_REPO, tag=TEST_IMAGE_TAG,
         changes=['ENTRYPOINT ["/app/llama-server"]', f"LABEL ossctl.test.binsha={digest}"])
     return TEST_IMAGE
 
 
-def make_model_dir(directory: Path, name: str = "tiny", parts: int = 3, repo: str = "ossctl-test/tiny-GGUF") -> Path:
-    """Write the tiny split model and its manifest into ``directory``."""
+def make_model_dir(directory: Path, name: str = "tiny", parts: int = 3, repo: str = "ossctl-test/tiny-GGUF",
+                   oss: bool = False) -> Path:
+    """Write the tiny split model (``oss``: the one-file tiny gpt-oss model, harmony-shaped
+    template) and its manifest into ``directory``."""
     from ossctl.artifacts import hashing
     from ossctl.artifacts.manifest import FileEntry, build_manifest, write_manifest
     from tests.support.ggufgen import write_model
+    from tests.support.ossgen import write_oss
 
-    paths = write_model(directory, name, parts=parts)
+    paths = [write_oss(directory, name)] if oss else write_model(directory, name, parts=parts)
     digests = hashing.sha256_files(paths)
     entries = [FileEntry(p.name, p.stat().st_size, d, p.stat().st_mtime_ns) for p, d in zip(paths, digests)]
-    write_manifest(directory, build_manifest(repo, "0" * 40, directory, entries, {"split.count": parts}))
+    write_manifest(directory, build_manifest(repo, "0" * 40, directory, entries, {"split.count": len(paths)}))
     return directory
 
 

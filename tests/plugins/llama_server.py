@@ -5,6 +5,7 @@ tiny GGUF model from tests/support/ggufgen, on a free 127.0.0.1 port.
 - ``llama_server_factory`` (session): ``start(api_key=None, parallel=2, extra=())`` →
   :class:`LlamaServer` (``.url``, ``.proc``, ``.stop()``); each is stopped at session end.
 - ``llama_server`` (session): one shared server without an API key; yields its base URL.
+- ``llama_build`` / ``llama_help`` (session): the binary's build number and ``--help`` text.
 """
 
 from __future__ import annotations
@@ -100,6 +101,27 @@ def llama_server_factory(tiny_gguf, tmp_path_factory):
     yield start
     for srv in started:
         srv.stop()
+
+
+@pytest.fixture(scope="session")
+def llama_build() -> int:
+    """The build number the test binary reports (``llama-server --version``)."""
+    from ossctl.serve.llama_flags import parse_build
+
+    bindir = Path(require_env("OSSCTL_TEST_LLAMA_BIN"))
+    out = subprocess.run([str(bindir / "llama-server"), "--version"], capture_output=True, text=True, timeout=60)
+    build = parse_build(out.stdout + out.stderr)
+    assert build is not None, out.stdout + out.stderr
+    return build
+
+
+@pytest.fixture(scope="session")
+def llama_help() -> str:
+    """``llama-server --help`` of the test binary."""
+    bindir = Path(require_env("OSSCTL_TEST_LLAMA_BIN"))
+    out = subprocess.run([str(bindir / "llama-server"), "--help"], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    return out.stdout + out.stderr
 
 
 @pytest.fixture(scope="session")

@@ -55,8 +55,8 @@ def _vocab() -> tuple[list[str], list[float], list[int]]:
     return tokens, scores, types
 
 
-def add_tokenizer(wr) -> None:
-    """The byte-level SPM vocabulary and chat template, on a ``gguf.GGUFWriter``."""
+def add_tokenizer(wr, chat_template: str = CHAT_TEMPLATE) -> None:
+    """The byte-level SPM vocabulary and a chat template, on a ``gguf.GGUFWriter``."""
     tokens, scores, types = _vocab()
     wr.add_tokenizer_model("llama")
     wr.add_token_list(tokens)
@@ -65,7 +65,7 @@ def add_tokenizer(wr) -> None:
     wr.add_bos_token_id(1)
     wr.add_eos_token_id(2)
     wr.add_unk_token_id(0)
-    wr.add_chat_template(CHAT_TEMPLATE)
+    wr.add_chat_template(chat_template)
 
 
 def n_vocab() -> int:

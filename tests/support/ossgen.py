@@ -16,6 +16,15 @@ import numpy as np
 from tests.support.ggufgen import add_tokenizer, n_vocab
 
 ARCH = "gpt-oss"
+# Shaped like the harmony template of the real gpt-oss models where it matters here: the
+# system message carries "Reasoning: <level>" from the ``reasoning_effort`` template
+# variable (default medium), so a test can read the level the server used off the
+# rendered prompt (/apply-template) or its token count.
+HARMONY_TEMPLATE = (
+    "<|start|>system<|message|>Reasoning: {{ reasoning_effort | default('medium') }}<|end|>"
+    "{% for m in messages %}<|start|>{{ m['role'] }}<|message|>{{ m['content'] }}<|end|>{% endfor %}"
+    "{% if add_generation_prompt %}<|start|>assistant{% endif %}"
+)
 
 
 def _tensors(n_embd, n_layer, n_head, n_head_kv, head_dim, n_expert, n_ff_exp, n_vocab, seed):
@@ -76,7 +85,7 @@ def write_oss(outdir: Path, name: str = "tiny-oss", *, n_embd: int = 64, n_layer
     wr.add_expert_used_count(n_expert_used)
     wr.add_expert_feed_forward_length(n_ff_exp)
     wr.add_file_type(0)
-    add_tokenizer(wr)
+    add_tokenizer(wr, HARMONY_TEMPLATE)
     if not metadata_only:
         for tname, arr in _tensors(n_embd, n_layer, n_head, n_head_kv, head_dim, n_expert, n_ff_exp, n_vocab(), seed):
             wr.add_tensor(tname, arr)

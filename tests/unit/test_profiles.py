@@ -184,7 +184,8 @@ def test_cli_json_shapes(home):
     assert set(d["profiles"][0]) == {"name", "path", "shadows", "extends", "description", "model"}
     assert {p["name"] for p in d["profiles"]} >= set(SHIPPED)
     r = run_cli("--json", "profile", "show", "cpu")
-    assert set(r.json()) == {"name", *P.DEFAULTS}
+    assert set(r.json()) == {"name", *P.DEFAULTS, "temperature", "top_p", "top_k", "min_p", "repeat_penalty",
+                             "reasoning_effort", "reasoning_format"}
     r = run_cli("--json", "profile", "validate")
     assert r.code == 0
     assert set(r.json()) == {"profiles"}

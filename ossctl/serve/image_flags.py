@@ -1,0 +1,39 @@
+"""Read an image's ``llama-server --help`` (the input :mod:`ossctl.serve.llama_flags`
+spells flags from), for deploy, its dry run and doctor alike."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ossctl.errors import OssctlError, RemoteError
+from ossctl.serve import llama_flags
+
+
+def read_help(rt, image: str) -> str:
+    """``llama-server --help`` as printed inside ``image`` (run with no network, removed
+    afterwards). Raises :class:`RemoteError` when the image does not print one."""
+    code, out = rt.run_once(image, ["--help"])
+    if not llama_flags.parse_help_flags(out):
+        raise RemoteError(f"`llama-server --help` in {image} listed no flags (exit {code})",
+                          hint="is it a llama.cpp server image? `ossctl doctor --profile NAME` checks it")
+    return out
+
+
+def dry_run_help(settings, image: str, docker_host_flag: str | None = None) -> tuple[str | None, str]:
+    """Best effort for ``deploy --dry-run``, which changes nothing and needs no engine:
+    (help text or None, where the spellings come from)."""
+    from ossctl.serve.docker_runtime import DockerRuntime, docker_host
+
+    host = docker_host(settings, docker_host_flag)
+    try:
+        rt = DockerRuntime(host, dict(settings.env), timeout=15)
+        rt.image_info(image)
+        return read_help(rt, image), f"`llama-server --help` of {image}"
+    except OssctlError as exc:
+        return None, f"assumed current llama-server spellings: {exc.message}"
+
+
+def explain(profile: dict[str, Any], help_text: str | None, source: str) -> dict[str, Any]:
+    """What ``deploy --dry-run`` shows: where the spellings come from, and per intent the
+    arguments and why. Raises :class:`UsageError` as :func:`llama_flags.plan` does."""
+    return {"source": source, "choices": [c.public() for c in llama_flags.plan(profile, help_text).values()]}
