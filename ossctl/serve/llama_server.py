@@ -55,6 +55,8 @@ def llama_args(profile: dict[str, Any], first_file: str, port: int, api_key: boo
             args += [flag, _fmt_float(p[key])]
     if "top_k" in p:
         args += ["--top-k", str(p["top_k"])]
+    if p.get("metrics", True) and "--metrics" not in p["extra_args"]:
+        args.append("--metrics")  # Prometheus /metrics, read by `ossctl metrics`
     if api_key:
         args += ["--api-key-file", API_KEY_MOUNT]
     args += ["--host", "0.0.0.0", "--port", str(port)]

@@ -42,6 +42,7 @@ DEFAULTS: dict[str, Any] = {
     "parallel": 1,
     "flash_attn": "auto",
     "jinja": True,
+    "metrics": True,
     "cache_type_k": "f16",
     "cache_type_v": "f16",
     "n_cpu_moe": 0,
@@ -273,6 +274,7 @@ def validate(raw: dict[str, Any], name: str) -> dict[str, Any]:
         raise UsageError(f"`ctx` ({p['ctx']}) must be at least `parallel` ({p['parallel']})")
     _str(p, "flash_attn", FLASH_ATTN)
     _bool(p, "jinja")
+    _bool(p, "metrics")
     _str(p, "cache_type_k", CACHE_TYPES)
     _str(p, "cache_type_v", CACHE_TYPES)
     _int(p, "n_cpu_moe", 0)
