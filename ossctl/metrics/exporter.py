@@ -5,7 +5,8 @@ Docker engine down, a llama-server down or stuck each become ``ossctl_exporter_s
 
 Sources, in one scrape:
 - releases: ``ossctl.serve.rollout.status`` (the engine's view, with /health), in a
-  worker thread, waited for ``status_timeout`` seconds;
+  worker thread, waited for ``status_timeout`` seconds; when it is late, the releases it
+  returned last are shown (with the docker source marked failing);
 - NVML: one :func:`ossctl.gpu.nvml.snapshot` (the session stays open between scrapes and
   is reopened after a failure);
 - per release: llama-server ``/metrics`` and ``/slots``, all fetched at once, waited for
@@ -102,6 +103,7 @@ class Exporter:
         self._host = hostname or socket.gethostname()
         self._lock = threading.Lock()
         self._inflight: dict[str, Future] = {}
+        self._last_status: tuple[float, dict[str, Any]] | None = None
         self._info: dict[tuple[str, str], dict[str, Any]] = {}
         self._plans: dict[tuple, tuple[dict[int, int] | None, str | None]] = {}
         self._failing: dict[tuple[str, str], str] = {}
@@ -227,6 +229,13 @@ class Exporter:
             bench, err = {}, str(exc)
         note("bench", "", err)
         status, err = _wait(status_fut, time.monotonic() + self.status_timeout)
+        if status is not None:
+            self._last_status = (time.monotonic(), status)
+        elif err == "no answer in time" and self._last_status is not None:
+            # slow, not down (e.g. /health of a stuck server, probed one release after the
+            # other): keep showing the releases seen last rather than none
+            age, status = time.monotonic() - self._last_status[0], self._last_status[1]
+            err = f"no answer in time; releases as of {age:.0f} s ago"
         docker_host = (status or {}).get("docker_host") or self._docker_host
         note("docker", F.host_label(docker_host, self._host) if docker_host else "", err)
         releases = (status or {}).get("releases") or []

@@ -98,6 +98,41 @@ def test_serve_refuses_a_busy_port(home):
     assert r.code == 2 and "is not HOST:PORT" in r.err
 
 
+def test_slow_engine_keeps_the_releases_seen_last(home):
+    import threading
+
+    from ossctl.metrics.exporter import Exporter
+    from ossctl.settings import load_settings
+
+    gate = threading.Event()
+    gate.set()
+    calls = []
+
+    def releases():
+        calls.append(1)
+        gate.wait(30)
+        return {"docker_host": "tcp://engine-1:2376", "releases": [{"profile": "p", "release": "r0002", "ctx": 512,
+                                                                     "health": "down", "endpoint": None}]}
+
+    exp = Exporter(load_settings({"OSSCTL_HOME": str(home), "OSSCTL_FAKE_NVML": "4x80gb"}), releases=releases,
+                   status_timeout=0.3, hostname="gpu-7")
+    try:
+        first = exp.scrape().to_dict()
+        gate.clear()  # the engine stops answering in time
+        second = exp.scrape().to_dict()
+        third = exp.scrape().to_dict()  # the late call is still running: not started twice
+    finally:
+        gate.set()
+        exp.close()
+    up = lambda d: [m for m in d["metrics"] if m["name"] == "ossctl_release_up"]  # noqa: E731
+    docker = lambda d: [x for x in d["sources"] if x["source"] == "docker"][0]  # noqa: E731
+    assert docker(first) == {"source": "docker", "target": "engine-1", "ok": True, "error": None}
+    assert up(second) == up(first) == [{"name": "ossctl_release_up", "type": "gauge", "value": 0.0, "labels": {
+        "profile": "p", "release": "r0002", "model_id": "", "composite_sha256": "", "ctx": "512", "host": "engine-1"}}]
+    assert docker(second)["error"].startswith("no answer in time; releases as of ")
+    assert docker(third)["error"].startswith("no answer in time") and len(calls) == 2
+
+
 @pytest.mark.llama
 def test_exporter_with_real_servers_stuck_and_down(home, llama_server_factory, tmp_path, tiny_llama_dir):
     """Releases given directly (no engine): one real llama-server with --metrics, one
