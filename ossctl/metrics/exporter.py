@@ -31,7 +31,7 @@ from typing import Any
 from ossctl.errors import OssctlError
 from ossctl.metrics import families as F
 
-SOURCES = ("nvml", "docker", "llama_metrics", "llama_slots", "plan", "bench")
+SOURCES = ("nvml", "docker", "llama_metrics", "llama_slots", "profile", "plan", "bench")
 JSON_KEYS = ("time", "duration_s", "sources", "metrics")
 _UNSUPPORTED = (404, 501)  # built without /slots, or started without --metrics
 
@@ -249,7 +249,7 @@ class Exporter:
                 labels_of[str(rel["container_id"])[:12]] = lab
             info = self._release_info(rel)
             if info["error"]:
-                note("plan", lab["profile"], info["error"])
+                note("profile", lab["profile"], info["error"])
             rows.append((rel, lab, info))
         fetches = []
         for rel, lab, info in rows:

@@ -191,8 +191,8 @@ def bench_families(out: Families, summaries: dict[str, dict]) -> None:
 def exporter_families(out: Families, duration_s: float, sources: list[dict[str, Any]],
                       error_counts: dict[str, int]) -> None:
     """The exporter's own health: how long collecting took, and per source whether it
-    answered this time (``source``: nvml, docker, llama_metrics, llama_slots, plan, bench;
-    ``target``: the profile, or empty) and how often it failed so far."""
+    answered this time (``source``: nvml, docker, llama_metrics, llama_slots, profile,
+    plan, bench; ``target``: the profile, or empty) and how often it failed so far."""
     out.gauge("exporter_scrape_duration_seconds", "Time this scrape spent collecting (s).").add({}, duration_s)
     up = out.gauge("exporter_source_up", "1 when the source answered this scrape, 0 when it failed.")
     for s in sources:
