@@ -142,6 +142,10 @@ def test_exporter_with_real_servers_stuck_and_down(home, llama_server_factory, t
     from ossctl.settings import load_settings
 
     srv = llama_server_factory(parallel=2, extra=("--metrics",))
+    key = "sk-metrics-" + "5e1f0c2a9b7d4e36"
+    keyed = llama_server_factory(api_key=key, parallel=1, extra=("--metrics",))
+    keyfile = tmp_path / "api.key"
+    keyfile.write_text(key + "\n")
     stuck = socket.socket()
     stuck.bind(("127.0.0.1", 0))
     stuck.listen(8)
@@ -152,6 +156,8 @@ def test_exporter_with_real_servers_stuck_and_down(home, llama_server_factory, t
     prof_dir.mkdir()
     for name in ("live", "stuck", "gone", "down"):
         (prof_dir / f"{name}.toml").write_text(f'model = "{tiny_llama_dir}"\nimage = "x:y"\nctx = 512\ngpus = [1]\n')
+    (prof_dir / "keyed.toml").write_text(f'model = "{tiny_llama_dir}"\nimage = "x:y"\nctx = 512\ngpus = "none"\n'
+                                         f'api_key_file = "{keyfile}"\n')
     cid = "ab" * 32
     rels = [{"profile": "live", "release": "r0003", "model_id": "0x" + "12" * 32, "composite_sha256": "ef" * 32,
              "ctx": 512, "endpoint": srv.url, "container_id": cid, "health": "ok", "model": str(tiny_llama_dir)},
@@ -160,7 +166,8 @@ def test_exporter_with_real_servers_stuck_and_down(home, llama_server_factory, t
             {"profile": "gone", "release": "r0001", "endpoint": f"http://127.0.0.1:{closed}", "ctx": 512,
              "health": "unreachable"},
             {"profile": "down", "release": "r0002", "endpoint": f"http://127.0.0.1:{closed}", "ctx": 512,
-             "health": "down"}]
+             "health": "down"},
+            {"profile": "keyed", "release": "r0001", "endpoint": keyed.url, "ctx": 512, "health": "ok"}]
     sc = scenario(tmp_path / "sc.json", procs={1: [[4242, 3 * GiB, "compute"]]},
                   cgroups={4242: f"0::/system.slice/docker-{cid}.scope"}, lost_from=2)
     settings = load_settings({"OSSCTL_HOME": str(home), "OSSCTL_FAKE_NVML": str(sc)})
@@ -188,6 +195,10 @@ def test_exporter_with_real_servers_stuck_and_down(home, llama_server_factory, t
     assert src[("llama_metrics", "stuck")] == "no answer in time"
     assert src[("llama_metrics", "gone")] == f"cannot read /metrics from 127.0.0.1:{closed}: Connection refused"
     assert src[("llama_metrics", "down")] == "the release's container is not running"
+    # a server behind an API key: read with the key from the profile's api_key_file, which
+    # appears nowhere in what the exporter says
+    assert src[("llama_metrics", "keyed")] is None and src[("llama_slots", "keyed")] is None
+    assert key not in json.dumps(d) + render(first) + "".join(logs)
     live = {"profile": "live", "release": "r0003", "model_id": "0x" + "12" * 32, "composite_sha256": "efefefefefef",
             "ctx": "512", "host": "gpu-7"}
     m = by_name(render(first))
@@ -196,11 +207,13 @@ def test_exporter_with_real_servers_stuck_and_down(home, llama_server_factory, t
                                devices=[fit.Device(1, "NVIDIA H100 80GB HBM3", 80 * GiB, None)])
     assert [x for x in m["ossctl_release_gpu_memory_planned_bytes"] if x[0]["profile"] == "live"] == [
         ({**live, "gpu": "1"}, planned.gpus[0].total)]
-    assert len(m["ossctl_release_gpu_memory_planned_bytes"]) == 4  # every release's profile resolves
+    assert len(m["ossctl_release_gpu_memory_planned_bytes"]) == 4  # every GPU release's profile resolves
     assert (live, 1.0) in m["ossctl_release_up"]
-    assert m["ossctl_release_slots_total"] == [(live, 2.0)] and m["ossctl_release_slots_busy"] == [(live, 0.0)]
+    assert m["ossctl_release_slots_total"] == [(live, 2.0), (keyed_labels := {**live, "profile": "keyed", "release": "r0001",
+                                                                           "model_id": "", "composite_sha256": ""}, 1.0)]
+    assert m["ossctl_release_slots_busy"] == [(live, 0.0), (keyed_labels, 0.0)]
     counters = [k for k in m if k.startswith("llamacpp:") and k.endswith("_total")]
-    assert counters and all(lab == live for k in counters for lab, _v in m[k])
+    assert counters and all(lab in (live, keyed_labels) for k in counters for lab, _v in m[k])
     before = dict((k, m[k][0][1]) for k in counters)
     after = by_name(render(second))
     assert any(after[k][0][1] > before[k] for k in counters), (before, after)
@@ -295,6 +308,12 @@ def test_prometheus_scrapes_a_deployed_release(serve_env, prometheus_factory, tm
         sla = prom.wait(f'ossctl_bench_sla_pass{{profile="{p}"}}')
         assert sla[0]["value"] == 1 and sla[0]["metric"]["release"] == "r0001"
         assert len(prom.query(f'ossctl_bench_latency_seconds{{profile="{p}",users="1"}}')) == 2
+        # --profile: only that profile's releases and bench
+        only = run_cli("--json", "metrics", "dump", "--profile", p, env=exp_env).json()
+        seen = {(m["name"], m["labels"].get("profile")) for m in only["metrics"]}
+        assert {("ossctl_release_up", p), ("ossctl_bench_sla_pass", p), ("llamacpp:tokens_predicted_total", p)} <= seen
+        other = run_cli("--json", "metrics", "dump", "--profile", "nothing-here", env=exp_env).json()
+        assert [m for m in other["metrics"] if m["name"].startswith(("ossctl_release", "ossctl_bench", "llamacpp:"))] == []
         # the shipped dashboard's queries run on real data; the example alert rules load and evaluate
         for expr in monitoring_exprs():
             prom.query(concrete(expr))
