@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import socket
 import statistics
 import subprocess
@@ -187,14 +186,6 @@ def stats(xs: list[float]) -> dict:
     return {"median_ms": round(statistics.median(s), 3), "p95_ms": round(s[int(0.95 * (len(s) - 1))], 3)}
 
 
-def child_cpu(args: list[str], env: dict[str, str]) -> float:
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    subprocess.run([sys.executable, "-m", "ossctl", *args], env=env, stdout=subprocess.DEVNULL,
-                   stderr=subprocess.DEVNULL, check=True, cwd=ROOT)
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-
-
 def bench_with_engine(tmp: Path, env: dict[str, str], docker_host: str, image: str, n: int) -> dict:
     """Deploy N_RELEASES releases with `ossctl deploy`, time full scrapes (Docker source
     included) and rollout.status alone, then remove the containers this run created."""
@@ -248,6 +239,7 @@ def main() -> int:
     ap.add_argument("--json-out")
     a = ap.parse_args()
 
+    from bench.vram_snapshot import child_cpu
     from ossctl.gpu import nvml
     from ossctl.gpu import watch as w
     from ossctl.metrics.exporter import Exporter
@@ -289,8 +281,8 @@ def main() -> int:
         base_cpu, base_wall = cpu_ms(vram_sample, a.iterations)
         be.shutdown()
 
-        dump_cpu = child_cpu(["metrics", "dump"], {**env, "DOCKER_HOST": f"unix://{tmp}/no-engine.sock"})
-        watch_cpu = child_cpu(["--json", "vram", "watch", "--once"], env)
+        dump_cpu, _ = child_cpu(["metrics", "dump"], {**env, "DOCKER_HOST": f"unix://{tmp}/no-engine.sock"})
+        watch_cpu, _ = child_cpu(["--json", "vram", "watch", "--once"], env)
         status_cpu = None
         if a.docker_host and a.image:
             status_cpu = bench_with_engine(tmp, env, a.docker_host, a.image, max(10, a.iterations // 5))
