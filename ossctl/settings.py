@@ -56,6 +56,11 @@ class Settings:
         """Releases, locks and other state ossctl writes about what it runs."""
         return self.home / "state"
 
+    @property
+    def cache_dir(self) -> Path:
+        """Caches ossctl may rebuild (e.g. the last bench result per profile)."""
+        return self.home / "cache"
+
     def value(self, key: str, env_name: str | None = None, flag: Any = None, default: Any = None) -> Any:
         """Resolve one setting. ``key`` is a dotted path into the config file
         (``"registry.rpc_url"``); ``env_name`` the environment variable; ``flag`` the

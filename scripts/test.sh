@@ -17,6 +17,7 @@ step "Debian packages"
 need=()
 command -v dockerd >/dev/null || need+=(docker.io)
 command -v wrk >/dev/null || need+=(wrk)
+command -v prometheus >/dev/null || need+=(prometheus)  # tests/plugins/prometheus.py scrapes `ossctl metrics serve`
 if [ ${#need[@]} -gt 0 ]; then
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null

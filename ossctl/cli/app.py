@@ -47,7 +47,7 @@ def _root(
 def _register() -> None:
     # Each module adds its commands to `app`; imports stay cheap (typer + stdlib only).
     from ossctl.cli import models  # noqa: F401
-    for name in ("registry", "serve", "profile", "vram", "bench", "doctor"):
+    for name in ("registry", "serve", "profile", "vram", "bench", "metrics", "doctor"):
         try:
             __import__(f"ossctl.cli.{name}")
         except ModuleNotFoundError as exc:

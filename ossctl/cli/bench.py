@@ -78,7 +78,7 @@ def bench(
     if plot is not None:
         rep.require_matplotlib()
     prompt_set = load_prompts(prompts) if prompts else builtin_prompts()
-    base_url, key = _target(settings, profile, url, api_key_file)
+    base_url, key, release = _target(settings, profile, url, api_key_file)
 
     result = engine.run_levels(engine.Target(base_url, key, model, timeout_s), prompt_set, levels,
                                duration_s=duration_s, requests=requests, stream=stream, max_tokens=max_tokens,
@@ -86,6 +86,8 @@ def bench(
     if sla is not None:
         rep.apply_sla(result, sla, levels)
     output.emit(st, result, lambda: render(result))
+    if profile and result["levels"]:
+        _keep_last(settings, result, profile, release)
     if plot is not None and result["levels"]:
         rep.plot(result, plot)
         output.info(f"wrote {plot}")
@@ -109,8 +111,22 @@ def bench(
         raise OssctlError(f"SLA {sla} failed at {where} users{best}", exit_code=EXIT_SLA)
 
 
-def _target(settings, profile: str | None, url: str | None, api_key_file: str | None) -> tuple[str, str | None]:
-    """Base URL and API key: --url, else the running release of the profile."""
+def _keep_last(settings, result: dict, profile: str, release: str | None) -> None:
+    """The run becomes the profile's last bench result, which `ossctl metrics` exports."""
+    import time
+
+    from ossctl.loadtest import report as rep
+
+    try:
+        rep.store_last(settings.cache_dir, rep.last_summary(result, profile, release, time.time()))
+    except OSError as exc:  # a cache: the report above is what matters
+        output.info(f"warning: cannot keep the result for `ossctl metrics`: {exc.strerror or exc}")
+
+
+def _target(settings, profile: str | None, url: str | None,
+            api_key_file: str | None) -> tuple[str, str | None, str | None]:
+    """Base URL, API key and release id (None for --url): --url, else the running
+    release of the profile."""
     from ossctl.errors import NotFoundError, UsageError
     from ossctl.redact import register_secret
 
@@ -118,6 +134,7 @@ def _target(settings, profile: str | None, url: str | None, api_key_file: str | 
         raise UsageError("give --profile or --url, not both")
     key_file = api_key_file
     key = None
+    rid = None
     if url:
         base = url
     else:
@@ -132,6 +149,7 @@ def _target(settings, profile: str | None, url: str | None, api_key_file: str | 
             raise NotFoundError(f"nothing deployed for {what}",
                                 hint=f"deploy first (`ossctl deploy --profile {profile or 'PROFILE'}`), or pass --url URL")
         base = release["endpoint"]
+        rid = release.get("id")
         if key_file is None and not settings.env.get("OSSCTL_API_KEY"):
             key_file = release.get("api_key_file") or None
     if api_key_file is None and settings.env.get("OSSCTL_API_KEY"):
@@ -144,7 +162,7 @@ def _target(settings, profile: str | None, url: str | None, api_key_file: str | 
                                 hint="set OSSCTL_API_KEY instead") from None
         key = read_api_key(key_file, "API key file")
     register_secret(key)
-    return base, key
+    return base, key, rid
 
 
 def render(result: dict) -> str:

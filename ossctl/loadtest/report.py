@@ -150,6 +150,59 @@ def all_failed(report: dict) -> str | None:
     return f"{errors} of {total} requests failed" + (f": {what}" if what else "")
 
 
+LAST_KEYS = ("profile", "release", "time", "stream", "sla", "levels")
+LAST_LEVEL_KEYS = ("users", "requests", "error_pct", "output_tps", "latency_p50_s", "latency_p95_s", "sla_ok")
+
+
+def last_summary(report: dict, profile: str, release: str | None, now: float) -> dict:
+    """What ``ossctl metrics`` shows of a finished run: per level p50/p95 latency (s),
+    output tokens/s, error %, and whether it met the SLA (None without one)."""
+    levels = []
+    for lv in report["levels"]:
+        lat = lv["latency_s"] or {}
+        fails = lv.get("sla_failures")
+        levels.append({"users": lv["users"], "requests": lv["requests"], "error_pct": lv["error_pct"],
+                       "output_tps": lv["output_tps"], "latency_p50_s": lat.get("p50"),
+                       "latency_p95_s": lat.get("p95"), "sla_ok": None if fails is None else not fails})
+    sla = report.get("sla")
+    return {"profile": profile, "release": release, "time": now, "stream": report["stream"],
+            "sla": None if sla is None else {"spec": sla["spec"], "ok": sla["ok"]}, "levels": levels}
+
+
+def _last_dir(cache_dir: Path) -> Path:
+    return Path(cache_dir) / "bench"
+
+
+def store_last(cache_dir: Path, summary: dict) -> Path:
+    """Keep ``summary`` as the profile's last bench result (``cache_dir/bench/PROFILE.json``,
+    written atomically). Raises ``OSError``."""
+    import json
+
+    from ossctl.fsutil import atomic_write
+
+    path = _last_dir(cache_dir) / f"{summary['profile']}.json"
+    atomic_write(path, json.dumps(summary, indent=1) + "\n")
+    return path
+
+
+def load_last(cache_dir: Path, profile: str | None = None) -> dict[str, dict]:
+    """Last bench result per profile (``{profile: summary}``); unreadable or foreign files
+    are skipped (a cache, not a record)."""
+    import json
+
+    out: dict[str, dict] = {}
+    d = _last_dir(cache_dir)
+    names = [d / f"{profile}.json"] if profile else sorted(d.glob("*.json"))
+    for path in names:
+        try:
+            doc = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if isinstance(doc, dict) and tuple(doc) == LAST_KEYS and doc["profile"] == path.stem:
+            out[path.stem] = doc
+    return out
+
+
 def require_matplotlib() -> None:
     """Raises :class:`UsageError` with the install line when matplotlib is missing."""
     import importlib.util

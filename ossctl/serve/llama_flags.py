@@ -145,9 +145,15 @@ INTENTS: dict[str, tuple[Spelling, ...]] = {
     ),
     "reasoning_format": (Spelling((("--reasoning-format", True),), "builds with --reasoning-format",
                                   lambda v: ["--reasoning-format", v]),),
+    "metrics": (
+        Spelling((("--metrics", False),), "builds with --metrics: Prometheus /metrics for `ossctl metrics`",
+                 lambda v: ["--metrics"] if v else []),
+        Spelling((), "this build has no --metrics: llama-server's own metrics stay off", lambda v: []),
+    ),
 }
 # argv order of the intents (flash_attn and jinja sit earlier, next to the memory flags)
-SAMPLING = ("temperature", "top_p", "min_p", "top_k", "repeat_penalty", "reasoning_effort", "reasoning_format")
+SAMPLING = ("temperature", "top_p", "min_p", "top_k", "repeat_penalty", "reasoning_effort", "reasoning_format",
+            "metrics")
 
 
 @dataclass(frozen=True)

@@ -43,6 +43,7 @@ DEFAULTS: dict[str, Any] = {
     "parallel": 1,
     "flash_attn": "auto",
     "jinja": True,
+    "metrics": True,
     "cache_type_k": "f16",
     "cache_type_v": "f16",
     "n_cpu_moe": 0,
@@ -70,7 +71,7 @@ CACHE_TYPES = ("f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "iq4_nl", "q5_0", "
 MANAGED_FLAGS = {
     "-m", "--model", "--port", "--host", "-c", "--ctx-size", "--api-key", "--api-key-file",
     "-np", "--parallel", "-ngl", "--gpu-layers", "--n-gpu-layers", "-mu", "--model-url",
-    "-hf", "-hfr", "--hf-repo",
+    "-hf", "-hfr", "--hf-repo", "--metrics",
 }
 
 
@@ -278,6 +279,7 @@ def validate(raw: dict[str, Any], name: str) -> dict[str, Any]:
         raise UsageError(f"`ctx` ({p['ctx']}) must be at least `parallel` ({p['parallel']})")
     _str(p, "flash_attn", FLASH_ATTN)
     _bool(p, "jinja")
+    _bool(p, "metrics")
     _str(p, "cache_type_k", CACHE_TYPES)
     _str(p, "cache_type_v", CACHE_TYPES)
     _int(p, "n_cpu_moe", 0)

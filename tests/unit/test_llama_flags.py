@@ -90,7 +90,7 @@ def test_unread_help_assumes_current_spelling_and_says_so():
     assert plan["reasoning_effort"].args == ("--reasoning-effort", "high")
     assert "assumed" in plan["reasoning_effort"].why
     assert set(plan) == {"flash_attn", "jinja", "temperature", "top_p", "min_p", "top_k", "repeat_penalty",
-                         "reasoning_effort", "reasoning_format"}
+                         "reasoning_effort", "reasoning_format", "metrics"}
 
 
 def test_every_argv_the_table_produces_passes_the_flag_check():

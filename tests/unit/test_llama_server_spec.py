@@ -28,7 +28,7 @@ def test_default_gpu_spec_exact():
         "name": "ossctl-prod-r0007",
         "image": "ghcr.io/ggml-org/llama.cpp:server-cuda-b6100",
         "command": ["-m", "/models/m-00001-of-00003.gguf", "-c", "131072", "-ngl", "99", "-b", "2048",
-                    "-ub", "512", "-fa", "on", "--jinja", "-np", "1", "--host", "0.0.0.0", "--port", "8080"],
+                    "-ub", "512", "-fa", "on", "--jinja", "-np", "1", "--metrics", "--host", "0.0.0.0", "--port", "8080"],
         "environment": {},
         "mounts": [{"type": "bind", "source": "/data/m", "target": "/models", "read_only": True}],
         "ports": {"8080/tcp": ["127.0.0.1", 8080]},
@@ -50,7 +50,7 @@ def test_cpu_spec_blue_green_port_and_no_devices():
     assert spec["device_requests"] == []
     assert spec["ports"] == {"9000/tcp": ["127.0.0.1", 9001]}  # listens on 9000 inside, published on 9001
     assert spec["command"] == ["-m", "/models/m-00001-of-00003.gguf", "-c", "512", "-ngl", "0", "-b", "2048",
-                               "-ub", "512", "-fa", "off", "--no-jinja", "-np", "1", "--host", "0.0.0.0",
+                               "-ub", "512", "-fa", "off", "--no-jinja", "-np", "1", "--metrics", "--host", "0.0.0.0",
                                "--port", "9000"]
     assert spec["restart_policy"] == {"Name": "no"}
     assert spec["labels"]["ossctl.port"] == "9001"
@@ -58,13 +58,19 @@ def test_cpu_spec_blue_green_port_and_no_devices():
 
 def test_listed_gpus_tensor_split_sampling_and_extras():
     p = prof(gpus=[0, 2], tensor_split=[3, 1], n_cpu_moe=4, threads=8, cache_type_k="q8_0", cache_type_v="q8_0",
-             parallel=4, temperature=1.0, top_p=0.95, top_k=0, min_p=0.05, extra_args=["--metrics", "--no-webui"])
+             parallel=4, temperature=1.0, top_p=0.95, top_k=0, min_p=0.05, extra_args=["--no-webui"])
     spec = L.build_spec(p, MAN, "/m", "r0002", 8080)
     assert spec["device_requests"] == [{"driver": "nvidia", "count": 0, "device_ids": ["0", "2"],
                                         "capabilities": [["gpu"]]}]
     assert spec["command"][12:] == ["--jinja", "-np", "4", "-ctk", "q8_0", "-ctv", "q8_0", "--n-cpu-moe", "4",
                                     "-ts", "3,1", "-t", "8", "--temp", "1", "--top-p", "0.95", "--min-p", "0.05",
-                                    "--top-k", "0", "--host", "0.0.0.0", "--port", "8080", "--metrics", "--no-webui"]
+                                    "--top-k", "0", "--metrics", "--host", "0.0.0.0", "--port", "8080", "--no-webui"]
+
+
+def test_metrics_key_turns_the_flag_off():
+    assert "--metrics" not in L.build_spec(prof(metrics=False), MAN, "/m", "r0001", 8080)["command"]
+    with pytest.raises(Exception, match="`metrics` must be true or false"):
+        prof(metrics="yes")
 
 
 def test_api_key_is_a_mounted_file_never_argv_or_env(tmp_path):
@@ -93,7 +99,7 @@ def test_docker_run_line_exact():
         "--label ossctl.model_repo=ggml-org/gpt-oss-120b-GGUF "
         f"--label ossctl.model_revision={'f' * 40} --label ossctl.ctx=4096 --label ossctl.port=8080 "
         "ghcr.io/ggml-org/llama.cpp:server-cuda-b6100 -m /models/m-00001-of-00003.gguf -c 4096 -ngl 99 "
-        "-b 2048 -ub 512 -fa auto --jinja -np 1 --host 0.0.0.0 --port 8080")
+        "-b 2048 -ub 512 -fa auto --jinja -np 1 --metrics --host 0.0.0.0 --port 8080")
 
 
 def _rel(rid, state="ok", profile="p", **kw):
