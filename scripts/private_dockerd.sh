@@ -8,25 +8,28 @@
 #   bash scripts/private_dockerd.sh stop DIR
 #
 # OSSCTL_TEST_SUBNET_OCTET (default: derived from the pid) picks 10.213.N.0/24 for the
-# bridge; the user-defined networks tests create come from 10.214.N.0/24 subnets.
+# bridge; the user-defined networks tests create come from /28s of 10.214.N.0/24.
 set -euo pipefail
 cmd=${1:?start|stop}
 DIR=${2:?directory}
 mkdir -p "$DIR"
 case "$cmd" in
 start)
+  # a bridge of our own (dockerd --bridge uses it as is, with the address we give it); one
+  # that exists belongs to another private engine: take the next free number
   n=${OSSCTL_TEST_SUBNET_OCTET:-$(( $$ % 200 + 20 ))}
-  br="ossbr$n"
-  # a bridge of our own: dockerd --bridge uses it as is, with the address we give it
-  if ! ip link show "$br" >/dev/null 2>&1; then
-    ip link add "$br" type bridge
-    ip addr add "10.213.$n.1/24" dev "$br"
-    ip link set "$br" up
-  fi
+  for _ in $(seq 1 230); do
+    br="ossbr$n"
+    ip link add "$br" type bridge 2>/dev/null && break
+    [ -n "${OSSCTL_TEST_SUBNET_OCTET:-}" ] && ip link show "$br" >/dev/null 2>&1 && break  # asked for by number
+    n=$(( (n - 19) % 230 + 20 ))
+  done
+  ip addr replace "10.213.$n.1/24" dev "$br"
+  ip link set "$br" up
   echo "$br" >"$DIR/bridge"
   dockerd --host "unix://$DIR/docker.sock" --data-root "$DIR/root" --exec-root "$DIR/exec" \
     --pidfile "$DIR/pid" --bridge "$br" --iptables=false --ip-masq=false \
-    --default-address-pool "base=10.214.0.0/16,size=24" \
+    --default-address-pool "base=10.214.$n.0/24,size=28" \
     --containerd-namespace "ossctl-$n" --containerd-plugins-namespace "ossctl-$n-plugins" \
     >"$DIR/dockerd.log" 2>&1 &
   for _ in $(seq 1 120); do

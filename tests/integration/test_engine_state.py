@@ -287,3 +287,38 @@ def test_lock_of_another_machine_is_named_and_can_be_broken(serve_env):
     r = run_cli("deploy", "-p", env.profile, env=env.env)
     assert r.code == 0, r.err
     assert serving(env) == "r0001"
+
+
+def test_engine_restarted_mid_deploy(serve_env, own_engine, tmp_path):
+    """The engine goes down while the new release loads: the deploy fails clearly; once the
+    engine is back, another home's deploy finishes the interrupted one and serves."""
+    import dataclasses
+
+    import docker
+
+    client = docker.DockerClient(base_url=own_engine.host)
+    env = dataclasses.replace(serve_env, docker_host=own_engine.host, client=client)
+    b = Home(env, tmp_path / "b")
+    assert b.cli("deploy", "-p", env.profile).code == 0
+    assert serving(env) == "r0001"
+    kept = ok_containers(env)
+    events = client.events(decode=True, filters={"label": [f"ossctl.profile={env.profile}"], "event": ["start"]})
+    proc = b.popen("deploy", "-p", env.profile)
+    for ev in events:
+        if ev["Actor"]["Attributes"].get("ossctl.release") == "r0002":
+            break
+    events.close()
+    own_engine.stop()
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode in (5, 7), err
+    assert "Traceback" not in err and "Docker daemon" in err
+    own_engine.start()
+    r = b.cli("--json", "status", "--profile", env.profile)
+    assert r.code == 0, r.err
+    r = b.cli("--json", "-v", "deploy", "-p", env.profile)
+    assert r.code == 0, r.err
+    assert r.json()["id"] == "r0003" and serving(env) == "r0003"
+    env.client = docker.DockerClient(base_url=own_engine.host)  # the old connection died with the engine
+    assert_kept(env, kept)
+    states = {x["id"]: x["state"] for x in b.cli("--json", "releases", "--profile", env.profile).json()["releases"]}
+    assert states["r0002"] in ("interrupted", "failed")

@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 import re
 import socket
 import subprocess
 import tarfile
+import tempfile
+import time
 import tomllib
 import uuid
 from dataclasses import dataclass, field
@@ -90,6 +93,54 @@ def llama_image(docker_client) -> str:
         build_rootfs_tar(server), repository=TEST_IMAGE_REPO, tag=TEST_IMAGE_TAG,
         changes=['ENTRYPOINT ["/app/llama-server"]', f"LABEL ossctl.test.binsha={digest}"])
     return TEST_IMAGE
+
+
+@dataclass
+class OwnEngine:
+    """A private dockerd of one test's own (scripts/private_dockerd.sh), which the test may
+    stop and start again; the llama-server test image is loaded into it."""
+
+    dir: Path
+    host: str
+
+    def start(self) -> None:
+        subprocess.run(["bash", str(SCRIPTS / "private_dockerd.sh"), "start", str(self.dir)], check=True,
+                       capture_output=True, text=True)
+
+    def stop(self) -> None:
+        """Stop the daemon (its containers stop with it), keeping its data and bridge."""
+        pid = int((self.dir / "pid").read_text())
+        subprocess.run(["kill", str(pid)], check=True)
+        for _ in range(1200):  # it first stops its containers (up to their stop timeout)
+            if not Path(f"/proc/{pid}").exists():
+                return
+            time.sleep(0.05)
+        raise RuntimeError("dockerd did not stop")
+
+
+SCRIPTS = Path(__file__).resolve().parents[2] / "scripts"
+
+
+@pytest.fixture
+def own_engine(tmp_path_factory, docker_client, llama_image):
+    """A fresh private engine (needs root, like scripts/test.sh) with the test image."""
+    import docker
+
+    d = Path(tempfile.mkdtemp(prefix="ossctl-own-", dir="/tmp"))  # short: the socket path has a length limit
+    r = subprocess.run(["bash", str(SCRIPTS / "private_dockerd.sh"), "start", str(d)], capture_output=True, text=True)
+    if r.returncode:
+        if os.environ.get("CI"):
+            pytest.fail(f"cannot start a private dockerd: {r.stderr[-500:]}")
+        pytest.skip("cannot start a private dockerd (needs root)")
+    eng = OwnEngine(d, r.stdout.strip().split("=", 1)[1])
+    try:
+        c = docker.DockerClient(base_url=eng.host, timeout=120)
+        c.images.load(b"".join(docker_client.images.get(llama_image).save(named=True)))
+        c.close()
+        yield eng
+    finally:
+        subprocess.run(["bash", str(SCRIPTS / "private_dockerd.sh"), "stop", str(d)], capture_output=True)
+        subprocess.run(["rm", "-rf", str(d)], capture_output=True)
 
 
 def make_model_dir(directory: Path, name: str = "tiny", parts: int = 3, repo: str = "ossctl-test/tiny-GGUF",
