@@ -27,17 +27,47 @@ def docker_host(settings, flag: str | None = None) -> str:
     the default socket. (DOCKER_HOST beats the config file, as for the docker CLI.)
     Raises :class:`UsageError` for an endpoint no Docker client could use."""
     host = flag or settings.env.get("DOCKER_HOST") or settings.value("serve.docker_host", default=DEFAULT_HOST)
-    check_host(host)
+    check_host(host, dict(settings.env))
     return host
 
 
-def check_host(host: str) -> None:
-    """Raises :class:`UsageError` unless ``host`` is a Docker endpoint URL."""
+def check_host(host: str, env: dict[str, str] | None = None) -> None:
+    """Raises :class:`UsageError` unless ``host`` is a Docker endpoint URL or the name of a
+    Docker context (``docker context ls``)."""
     from urllib.parse import urlsplit
 
+    if "://" not in host and context_endpoint(host, env or {}) is not None:
+        return
     if not host.startswith(SCHEMES) or (not host.startswith(("unix://", "npipe://")) and not urlsplit(host).hostname):
-        raise UsageError(f"invalid Docker endpoint {host!r}",
-                         hint="use unix:///var/run/docker.sock, tcp://HOST:2376 or ssh://USER@HOST (DOCKER_HOST or --docker-host)")
+        raise UsageError(f"invalid Docker endpoint {host!r} (not a URL, nor a Docker context name)",
+                         hint="use unix:///var/run/docker.sock, tcp://HOST:2376, ssh://USER@HOST or a name from "
+                              "`docker context ls` (DOCKER_HOST or --docker-host)")
+
+
+def context_endpoint(name: str, env: dict[str, str]) -> tuple[str, dict[str, str]] | None:
+    """The endpoint of Docker context ``name`` as the docker CLI stores it
+    (``$DOCKER_CONFIG/contexts/meta/<sha256(name)>/meta.json``, TLS files beside it under
+    ``contexts/tls``): (URL, the DOCKER_TLS_VERIFY / DOCKER_CERT_PATH it implies), or None
+    when there is no such context."""
+    import hashlib
+    import json
+    from pathlib import Path
+
+    if not name or "/" in name:
+        return None
+    root = Path(env.get("DOCKER_CONFIG") or Path(env.get("HOME") or Path.home()) / ".docker") / "contexts"
+    digest = hashlib.sha256(name.encode()).hexdigest()
+    try:
+        meta = json.loads((root / "meta" / digest / "meta.json").read_text(encoding="utf-8"))
+        ep = meta["Endpoints"]["docker"]
+        url = ep["Host"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    tls_dir = root / "tls" / digest / "docker"
+    tls: dict[str, str] = {}
+    if (tls_dir / "ca.pem").exists() or (tls_dir / "cert.pem").exists():
+        tls = {"DOCKER_CERT_PATH": str(tls_dir), "DOCKER_TLS_VERIFY": "" if ep.get("SkipTLSVerify") else "1"}
+    return url, tls
 
 
 def _translate(exc: Exception, host: str, what: str = "") -> OssctlError:
@@ -85,6 +115,10 @@ class DockerRuntime:
 
         self.host = base_url
         environment = {k: v for k, v in (env or {}).items() if k in ("DOCKER_TLS_VERIFY", "DOCKER_CERT_PATH")}
+        ctx = context_endpoint(base_url, env or {}) if "://" not in base_url else None
+        if ctx is not None:  # a `docker context` name: its endpoint and TLS files
+            base_url, tls = ctx
+            environment.update(tls)
         environment["DOCKER_HOST"] = base_url
         with _errors(base_url):
             # version "auto" asks the engine once: that request also proves it answers

@@ -59,7 +59,13 @@ DEFAULTS: dict[str, Any] = {
     "restart": "unless-stopped",
 }
 OPTIONAL = ("temperature", "top_p", "top_k", "min_p", "repeat_penalty", "reasoning_effort", "reasoning_format",
-            "bench")
+            "bench", "hosts", "max_unavailable")
+# [[hosts]]: a fleet. Each entry names a Docker engine (`docker_host`: a URL as DOCKER_HOST
+# takes, or a `docker context` name) and may override these keys for that host; `upstream`
+# is the address the front door reaches that host's release on (default: the host part of
+# `docker_host`, 127.0.0.1 for a local socket).
+HOST_OVERRIDES = ("model", "host", "port", "gpus", "tensor_split", "n_cpu_moe", "threads", "api_key_file")
+HOST_KEYS = ("docker_host", "upstream", *HOST_OVERRIDES)
 ALL_KEYS = ("extends", "name", *DEFAULTS, *OPTIONAL)
 
 FLASH_ATTN = ("on", "off", "auto")
@@ -342,12 +348,56 @@ def validate(raw: dict[str, Any], name: str) -> dict[str, Any]:
         raise UsageError("`reasoning_effort` needs `jinja = true`: the level reaches the model through its chat template")
     if "bench" in p:
         p["bench"] = _validate_bench(p["bench"])
+    if "hosts" in p:
+        p["hosts"] = _validate_hosts(raw, p["hosts"], name)
+        p["max_unavailable"] = p.get("max_unavailable", 1)
+        _int(p, "max_unavailable", 1, len(p["hosts"]))
+    elif "max_unavailable" in p:
+        raise UsageError("`max_unavailable` needs a fleet: add [[hosts]] entries", hint="or remove `max_unavailable`")
     trained = catalog_context(p)
     if trained and p["ctx"] > trained:
         raise UsageError(f"`ctx` {p['ctx']} is above the trained context of {p['model']} ({trained})",
                          hint=f"set ctx <= {trained}")
     ordered = {k: p[k] for k in ("name", *DEFAULTS, *OPTIONAL) if k in p}
     return ordered
+
+
+def _validate_hosts(raw: dict[str, Any], hosts: Any, name: str) -> list[dict[str, Any]]:
+    """``[[hosts]]``: a non-empty list of tables with a unique ``docker_host`` each; every
+    override is checked by validating the whole profile as that host will run it."""
+    if not isinstance(hosts, list) or not hosts or any(not isinstance(h, dict) for h in hosts):
+        raise UsageError("`hosts` must be a non-empty list of tables ([[hosts]] with docker_host = ...)")
+    base = {k: v for k, v in raw.items() if k not in ("hosts", "max_unavailable")}
+    seen: set[str] = set()
+    out = []
+    for i, h in enumerate(hosts, 1):
+        for k in h:
+            if k not in HOST_KEYS:
+                raise _unknown(k, HOST_KEYS, f" in [[hosts]] entry {i}")
+        dh = h.get("docker_host")
+        if not isinstance(dh, str) or not dh.strip():
+            raise UsageError(f"[[hosts]] entry {i} needs `docker_host` (a URL like ssh://user@gpu1, or a docker context name)")
+        if dh in seen:
+            raise UsageError(f"[[hosts]] lists {dh} twice")
+        seen.add(dh)
+        if "upstream" in h and (not isinstance(h["upstream"], str) or not h["upstream"].strip()):
+            raise UsageError(f"[[hosts]] {dh}: `upstream` must be an address (IP or name) the front door reaches")
+        try:
+            validate({**base, **{k: h[k] for k in HOST_OVERRIDES if k in h}}, name)
+        except UsageError as exc:
+            raise UsageError(f"[[hosts]] {dh}: {exc.message}", hint=exc.hint) from None
+        out.append(dict(h))
+    return out
+
+
+def host_profile(profile: dict[str, Any], host: dict[str, Any]) -> dict[str, Any]:
+    """The resolved profile as ``host`` (one ``[[hosts]]`` entry) runs it: its overrides
+    applied, without the fleet keys. Pure."""
+    p = {k: v for k, v in profile.items() if k not in ("hosts", "max_unavailable")}
+    p.update({k: host[k] for k in HOST_OVERRIDES if k in host})
+    if "tensor_split" in host:
+        p["tensor_split"] = [float(x) for x in host["tensor_split"]]
+    return p
 
 
 def _validate_bench(b: Any) -> dict[str, Any]:

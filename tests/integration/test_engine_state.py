@@ -322,3 +322,25 @@ def test_engine_restarted_mid_deploy(serve_env, own_engine, tmp_path):
     assert_kept(env, kept)
     states = {x["id"]: x["state"] for x in b.cli("--json", "releases", "--profile", env.profile).json()["releases"]}
     assert states["r0002"] in ("interrupted", "failed")
+
+
+def test_docker_context_names_are_endpoints(serve_env, tmp_path):
+    """A name from `docker context ls` reaches the engine the context names (the docker CLI's
+    own store: meta.json under contexts/meta/<sha256(name)>)."""
+    import hashlib
+
+    env = serve_env
+    cfg = tmp_path / "docker-config"
+    meta = cfg / "contexts" / "meta" / hashlib.sha256(b"gpu-box").hexdigest()
+    meta.mkdir(parents=True)
+    (meta / "meta.json").write_text(json.dumps({"Name": "gpu-box", "Metadata": {},
+                                                "Endpoints": {"docker": {"Host": env.docker_host,
+                                                                         "SkipTLSVerify": False}}}))
+    ctx_env = {"DOCKER_CONFIG": str(cfg), "DOCKER_HOST": ""}
+    r = run_cli("--json", "deploy", "-p", env.profile, "--docker-host", "gpu-box", env=ctx_env)
+    assert r.code == 0, r.err
+    r = run_cli("--json", "status", "-p", env.profile, env={**ctx_env, "DOCKER_HOST": "gpu-box"})
+    assert r.code == 0 and r.json()["releases"][0]["release"] == "r0001" and r.json()["docker_host"] == "gpu-box"
+    assert serving(env) == "r0001"  # the same engine, reached by its URL
+    r = run_cli("status", "--docker-host", "no-such-context", env=ctx_env)
+    assert r.code == 2 and "nor a Docker context name" in r.err

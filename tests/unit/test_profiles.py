@@ -202,3 +202,35 @@ def test_cli_invalid_profile_one_line(home):
     assert r.code == 2 and "bad: invalid" in r.out and "cpu: ok" in r.out
     r = run_cli("profile", "show", "nope")
     assert r.code == 3 and "unknown profile 'nope'" in r.err
+
+
+FLEET_BASE = {"model": "20b", "image": "img:1", "ctx": 4096}
+
+
+def test_fleet_hosts_validate_each_override_as_that_host_runs_it():
+    p = P.validate({**FLEET_BASE, "port": 8080,
+                    "hosts": [{"docker_host": "ssh://ops@gpu1"},
+                              {"docker_host": "tcp://gpu2:2376", "port": 9000, "gpus": [0, 1], "tensor_split": [3, 1],
+                               "upstream": "10.0.0.2", "model": "/srv/models/20b"}]}, "fleet")
+    assert p["max_unavailable"] == 1 and [h["docker_host"] for h in p["hosts"]] == ["ssh://ops@gpu1", "tcp://gpu2:2376"]
+    h2 = P.host_profile(p, p["hosts"][1])
+    assert (h2["port"], h2["gpus"], h2["tensor_split"], h2["model"]) == (9000, [0, 1], [3.0, 1.0], "/srv/models/20b")
+    assert "hosts" not in h2 and "max_unavailable" not in h2
+    assert P.host_profile(p, p["hosts"][0])["port"] == 8080
+
+
+@pytest.mark.parametrize("extra, needle", [
+    ({"hosts": []}, "`hosts` must be a non-empty list of tables"),
+    ({"hosts": [{"port": 1}]}, "[[hosts]] entry 1 needs `docker_host`"),
+    ({"hosts": [{"docker_host": "a", "prot": 1}]}, "unknown key 'prot' in [[hosts]] entry 1"),
+    ({"hosts": [{"docker_host": "a"}, {"docker_host": "a"}]}, "[[hosts]] lists a twice"),
+    ({"hosts": [{"docker_host": "a", "port": 0}]}, "[[hosts]] a: `port` must be between 1 and 65535"),
+    ({"hosts": [{"docker_host": "a", "gpus": [0], "tensor_split": [1, 1]}]}, "[[hosts]] a: `tensor_split` has 2 entries"),
+    ({"hosts": [{"docker_host": "a", "host": "0.0.0.0"}]}, "[[hosts]] a: `host` 0.0.0.0 is not a loopback address"),
+    ({"hosts": [{"docker_host": "a"}], "max_unavailable": 2}, "`max_unavailable` must be between 1 and 1"),
+    ({"max_unavailable": 1}, "`max_unavailable` needs a fleet"),
+])
+def test_fleet_bad_input(extra, needle):
+    with pytest.raises(UsageError) as ei:
+        P.validate({**FLEET_BASE, **extra}, "fleet")
+    assert needle in ei.value.message
