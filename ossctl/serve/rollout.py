@@ -162,8 +162,8 @@ class Engine:
         return st if st and st["running"] else None
 
 
-def _endpoint(port: int) -> str:
-    return f"http://127.0.0.1:{port}"
+def _endpoint(port: int, reach: str = "127.0.0.1") -> str:
+    return f"http://[{reach}]:{port}" if ":" in reach else f"http://{reach}:{port}"
 
 
 def _reason(exc: BaseException) -> str:
@@ -390,56 +390,75 @@ def deploy(settings, profile_name: str, *, dry_run: bool = False, timeout: float
 
     eng = Engine(settings, docker_host_flag, log)
     with eng.ledger.lock(name, "deploy", log):
-        book = eng.book(name)
-        _reconcile(eng, book, name, timeout)
-        preflight: dict[str, Any] = {}
-        if profile["require_registered"]:
-            preflight["registry"] = _check_registered(settings, manifest, log)
-        image = eng.rt.image_info(profile["image"])
-        help_text = image_flags.read_help(eng.rt, profile["image"])
-        cur = book.current(name)
-        cur_state = eng.running(cur)
-        vram = _check_vram(settings, profile, model_dir) if profile["gpus"] != "none" else \
-            {"status": "skipped", "message": "VRAM check skipped: the profile uses no GPU", "plan": None}
-        preflight["vram"] = {"status": vram["status"], "message": vram["message"]}
-        log(vram["message"] or f"VRAM check: {vram['status']}")
-        # with the old release loaded a "fail" may only mean "not next to it": re-checked once it is stopped
-        if vram["status"] == "fail" and not cur_state and not force:
-            raise ConflictError(f"the model does not fit in GPU memory: {vram['message']}",
-                                hint="lower ctx / n_gpu_layers, use another profile, or pass --force")
-        _check_port(eng.rt, profile, port, {cur_state["name"]} if cur_state else set())
+        return deploy_locked(eng, profile, manifest, model_dir, timeout=timeout, force=force, strategy=strategy,
+                             api_key=api_key, local_vram=True).public()
 
-        rid = book.next_id(name, [c["labels"].get("ossctl.release", "") for c in eng.containers(name)])
-        spec = llama_server.build_spec(profile, manifest, model_dir, rid, port, help_text)
-        rec = Release(
-            id=rid, profile=name, kind="deploy", source=rid, created=now_iso(), owner=whoami(),
-            docker_host=eng.host, endpoint=_endpoint(port), host=profile["host"], port=port,
-            container_name=spec["name"], image=profile["image"], image_id=image["id"],
-            image_digests=image["digests"], model_dir=str(model_dir), model_id=manifest.model_id,
-            composite_sha256=manifest.composite_sha256, repo=manifest.repo, revision=manifest.revision,
-            ctx=profile["ctx"], api_key_file=profile["api_key_file"] or None, strategy=strategy,
-            previous=cur.id if cur else None, preflight=preflight, profile_resolved=profile, spec=spec)
-        book.add(rec)
 
-        def start() -> str:
-            if vram["status"] == "fail" and not force:
-                again = _check_vram(settings, profile, model_dir)
-                if again["status"] == "fail":
-                    raise DeployError(f"the model does not fit in GPU memory: {again['message']}")
-            log(f"starting {spec['name']} from {profile['image']} on {rec.endpoint}")
-            return eng.rt.run(spec)
+def deploy_locked(eng: Engine, profile: dict[str, Any], manifest, model_dir: Path, *, timeout: float, force: bool,
+                  strategy: str, api_key: str | None, local_vram: bool, reach: str = "127.0.0.1") -> Release:
+    """Deploy the resolved ``profile`` on ``eng``, whose lock for it the caller holds;
+    ``model_dir`` is the model's directory on the engine's machine, ``manifest`` the
+    verified manifest of those files. ``local_vram``: the engine's GPUs are this machine's
+    (NVML can check the plan). ``reach``: the address this machine reaches the published
+    port on (the engine's host, for a remote engine). Raises as :func:`deploy` does."""
+    name = profile["name"]
+    log = eng.log
+    port = profile["port"]
+    book = eng.book(name)
+    _reconcile(eng, book, name, timeout)
+    preflight: dict[str, Any] = {}
+    if profile["require_registered"]:
+        preflight["registry"] = _check_registered(eng.settings, manifest, log)
+    image = eng.rt.image_info(profile["image"])
+    help_text = image_flags.read_help(eng.rt, profile["image"])
+    cur = book.current(name)
+    cur_state = eng.running(cur)
+    if profile["gpus"] == "none":
+        vram = {"status": "skipped", "message": "VRAM check skipped: the profile uses no GPU", "plan": None}
+    elif not local_vram:
+        vram = {"status": "skipped", "message": f"VRAM check skipped: NVML of {eng.host} is not reachable from here",
+                "plan": None}
+    else:
+        vram = _check_vram(eng.settings, profile, model_dir)
+    preflight["vram"] = {"status": vram["status"], "message": vram["message"]}
+    log(vram["message"] or f"VRAM check: {vram['status']}")
+    # with the old release loaded a "fail" may only mean "not next to it": re-checked once it is stopped
+    if vram["status"] == "fail" and not cur_state and not force:
+        raise ConflictError(f"the model does not fit in GPU memory: {vram['message']}",
+                            hint="lower ctx / n_gpu_layers, use another profile, or pass --force")
+    _check_port(eng.rt, profile, port, {cur_state["name"]} if cur_state else set())
 
-        def gate(r: Release) -> dict[str, Any]:
-            facts = _gate(eng, r, profile, manifest.first_file, api_key, timeout, bench=True)
-            eng.rt.set_restart(r.container_id, spec["restart_policy"])
-            return facts
+    rid = book.next_id(name, [c["labels"].get("ossctl.release", "") for c in eng.containers(name)])
+    spec = llama_server.build_spec(profile, manifest, model_dir, rid, port, help_text)
+    rec = Release(
+        id=rid, profile=name, kind="deploy", source=rid, created=now_iso(), owner=whoami(),
+        docker_host=eng.host, endpoint=_endpoint(port, reach), host=profile["host"], port=port,
+        container_name=spec["name"], image=profile["image"], image_id=image["id"],
+        image_digests=image["digests"], model_dir=str(model_dir), model_id=manifest.model_id,
+        composite_sha256=manifest.composite_sha256, repo=manifest.repo, revision=manifest.revision,
+        ctx=profile["ctx"], api_key_file=profile["api_key_file"] or None, strategy=strategy,
+        previous=cur.id if cur else None, preflight=preflight, profile_resolved=profile, spec=spec)
+    book.add(rec)
 
-        t0 = time.monotonic()
-        _step(eng, rec, cur, start, lambda: _remove_release_containers(eng, rec), gate, timeout,
-              f"deploy of profile {name!r} (release {rid})")
-        rec.deploy_s = round(time.monotonic() - t0, 3)
-        _retain(eng, book, name, profile["keep_releases"])
-        return rec.public()
+    def start() -> str:
+        if vram["status"] == "fail" and not force:
+            again = _check_vram(eng.settings, profile, model_dir)
+            if again["status"] == "fail":
+                raise DeployError(f"the model does not fit in GPU memory: {again['message']}")
+        log(f"starting {spec['name']} from {profile['image']} on {rec.endpoint}")
+        return eng.rt.run(spec)
+
+    def gate(r: Release) -> dict[str, Any]:
+        facts = _gate(eng, r, profile, manifest.first_file, api_key, timeout, bench=True)
+        eng.rt.set_restart(r.container_id, spec["restart_policy"])
+        return facts
+
+    t0 = time.monotonic()
+    _step(eng, rec, cur, start, lambda: _remove_release_containers(eng, rec), gate, timeout,
+          f"deploy of profile {name!r} (release {rid})")
+    rec.deploy_s = round(time.monotonic() - t0, 3)
+    _retain(eng, book, name, profile["keep_releases"])
+    return rec
 
 
 # ------------------------------------------------------------------ rollback
