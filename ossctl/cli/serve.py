@@ -28,20 +28,31 @@ def deploy(
     force: bool = typer.Option(False, "--force", help="Deploy even when the VRAM check says it does not fit."),
     strategy: Optional[str] = typer.Option(None, "--strategy", metavar="auto|recreate|blue-green", help="Override the profile's strategy."),
     docker_host: Optional[str] = typer.Option(None, "--docker-host", metavar="URL", help=_HOST_HELP),
+    keep_going: bool = typer.Option(False, "--keep-going", help="Fleet: when a host fails, keep the hosts already updated on the new release."),
 ) -> None:
     """Deploy a profile: preflight, start, health gate, switch, record. On failure the
-    previous release serves again and the exit code is 7."""
+    previous release serves again and the exit code is 7. A profile with [[hosts]] rolls
+    host by host behind its front door."""
     st = output.state(ctx)
     from ossctl.serve import rollout
 
     res = rollout.deploy(st.settings, profile, dry_run=dry_run, timeout=timeout, force=force, strategy=strategy,
-                         docker_host_flag=docker_host, log=_log(st))
+                         docker_host_flag=docker_host, keep_going=keep_going, log=_log(st))
     if dry_run:
         output.emit(st, res, lambda: json.dumps(res["spec"], indent=2) + "\n\n" + res["docker_run"]
                     + "\n\n" + _flags_text(res["flags"]))
         return
+    if "hosts" in res:
+        output.emit(st, res, lambda: _fleet_text(res))
+        return
     output.emit(st, res, lambda: f"release {res['id']} of profile {res['profile']} is healthy at {res['endpoint']} "
                                  f"(container {res['container_name']}, ready in {res['ready_s']:.1f} s)")
+
+
+def _fleet_text(res: dict) -> str:
+    return (f"fleet {res['profile']} behind {res['frontdoor']}\n"
+            + output.table(["HOST", "STATE", "RELEASE", "UPSTREAM"],
+                           [[h["docker_host"], h["state"], h.get("release") or "-", h["upstream"]] for h in res["hosts"]]))
 
 
 def _flags_text(flags: dict) -> str:
@@ -64,6 +75,9 @@ def rollback(
     from ossctl.serve import rollout
 
     res = rollout.rollback(st.settings, profile, to, timeout=timeout, docker_host_flag=docker_host, log=_log(st))
+    if "hosts" in res:
+        output.emit(st, res, lambda: _fleet_text(res))
+        return
     output.emit(st, res, lambda: f"rolled back profile {res['profile']} to release {res['source']} "
                                  f"(recorded as {res['id']}), healthy at {res['endpoint']}")
 
@@ -93,12 +107,17 @@ def status(
                         "(the next deploy or rollback reconciles them)")
 
     def human() -> str:
+        fleet = "hosts" in res
+        for h in res.get("hosts", []):
+            if not h["ok"]:
+                output.info(f"warning: {h['docker_host']}: {h['error']}")
         if not res["releases"]:
-            return f"nothing deployed on {res['docker_host']}"
+            return f"nothing deployed on {res['docker_host'] or 'the fleet'}"
         return output.table(
-            ["PROFILE", "RELEASE", "MODEL", "CTX", "HEALTH", "CONTAINER", "UPTIME", "ENDPOINT"],
-            [[r["profile"], r["release"] + ("" if r["source"] == r["release"] else f" (= {r['source']})"), r["model"],
-              r["ctx"], r["health"], r["container"], _uptime(r["uptime_s"]), r["endpoint"]] for r in res["releases"]])
+            (["HOST"] if fleet else []) + ["PROFILE", "RELEASE", "MODEL", "CTX", "HEALTH", "CONTAINER", "UPTIME", "ENDPOINT"],
+            [([r["docker_host"]] if fleet else []) + [
+                r["profile"], r["release"] + ("" if r["source"] == r["release"] else f" (= {r['source']})"), r["model"],
+                r["ctx"], r["health"], r["container"], _uptime(r["uptime_s"]), r["endpoint"]] for r in res["releases"]])
 
     output.emit(st, res, human)
 

@@ -305,12 +305,17 @@ class DockerRuntime:
                 "runtimes": sorted((info.get("Runtimes") or {}).keys()),
                 "cdi_spec_dirs": list(info.get("CDISpecDirs") or [])}
 
-    def run_once(self, image: str, args: list[str], timeout: float = 60) -> tuple[int, str]:
-        """Run ``image`` with ``args`` (its entrypoint kept), no network, and return
-        (exit code, stdout + stderr). The container is always removed."""
+    def run_once(self, image: str, args: list[str], timeout: float = 60, entrypoint: list[str] | None = None,
+                 read_only: dict[str, str] | None = None) -> tuple[int, str]:
+        """Run ``image`` with ``args`` (its entrypoint kept unless ``entrypoint`` is given),
+        no network, ``read_only`` host directories bind-mounted (host path → container
+        path), and return (exit code, stdout + stderr). The container is always removed."""
+        from docker.types import Mount
+
+        mounts = [Mount(t, src, type="bind", read_only=True) for src, t in (read_only or {}).items()]
         with _errors(self.host, image):
-            c = self.client.containers.create(image, command=args, network_disabled=True,
-                                              labels={L.PROBE: "1"})
+            c = self.client.containers.create(image, command=args, network_disabled=True, entrypoint=entrypoint,
+                                              mounts=mounts or None, labels={L.PROBE: "1"})
         try:
             with _errors(self.host, image):
                 c.start()

@@ -352,7 +352,7 @@ def _choose_strategy(strategy: str, log: Log) -> str:
 
 def deploy(settings, profile_name: str, *, dry_run: bool = False, timeout: float | None = None,
            force: bool = False, strategy: str | None = None, docker_host_flag: str | None = None,
-           log: Log = _nolog) -> dict[str, Any]:
+           keep_going: bool = False, log: Log = _nolog) -> dict[str, Any]:
     """Deploy ``profile_name`` (see the module docstring). Returns the release (or, with
     ``dry_run``, the spec and the ``docker run`` line without touching anything).
 
@@ -364,6 +364,12 @@ def deploy(settings, profile_name: str, *, dry_run: bool = False, timeout: float
 
     profile = resolve_profile(settings, profile_name)
     name = profile["name"]
+    if profile.get("hosts") and not dry_run:
+        from ossctl.serve import fleet
+
+        if docker_host_flag:
+            raise UsageError(f"profile {name!r} is a fleet: its [[hosts]] name the engines, --docker-host does not")
+        return fleet.deploy(settings, profile, timeout=timeout, force=force, keep_going=keep_going, log=log)
     strategy = _choose_strategy(strategy or profile["strategy"], log if not dry_run else _nolog)
     timeout = float(timeout if timeout is not None else profile["health_timeout"])
     if timeout <= 0:
@@ -511,64 +517,87 @@ def rollback(settings, profile: str | None = None, to: str | None = None, *, tim
     container, or recreate it from the recorded spec; health-gated; recorded as a new
     release of kind "rollback". On failure the release that was serving is restored and
     :class:`DeployError` is raised."""
+    fleet_profile = _fleet_profile(settings, profile)
+    if fleet_profile is not None:
+        from ossctl.serve import fleet
+
+        return fleet.rollback(settings, fleet_profile, timeout=timeout, log=log)
     eng = Engine(settings, docker_host_flag, log)
     name = profile or _pick_profile(eng.book(), None)
     with eng.ledger.lock(name, "rollback", log):
-        book = eng.book(name)
-        cur = book.current(name)
-        target = _rollback_target(book, name, cur, to)
-        tprofile = target.profile_resolved
-        timeout = float(timeout if timeout is not None else tprofile.get("health_timeout", 900))
-        _reconcile(eng, book, name, timeout)
-        cur_state = eng.running(cur)
-        tstate = eng.rt.find(target.container_id) if target.container_id and not target.container_removed else None
+        return rollback_locked(eng, name, to, timeout).public()
+
+
+def rollback_locked(eng: Engine, name: str, to: str | None, timeout: float | None) -> Release:
+    """The body of :func:`rollback` on one engine whose lock of profile ``name`` the caller
+    holds (the fleet rollback calls it per host)."""
+    log = eng.log
+    book = eng.book(name)
+    cur = book.current(name)
+    target = _rollback_target(book, name, cur, to)
+    tprofile = target.profile_resolved
+    timeout = float(timeout if timeout is not None else tprofile.get("health_timeout", 900))
+    _reconcile(eng, book, name, timeout)
+    cur_state = eng.running(cur)
+    tstate = eng.rt.find(target.container_id) if target.container_id and not target.container_removed else None
+    if tstate is None:
+        eng.rt.image_info(target.image)
+    if not (tstate and tstate["running"]):
+        _check_port(eng.rt, tprofile, target.port, {cur_state["name"]} if cur_state else set())
+    rid = book.next_id(name, [c["labels"].get("ossctl.release", "") for c in eng.containers(name)])
+    rec = Release.from_dict(target.to_dict())
+    rec.id, rec.kind, rec.state, rec.created, rec.owner = rid, "rollback", State.PENDING, now_iso(), whoami()
+    rec.rollback_to, rec.previous, rec.strategy = target.id, cur.id if cur else None, "recreate"
+    rec.rolled_back, rec.error, rec.ready_s, rec.deploy_s, rec.bench, rec.vram = False, None, None, None, None, None
+    rec.container_removed = False
+    book.add(rec)
+    first_file = Path(target.spec["command"][1]).name
+    api_key = _api_key_quiet(target)
+
+    def start() -> str:
+        if tstate is not None:
+            log(f"starting the kept container of release {target.id} ({tstate['name']})")
+            if not tstate["running"]:
+                eng.rt.start(target.container_id)
+            return target.container_id
+        spec = dict(target.spec)
+        spec["name"] = llama_server.container_name(name, rid)
+        spec["labels"] = {**spec["labels"], **rec.labels()}
+        log(f"recreating release {target.id} as {spec['name']} from its recorded spec")
+        rec.container_name, rec.spec = spec["name"], spec
+        return eng.rt.run(spec)
+
+    def undo() -> None:
+        if tstate is not None:
+            eng.rt.stop(target.container_id)  # the kept container stays kept
+        else:
+            _remove_release_containers(eng, rec)
+
+    def gate(r: Release) -> dict[str, Any]:
+        facts = _gate(eng, r, tprofile, first_file, api_key, timeout, bench=False)
         if tstate is None:
-            eng.rt.image_info(target.image)
-        if not (tstate and tstate["running"]):
-            _check_port(eng.rt, tprofile, target.port, {cur_state["name"]} if cur_state else set())
-        rid = book.next_id(name, [c["labels"].get("ossctl.release", "") for c in eng.containers(name)])
-        rec = Release.from_dict(target.to_dict())
-        rec.id, rec.kind, rec.state, rec.created, rec.owner = rid, "rollback", State.PENDING, now_iso(), whoami()
-        rec.rollback_to, rec.previous, rec.strategy = target.id, cur.id if cur else None, "recreate"
-        rec.rolled_back, rec.error, rec.ready_s, rec.deploy_s, rec.bench, rec.vram = False, None, None, None, None, None
-        rec.container_removed = False
-        book.add(rec)
-        first_file = Path(target.spec["command"][1]).name
-        api_key = _api_key_quiet(target)
+            eng.rt.set_restart(r.container_id, r.spec["restart_policy"])
+        return facts
 
-        def start() -> str:
-            if tstate is not None:
-                log(f"starting the kept container of release {target.id} ({tstate['name']})")
-                if not tstate["running"]:
-                    eng.rt.start(target.container_id)
-                return target.container_id
-            spec = dict(target.spec)
-            spec["name"] = llama_server.container_name(name, rid)
-            spec["labels"] = {**spec["labels"], **rec.labels()}
-            log(f"recreating release {target.id} as {spec['name']} from its recorded spec")
-            rec.container_name, rec.spec = spec["name"], spec
-            return eng.rt.run(spec)
-
-        def undo() -> None:
-            if tstate is not None:
-                eng.rt.stop(target.container_id)  # the kept container stays kept
-            else:
-                _remove_release_containers(eng, rec)
-
-        def gate(r: Release) -> dict[str, Any]:
-            facts = _gate(eng, r, tprofile, first_file, api_key, timeout, bench=False)
-            if tstate is None:
-                eng.rt.set_restart(r.container_id, r.spec["restart_policy"])
-            return facts
-
-        _step(eng, rec, cur, start, undo, gate, timeout, f"rollback of profile {name!r} to release {target.id}")
-        if cur:
-            cur.rolled_back = True
-            eng.ledger.save(cur)
-        return rec.public()
+    _step(eng, rec, cur, start, undo, gate, timeout, f"rollback of profile {name!r} to release {target.id}")
+    if cur:
+        cur.rolled_back = True
+        eng.ledger.save(cur)
+    return rec
 
 
 # ------------------------------------------------------------------ status / history / unlock
+
+def _fleet_profile(settings, name: str | None) -> dict[str, Any] | None:
+    """The resolved profile ``name`` when it is a fleet (has ``[[hosts]]``), else None. A
+    name that is not a profile here (a release deployed from elsewhere) is no fleet."""
+    if not name:
+        return None
+    try:
+        p = resolve_profile(settings, name)
+    except NotFoundError:
+        return None
+    return p if p.get("hosts") else None
 
 def status(settings, profile: str | None = None, docker_host_flag: str | None = None,
            log: Log = _nolog) -> dict[str, Any]:
@@ -578,6 +607,11 @@ def status(settings, profile: str | None = None, docker_host_flag: str | None = 
     from ossctl import labels as L
     from ossctl.serve import health
 
+    fleet_profile = _fleet_profile(settings, profile)
+    if fleet_profile is not None:
+        from ossctl.serve import fleet
+
+        return fleet.status(settings, fleet_profile, log)
     eng = Engine(settings, docker_host_flag, log)
     book = eng.book(profile)
     by_profile: dict[str, list[dict[str, Any]]] = {}
@@ -605,7 +639,7 @@ def status(settings, profile: str | None = None, docker_host_flag: str | None = 
             "container": st["status"] if st else "missing",
             "health": health.probe(cur.endpoint, _api_key_quiet(cur)) if running else "down",
             "uptime_s": round(time.time() - started) if (running and started) else None,
-            "leftovers": leftovers, "owner": cur.owner, "created": cur.created,
+            "leftovers": leftovers, "owner": cur.owner, "created": cur.created, "docker_host": eng.host,
         })
     return {"docker_host": eng.host, "releases": out,
             "unreadable": [f"{u.profile}/{u.name}: {u.reason}" for u in book.unreadable

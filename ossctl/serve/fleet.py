@@ -1,0 +1,336 @@
+"""A fleet: one profile rolled across several Docker engines behind one front door.
+
+The profile's ``[[hosts]]`` name the engines (a DOCKER_HOST URL or a ``docker context``
+name each, with per-host overrides); its ``[frontdoor]`` table says where clients connect.
+Each engine keeps its own ledger and lock (:mod:`ossctl.serve.releases`), and each host is
+changed by the same rollout step as a single engine (:func:`ossctl.serve.rollout.deploy_locked`).
+What this module adds is the order and the safety around it:
+
+1. **Preflight every host first**, concurrently, each within its own time limit, so one slow
+   or unreachable host never hangs the command: engine reachable, image present and the
+   same image id everywhere, the same llama.cpp build everywhere, the model files on that
+   host hashed *on that host* (``sha256sum`` in a short-lived container: model bytes never
+   cross the network) and compared with the manifest, the on-chain hash when
+   ``require_registered``. Nothing changes unless every host passes.
+2. **The lock of every host** is taken before the first change and held to the end, so two
+   rollouts of one fleet never interleave anywhere.
+3. **Host by host** (``max_unavailable`` at a time): drain it at the front door (no new
+   requests; wait for those in flight), deploy, health gate, put it back.
+4. **On the first failure**: that host's previous release is already back (the rollout step
+   does that); the hosts already updated are rolled back the same way, so the fleet serves
+   one version; exit 7 with a per-host account. ``keep_going`` leaves the updated ones.
+
+Library code: reports progress through ``log``, never prints.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import contextlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from ossctl.errors import ConflictError, DeployError, IntegrityError, Interrupted, OssctlError, RemoteError, UsageError
+
+Log = Callable[[str], None]
+PREFLIGHT_TIMEOUT_S = 120.0  # one host's preflight, hashing its model files included
+STATUS_TIMEOUT_S = 15.0
+DRAIN_TIMEOUT_S = 300.0
+
+
+def _nolog(_msg: str) -> None:
+    pass
+
+
+@dataclass
+class Member:
+    """One host of the fleet: its endpoint, its profile (overrides applied), the address
+    the front door and this machine reach its release on."""
+
+    docker_host: str
+    profile: dict[str, Any]
+    reach: str
+    engine: Any = None  # rollout.Engine once connected
+    facts: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def upstream(self) -> str:
+        host = f"[{self.reach}]" if ":" in self.reach else self.reach
+        return f"http://{host}:{self.profile['port']}"
+
+
+def reach_address(docker_host: str, override: str | None, env: dict[str, str]) -> str:
+    """Where a host's published port is reached: the ``upstream`` override, else the host
+    part of its Docker endpoint (a context name is looked up), 127.0.0.1 for a local socket."""
+    from ossctl.serve.docker_runtime import context_endpoint
+
+    if override:
+        return override
+    url = docker_host
+    if "://" not in url:
+        ctx = context_endpoint(url, env)
+        url = ctx[0] if ctx else url
+    if url.startswith(("unix://", "npipe://")):
+        return "127.0.0.1"
+    return urlsplit(url).hostname or "127.0.0.1"
+
+
+def members(settings, profile: dict[str, Any]) -> list[Member]:
+    from ossctl.serve.profiles import host_profile
+
+    return [Member(h["docker_host"], host_profile(profile, h), reach_address(h["docker_host"], h.get("upstream"),
+                                                                              dict(settings.env)))
+            for h in profile["hosts"]]
+
+
+def per_host(ms: list[Member], fn: Callable[[Member], Any], timeout: float) -> list[tuple[Member, Any, OssctlError | None]]:
+    """``fn(member)`` for every member concurrently; a host that raises or does not answer
+    within ``timeout`` seconds gets an error instead of stalling the others."""
+    pool = cf.ThreadPoolExecutor(max_workers=max(1, len(ms)), thread_name_prefix="ossctl-host")
+    futs = {pool.submit(fn, m): m for m in ms}
+    done, _ = cf.wait(futs, timeout=timeout)
+    out = []
+    for f, m in futs.items():
+        if f not in done:
+            out.append((m, None, RemoteError(f"{m.docker_host} did not answer within {timeout:g} s")))
+            continue
+        exc = f.exception()
+        if exc is None:
+            out.append((m, f.result(), None))
+        elif isinstance(exc, OssctlError):
+            out.append((m, None, exc))
+        else:
+            out.append((m, None, RemoteError(f"{m.docker_host}: {type(exc).__name__}: {exc}")))
+    pool.shutdown(wait=False, cancel_futures=True)
+    return out
+
+
+# ---------------------------------------------------------------------- preflight
+
+def verify_on_host(rt, image: str, model_dir: str, manifest) -> None:
+    """Hash the manifest's files where they are (a short-lived container of ``image`` with
+    the model directory mounted read-only runs ``sha256sum``) and compare. Raises
+    :class:`IntegrityError` naming the file, :class:`NotFoundError` for a missing one."""
+    files = [f"/models/{f.name}" for f in manifest.files]
+    code, out = rt.run_once(image, files, timeout=3600, entrypoint=["sha256sum"], read_only={model_dir: "/models"})
+    got: dict[str, str] = {}
+    for line in out.splitlines():
+        parts = line.split()
+        if len(parts) == 2 and len(parts[0]) == 64:
+            got[Path(parts[1].lstrip("*")).name] = parts[0].lower()
+    for f in manifest.files:
+        if f.name not in got:
+            raise IntegrityError(f"{rt.host}: {model_dir}/{f.name} is missing or unreadable"
+                                 + (f" (sha256sum exited {code})" if code else ""),
+                                 hint="copy the model there, or point the host's `model` at its directory")
+        if got[f.name] != f.sha256:
+            raise IntegrityError(f"{rt.host}: {model_dir}/{f.name} differs from the manifest "
+                                 f"(sha256 {got[f.name][:12]}…, expected {f.sha256[:12]}…)",
+                                 hint="copy the verified files there again (the composite must be the registered one)")
+
+
+def _preflight_host(settings, m: Member, manifest, log: Log) -> dict[str, Any]:
+    from ossctl.serve import image_flags
+    from ossctl.serve.llama_flags import parse_build
+    from ossctl.serve.rollout import Engine
+
+    m.engine = Engine(settings, m.docker_host, lambda msg: log(f"[{m.docker_host}] {msg}"))
+    image = m.engine.rt.image_info(m.profile["image"])
+    code, version = m.engine.rt.run_once(m.profile["image"], ["--version"], timeout=60)
+    build = parse_build(version)
+    image_flags.read_help(m.engine.rt, m.profile["image"])
+    model_dir = m.profile["model"] if m.profile["model"].startswith("/") else None
+    if model_dir is None:
+        raise UsageError(f"{m.docker_host}: the model directory on that host is not known",
+                         hint="give the host a `model = \"/path/on/that/host\"` in its [[hosts]] entry")
+    verify_on_host(m.engine.rt, m.profile["image"], model_dir, manifest)
+    m.facts = {"image_id": image["id"], "image_digests": image["digests"], "build": build}
+    return m.facts
+
+
+def preflight(settings, ms: list[Member], manifest, log: Log = _nolog) -> list[dict[str, Any]]:
+    """Check every host (concurrently, each within :data:`PREFLIGHT_TIMEOUT_S`) and that
+    they agree. Returns one row per host; raises the first host's error (its exit code)
+    with every host's account when any fails."""
+    res = per_host(ms, lambda m: _preflight_host(settings, m, manifest, log), PREFLIGHT_TIMEOUT_S)
+    rows = [{"docker_host": m.docker_host, "ok": err is None, "error": err.message if err else None,
+             **(facts or {})} for m, facts, err in res]
+    bad = [(m, err) for m, _, err in res if err is not None]
+    if bad:
+        first = bad[0][1]
+        raise type(first)(f"preflight failed on {len(bad)} of {len(ms)} hosts; nothing was changed: "
+                          + "; ".join(f"{m.docker_host}: {e.message}" for m, e in bad), hint=first.hint)
+    for key, what in (("image_id", "image"), ("build", "llama.cpp build")):
+        seen = {m.docker_host: m.facts[key] for m in ms}
+        if len(set(seen.values())) > 1:
+            raise ConflictError(f"the hosts disagree on the {what}: "
+                                + ", ".join(f"{h} {str(v)[:19]}" for h, v in seen.items()),
+                                hint="load the same image on every host (`docker save | ssh HOST docker load`), "
+                                     "then deploy again")
+    return rows
+
+
+# ---------------------------------------------------------------------- rolling
+
+def _frontdoor(settings, profile: dict[str, Any], ms: list[Member], log: Log):
+    from ossctl.serve.frontdoor import FrontDoor, FrontDoorSpec
+    from ossctl.serve.rollout import Engine
+
+    spec = FrontDoorSpec.from_profile(profile)
+    where = profile["frontdoor"].get("docker_host") or ms[0].docker_host
+    eng = next((m.engine for m in ms if m.docker_host == where and m.engine), None) or Engine(settings, where, log)
+    return FrontDoor(eng.rt, spec)
+
+
+@contextlib.contextmanager
+def _locks(ms: list[Member], name: str, op: str, log: Log):
+    with contextlib.ExitStack() as stack:
+        for m in ms:
+            stack.enter_context(m.engine.ledger.lock(name, op, log))
+        yield
+
+
+def _serving(m: Member) -> bool:
+    book = m.engine.book(m.profile["name"])
+    return m.engine.running(book.current(m.profile["name"])) is not None
+
+
+def deploy(settings, profile: dict[str, Any], *, timeout: float | None = None, force: bool = False,
+           keep_going: bool = False, log: Log = _nolog) -> dict[str, Any]:
+    """Roll ``profile`` (resolved, with ``hosts``) across its hosts; see the module
+    docstring. Returns the per-host account. Raises preflight errors (nothing changed),
+    :class:`DeployError` (exit 7) with the per-host account when a host failed, and
+    :class:`Interrupted` on Ctrl-C (after putting the fleet back on one version)."""
+    from ossctl.artifacts.manifest import locate_model_dir, read_manifest
+    from ossctl.serve.frontdoor import Upstream
+    from ossctl.serve.rollout import _api_key, _check_registered, deploy_locked
+
+    name = profile["name"]
+    manifest = read_manifest(locate_model_dir(settings, profile["model"]).resolve())
+    api_key = _api_key(profile)
+    ms = members(settings, profile)
+    log(f"preflight of {len(ms)} hosts")
+    rows = preflight(settings, ms, manifest, log)
+    if profile["require_registered"]:
+        _check_registered(settings, manifest, log)
+    fd = _frontdoor(settings, profile, ms, log)
+    account: list[dict[str, Any]] = [{"docker_host": m.docker_host, "state": "unchanged", "release": None,
+                                      "upstream": m.upstream, "build": r.get("build")} for m, r in zip(ms, rows)]
+    t0 = time.monotonic()
+    with _locks(ms, name, "deploy", log):
+        serving = {m.upstream for m in ms if _serving(m)}
+        fd.ensure([Upstream(m.upstream, enabled=m.upstream in serving) for m in ms])
+        log(f"front door {fd.spec.endpoint} on {fd.rt.host} over {len(serving)} serving host(s)")
+        done: list[tuple[Member, dict[str, Any]]] = []
+        step = profile["max_unavailable"]
+        try:
+            for i in range(0, len(ms), step):
+                batch = list(zip(ms[i:i + step], account[i:i + step]))
+                for m, _ in batch:
+                    if m.upstream in serving:
+                        log(f"draining {m.upstream} at the front door")
+                        fd.drain(m.upstream, timeout=DRAIN_TIMEOUT_S, api_key=api_key)
+                results = per_host([m for m, _ in batch], lambda m: deploy_locked(
+                    m.engine, m.profile, manifest, Path(m.profile["model"]),
+                    timeout=float(timeout if timeout is not None else m.profile["health_timeout"]),
+                    force=force, strategy="recreate", api_key=api_key, local_vram=False, reach=m.reach),
+                    timeout=float(timeout if timeout is not None else profile["health_timeout"]) + 120)
+                failed = None
+                for (m, acc), (_, rec, err) in zip(batch, results):
+                    if err is None:
+                        acc.update(state="updated", release=rec.id)
+                        fd.enable(m.upstream)
+                        serving.add(m.upstream)
+                        done.append((m, acc))
+                        log(f"{m.docker_host}: release {rec.id} serves; back at the front door")
+                    else:
+                        acc.update(state="failed", error=err.message, note=err.hint)
+                        if _serving(m):
+                            fd.enable(m.upstream)
+                        failed = failed or err
+                if failed is not None:
+                    raise failed
+        except BaseException as exc:
+            interrupted = isinstance(exc, (KeyboardInterrupt, Interrupted))
+            if not keep_going or interrupted:
+                _undo(done, fd, timeout, api_key, log)
+            summary = "; ".join(f"{a['docker_host']}: {a['state']}" + (f" ({a['error']})" if a.get("error") else "")
+                                for a in account)
+            if interrupted:
+                raise Interrupted(f"interrupted: fleet rollout of {name!r} stopped; {summary}") from None
+            if isinstance(exc, OssctlError):
+                raise DeployError(f"fleet rollout of {name!r} failed: {summary}",
+                                  hint="the fleet serves the previous release everywhere" if not keep_going else
+                                  "--keep-going: the hosts updated before the failure keep the new release") from None
+            raise
+    return {"profile": name, "frontdoor": fd.spec.endpoint, "frontdoor_host": fd.rt.host,
+            "hosts": account, "wall_s": round(time.monotonic() - t0, 3)}
+
+
+def _undo(done: list[tuple[Member, dict[str, Any]]], fd, timeout: float | None, api_key: str | None, log: Log) -> None:
+    """Roll back the hosts already updated (newest first), each drained then put back."""
+    from ossctl.serve.rollout import rollback_locked
+
+    for m, acc in reversed(done):
+        try:
+            fd.drain(m.upstream, timeout=DRAIN_TIMEOUT_S, api_key=api_key)
+            rec = rollback_locked(m.engine, m.profile["name"], None, timeout)
+            fd.enable(m.upstream)
+            acc.update(state="rolled back", release=rec.id)
+            log(f"{m.docker_host}: rolled back to release {rec.source}")
+        except OssctlError as exc:
+            acc.update(state="rollback failed", error=exc.message)
+
+
+def rollback(settings, profile: dict[str, Any], *, timeout: float | None = None, log: Log = _nolog) -> dict[str, Any]:
+    """Roll every host of the fleet back to its previous release, host by host behind the
+    front door, health-gated. Raises :class:`DeployError` with the per-host account when a
+    host's rollback fails (that host serves what it served before)."""
+    from ossctl.serve.rollout import Engine, _api_key, rollback_locked
+
+    name = profile["name"]
+    api_key = _api_key(profile)
+    ms = members(settings, profile)
+    res = per_host(ms, lambda m: setattr(m, "engine", Engine(settings, m.docker_host, log)), PREFLIGHT_TIMEOUT_S)
+    bad = [(m, e) for m, _, e in res if e is not None]
+    if bad:
+        raise type(bad[0][1])("; ".join(f"{m.docker_host}: {e.message}" for m, e in bad) + "; nothing was changed",
+                              hint=bad[0][1].hint)
+    fd = _frontdoor(settings, profile, ms, log)
+    account = [{"docker_host": m.docker_host, "state": "unchanged", "release": None, "upstream": m.upstream} for m in ms]
+    with _locks(ms, name, "rollback", log):
+        for m, acc in zip(ms, account):
+            try:
+                fd.drain(m.upstream, timeout=DRAIN_TIMEOUT_S, api_key=api_key)
+                rec = rollback_locked(m.engine, name, None, timeout)
+                acc.update(state="rolled back", release=rec.id, source=rec.source)
+            except OssctlError as exc:
+                acc.update(state="failed", error=exc.message)
+                with contextlib.suppress(OssctlError):
+                    fd.enable(m.upstream)
+                raise DeployError(f"fleet rollback of {name!r} stopped at {m.docker_host}: {exc.message}",
+                                  hint="; ".join(f"{a['docker_host']}: {a['state']}" for a in account)) from None
+            fd.enable(m.upstream)
+    return {"profile": name, "frontdoor": fd.spec.endpoint, "hosts": account}
+
+
+def status(settings, profile: dict[str, Any], log: Log = _nolog) -> dict[str, Any]:
+    """Every host's current release in one list (each row carries its ``docker_host``); a
+    host that does not answer within :data:`STATUS_TIMEOUT_S` is reported, the others still
+    are."""
+    from ossctl.serve import rollout
+
+    ms = members(settings, profile)
+    res = per_host(ms, lambda m: rollout.status(settings, profile["name"], docker_host_flag=m.docker_host, log=log),
+                   STATUS_TIMEOUT_S)
+    rows: list[dict[str, Any]] = []
+    hosts = []
+    for m, st, err in res:
+        hosts.append({"docker_host": m.docker_host, "ok": err is None, "error": err.message if err else None})
+        for r in (st or {}).get("releases", []):
+            rows.append({**r, "docker_host": m.docker_host})
+    return {"docker_host": None, "releases": rows, "unreadable": [], "hosts": hosts}
