@@ -595,7 +595,7 @@ def _fleet_profile(settings, name: str | None) -> dict[str, Any] | None:
         return None
     try:
         p = resolve_profile(settings, name)
-    except NotFoundError:
+    except OssctlError:  # unknown or broken here: what the engine records still shows
         return None
     return p if p.get("hosts") else None
 
@@ -637,10 +637,19 @@ def status(settings, profile: str | None = None, docker_host_flag: str | None = 
             "composite_sha256": cur.composite_sha256, "ctx": cur.ctx, "image": cur.image,
             "endpoint": cur.endpoint, "port": cur.port, "container_id": cur.container_id,
             "container": st["status"] if st else "missing",
-            "health": health.probe(cur.endpoint, _api_key_quiet(cur)) if running else "down",
+            "health": (cur.endpoint, _api_key_quiet(cur)) if running else "down",
             "uptime_s": round(time.time() - started) if (running and started) else None,
             "leftovers": leftovers, "owner": cur.owner, "created": cur.created, "docker_host": eng.host,
         })
+    probes = [r for r in out if isinstance(r["health"], tuple)]
+    if len(probes) > 1:  # concurrently: one slow server must not delay the others' rows
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=min(16, len(probes))) as pool:
+            for r, h in zip(probes, pool.map(lambda r: health.probe(*r["health"]), probes)):
+                r["health"] = h
+    for r in probes[:1] if len(probes) == 1 else ():
+        r["health"] = health.probe(*r["health"])
     return {"docker_host": eng.host, "releases": out,
             "unreadable": [f"{u.profile}/{u.name}: {u.reason}" for u in book.unreadable
                            if not profile or u.profile == profile]}
