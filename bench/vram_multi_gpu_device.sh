@@ -5,8 +5,14 @@
 # it builds, then run the cases; a build or model left by an earlier call on the same
 # machine is reused.
 #   bash bench/vram_multi_gpu_device.sh CASES HOSTTAG [SECONDS]
-# CASES: 1gpu, 2gpu or 1gpu,2gpu (see CASES in vram_multi_gpu.py). Everything lands in
-# $OUT: results.jsonl, logs.tgz (every server log), build.log, nvidia-smi.txt.
+# CASES: groups of CASES in vram_multi_gpu.py, comma-separated (1gpu,2gpu,...). Everything
+# lands in $OUT: results.jsonl, logs.tgz (every server log), build.log, nvidia-smi.txt.
+# Run from a folder holding ossctl/, bench/ and llama-src.tar.xz, made with:
+#   pip download --no-deps --no-binary :all: llama-cpp-python==0.3.36 -d /tmp/lcp
+#   tar xzf /tmp/lcp/llama_cpp_python-0.3.36.tar.gz -C /tmp/lcp
+#   tar cJf llama-src.tar.xz -C /tmp/lcp/llama_cpp_python-0.3.36/vendor --exclude=llama.cpp/models \
+#     --exclude=llama.cpp/docs --exclude=llama.cpp/tests llama.cpp   (6.5 MB with the unused
+#     ggml backends left out too: it travels to the device machine, 64 MiB at most)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 T0=$(date +%s)
