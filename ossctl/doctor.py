@@ -162,7 +162,7 @@ def _vram(ctx: Context) -> Check:
     if res.status == "pass":
         return Check("vram", PASS, first)
     if res.status == "fail":
-        tip = next((l[5:] for l in res.message.splitlines() if l.startswith("try: ")), "")
+        tip = next((l[5:] for l in res.message.splitlines() if l.startswith("try: ")), res.hint or "")
         return Check("vram", FAIL, " ".join(res.message.splitlines()[:2]), tip)
     return Check("vram", SKIP if ctx.profile.get("gpus") == "none" else WARN, first)
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 # Exit codes: 1 generic, 2 usage / bad input, 3 not found, 4 integrity (hash / size
 # mismatch), 5 remote service (hub, RPC, docker) unreachable or refusing, 6 conflict
 # (on-chain hash differs, lock held), 7 deploy failed and was rolled back,
-# 8 alert threshold crossed, 9 SLA failed, 130 interrupted.
+# 8 alert threshold crossed, 9 SLA failed, 10 `vram plan`: the profile does not fit,
+# 130 interrupted.
 EXIT_GENERIC = 1
 EXIT_USAGE = 2
 EXIT_NOT_FOUND = 3
@@ -19,6 +20,7 @@ EXIT_CONFLICT = 6
 EXIT_DEPLOY_FAILED = 7
 EXIT_ALERT = 8
 EXIT_SLA = 9
+EXIT_NO_FIT = 10
 EXIT_INTERRUPTED = 130
 
 

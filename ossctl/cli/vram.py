@@ -157,9 +157,10 @@ def plan(
 ) -> None:
     """Estimate the GPU memory a profile needs (weights, KV cache, compute buffers, per
     GPU), compare it with free memory (live NVML, or --gpus), and say what to change when
-    it does not fit. Works before the model is downloaded (from the catalog size; a
-    warning says the figures are approximate)."""
-    from ossctl.errors import OssctlError, UsageError
+    it does not fit (exit code 10, so scripts can gate on it; --json keeps `fits`).
+    Works before the model is downloaded (from the catalog size; a warning says the
+    figures are approximate)."""
+    from ossctl.errors import EXIT_NO_FIT, OssctlError, UsageError
     from ossctl.gpu import fit, nvml
     from ossctl.gpu.units import parse_gpu_spec
 
@@ -203,9 +204,37 @@ def plan(
     result = fit.plan_profile(prof, model_dir, devices=devices, compared_against=against)
     for msg in result.warnings:
         output.info(f"warning: {msg}")
+    from ossctl.gpu.release_vram import drift
+
+    record = last_release_record(settings, prof.get("name")) if profile else None
+    rows = drift(record)
     data = result.to_dict()
     data["profile"] = prof.get("name")
-    output.emit(st, data, lambda: _render_plan(result, prof.get("name")))
+    data["last_release"] = {"release": (record or {}).get("release") or (record or {}).get("id"),
+                            "gpus": rows} if rows else None
+    output.emit(st, data, lambda: _render_plan(result, prof.get("name"), data["last_release"]))
+    if result.fits is False:  # scripts gate on it: `ossctl vram plan -p prod || exit`
+        raise typer.Exit(EXIT_NO_FIT)
+
+
+def last_release_record(settings, profile_name: str | None) -> dict | None:
+    """The last release record of ``profile_name`` holding ``plan`` / ``measured``
+    (see :mod:`ossctl.gpu.release_vram`), for "how far off was the plan last time".
+    Read from the Docker engine's release ledger; None when there is none or the engine
+    does not answer (the plan itself never depends on it)."""
+    from ossctl.errors import OssctlError
+
+    if not profile_name:
+        return None
+    try:
+        from ossctl.serve.docker_runtime import DockerRuntime, docker_host
+        from ossctl.serve.releases import Ledger
+
+        book = Ledger(DockerRuntime(docker_host(settings), dict(settings.env), timeout=5)).load(profile_name)
+    except OssctlError:
+        return None
+    rec = next((r for r in reversed(book.history(profile_name)) if r.vram and r.vram.get("measured")), None)
+    return {"release": rec.id, **rec.vram} if rec else None
 
 
 def _live_devices(nvml, fit, settings, want):
@@ -216,8 +245,7 @@ def _live_devices(nvml, fit, settings, want):
         be.init()
     except OssctlError as exc:
         output.info(f"note: {exc.message}; planning without free-memory figures (pass --gpus 1x80GiB to compare)")
-        n = len(want) if isinstance(want, list) else 1
-        return [fit.Device(i) for i in range(n)], None
+        return [fit.Device(i) for i in (want if isinstance(want, list) else [0])], None
     try:
         snap = nvml.snapshot(be, want if isinstance(want, list) else None)
     finally:
@@ -229,7 +257,7 @@ def _g(n) -> str:
     return output.human_size(n)
 
 
-def _render_plan(p, profile_name) -> str:
+def _render_plan(p, profile_name, last_release=None) -> str:
     f, q = p.model, p.params
     swa = f", {sum(f.swa_layers)} sliding-window layers (window {f.n_swa})" if f.n_swa else ""
     src = "GGUF header" if f.source == "gguf" else "catalog size + known architecture: approximate"
@@ -263,6 +291,12 @@ def _render_plan(p, profile_name) -> str:
         verdict = "fits" if p.fits else "does NOT fit"
         lines.append(f"total on GPUs {_g(p.total_bytes)}: {verdict}; compared against "
                      f"{against.get(p.compared_against or '', p.compared_against)}")
+    if p.pipeline_parallel:
+        lines.append("pipeline parallelism: llama.cpp keeps 4 copies of the KQ masks and inputs on each GPU")
+    if last_release:
+        from ossctl.gpu.release_vram import describe_drift
+
+        lines.append(describe_drift(last_release["gpus"], last_release.get("release")) or "")
     if p.suggestions:
         lines.append("to make it fit:")
         lines += [f"  - {s['text']}" for s in p.suggestions]

@@ -2,42 +2,62 @@
 
 Follows what llama.cpp allocates at start-up (sources of the pinned llama.cpp:
 ``llama_model::load_tensors`` layer placement, ``llama_kv_cache`` / ``llama_kv_cache_iswa``
-sizes, the scheduler's compute buffer), per device, in bytes:
+sizes, ``llama_context::sched_reserve`` and ``ggml_backend_sched``), per device, in bytes:
 
 - weights: every tensor of a layer goes where the layer goes. With ``n_gpu_layers = N``
   the last N of the ``n_layer + 1`` slots (the +1 is the output layer) are on GPUs,
-  split across GPUs by ``tensor_split`` (else by free memory, as llama.cpp does);
-  ``token_embd`` always stays in RAM; ``n_cpu_moe = N`` keeps the expert tensors
-  (``blk.i.ffn_{gate,up,down}_exps``) of layers ``0..N-1`` in RAM.
+  split across GPUs by ``tensor_split`` (else by free memory, as llama.cpp does; the
+  split points are computed in float32 like llama.cpp's); ``token_embd`` always stays in
+  RAM; ``n_cpu_moe = N`` keeps the expert tensors (``blk.i.ffn_{gate,up,down}_exps``) of
+  layers ``0..N-1`` in RAM.
 - KV cache: per layer ``cells × streams × (k_row + v_row)``, rows of
-  ``head_dim × n_head_kv`` elements in the cache type. ``ctx`` is padded to 256; with
-  ``parallel`` slots and no unified cache there is one stream per slot of
-  ``pad(ctx / parallel, 256)`` cells. Sliding-window layers (gpt-oss: every even
-  layer, window 128) only hold ``pad(min(cells, window × (slots if unified else 1) +
-  ubatch), 256)`` cells, unless ``--swa-full``.
-- compute buffer (heuristic, calibrated on llama-server's own log; see
-  tests/integration/test_gpu_llama_buffers.py): the attention mask(s)
-  ``ubatch × cells × (2 bytes with flash attention, else 4)``, without flash attention
-  also the KQ scores ``ubatch × cells × n_head × 4``, activations ``ubatch × 4 ×
-  (n_embd + n_head × head_dim + n_ff of dense layers)``, and the logits ``ubatch ×
-  n_vocab × 4`` on the device holding the output layer.
-- runtime: :data:`RUNTIME_OVERHEAD` per GPU used (CUDA context, cuBLAS workspace;
-  an approximation, not read from anywhere).
+  ``head_dim × n_head_kv`` elements in the cache type, on the device of the layer.
+  ``ctx`` is padded to 256; with ``parallel`` slots and no unified cache there is one
+  stream per slot of ``pad(ctx / parallel, 256)`` cells. Sliding-window layers (gpt-oss:
+  every even layer, window 128) only hold ``pad(min(cells, window × (slots if unified
+  else 1) + ubatch), 256)`` cells, unless ``--swa-full``.
+- compute buffer of a CUDA device (:func:`gpu_compute`), fitted to the buffer sizes a
+  CUDA llama-server logs (bench/vram_multi_gpu.py, results in bench/results/): the KQ
+  mask(s) ``ubatch × (full + sliding-window cells) × (2 bytes with flash attention, else
+  4)`` (without flash attention also the KQ scores ``ubatch × cells × n_head × 4``), the
+  feed-forward activations ``ubatch × (4 × (3 × ff + 3 × n_embd) + 4864)`` with ``ff =
+  n_expert_used × n_ff_exp`` (MoE) or ``n_ff`` (dense), and the logits of
+  ``min(ubatch, parallel)`` outputs (llama-server reserves one output per slot) on the
+  device holding the output layer.
+  *Pipeline parallelism* (several GPUs, every layer and the output on GPUs, layer split,
+  KV offloaded, no tensor overrides such as ``n_cpu_moe``) makes the scheduler keep
+  ``GGML_SCHED_MAX_COPIES = 4`` copies of every split input on each GPU: the masks and
+  the ``ubatch × n_embd`` f32 hidden state, 4 times.
+  *Weights in RAM* (``n_cpu_moe``, partial offload) are copied to the first GPU for each
+  matrix product of a batch of 32 tokens or more (ggml's op offload): that GPU also
+  holds the largest such tensor while it runs.
+- runtime: :data:`RUNTIME_OVERHEAD` per GPU used (CUDA context, cuBLAS workspace, ggml's
+  CUDA memory pool), measured.
+
+The CPU backend's compute buffer (layers in RAM) keeps the older heuristic checked
+against the CPU llama-server in tests/integration/test_gpu_llama_buffers.py.
 """
 
 from __future__ import annotations
 
 import re
+import struct
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from ossctl.errors import UsageError
-from ossctl.gpu.model_facts import ModelFacts
+from ossctl.gpu.model_facts import EXPS_RE as _EXPS_RE, ModelFacts
 
 MiB = 1024 ** 2
 GiB = 1024 ** 3
-RUNTIME_OVERHEAD = 512 * MiB  # per GPU: CUDA context + cuBLAS workspace (approximate)
+# per GPU: CUDA context + cuBLAS workspace + ggml's CUDA pool. NVML's per-process figure
+# minus the buffers llama-server logs was 696-713 MiB on H200s in every case of
+# bench/results/vram_multi_gpu.md (CUDA 13, driver 580); rounded up to stay on the safe side.
+RUNTIME_OVERHEAD = 716 * MiB
+SCHED_COPIES = 4  # GGML_SCHED_MAX_COPIES: split-input copies with pipeline parallelism
+OP_OFFLOAD_MIN_BATCH = 32  # ggml-cuda: weights in RAM are copied to the GPU from this batch size
+ACT_EXTRA_PER_TOKEN = 4864  # bytes per ubatch token beyond the feed-forward terms (router, norms; fitted)
 TIGHT_FRACTION = 0.05  # headroom below 5% of a GPU's memory is flagged as tight
 
 # cache type -> (block elements, bytes per block): ggml_row_size of the KV cache types
@@ -45,9 +65,9 @@ CACHE_TYPES: dict[str, tuple[int, int]] = {
     "f32": (1, 4), "f16": (1, 2), "bf16": (1, 2), "q8_0": (32, 34), "q4_0": (32, 18), "q4_1": (32, 20),
     "iq4_nl": (32, 18), "q5_0": (32, 22), "q5_1": (32, 24),
 }
-_EXPS_RE = re.compile(r"\.ffn_(up|down|gate|gate_up)_(ch|)exps")  # llama.cpp LLM_FFN_EXPS_REGEX
 _BLK_RE = re.compile(r"^blk\.(\d+)\.")
 CPU = -1  # device key for host RAM
+_PLAIN = ("f32", "f16", "bf16")  # KV cache types that are not block-quantised
 
 
 @dataclass(frozen=True)
@@ -75,6 +95,9 @@ class Params:
     swa_full: bool = False
     offload_kqv: bool = True
     tensor_split: tuple[float, ...] = ()
+    split_mode: str = "layer"  # -sm: layer | row | none
+    tensor_overrides: bool = False  # -ot / --override-tensor in extra_args (n_cpu_moe is one too)
+    op_offload: bool = True  # --no-op-offload turns ggml's copy of RAM weights to the GPU off
 
 
 @dataclass
@@ -120,6 +143,7 @@ class Plan:
     host_kv: int = 0
     host_compute: int = 0  # the CPU backend's compute buffer (only estimated when layers run there)
     kv_cells: dict[str, int] = field(default_factory=dict)  # {"full": .., "swa": .., "streams": ..}
+    pipeline_parallel: bool = False  # llama.cpp keeps 4 copies of split inputs (several GPUs)
     compared_against: str | None = None  # "nvml" | "--gpus" | None
     warnings: list[str] = field(default_factory=list)
     suggestions: list[dict[str, Any]] = field(default_factory=list)
@@ -146,8 +170,9 @@ class Plan:
                        "n_gpu_layers": p.n_gpu_layers, "n_cpu_moe": p.n_cpu_moe, "batch": p.batch,
                        "ubatch": p.ubatch, "flash_attn": p.flash_attn, "cache_type_k": p.cache_type_k,
                        "cache_type_v": p.cache_type_v, "swa_full": p.swa_full,
-                       "tensor_split": list(p.tensor_split)},
+                       "tensor_split": list(p.tensor_split), "split_mode": p.split_mode},
             "kv_cells": dict(self.kv_cells),
+            "pipeline_parallel": self.pipeline_parallel,
             "gpus": [g.to_dict() for g in self.gpus],
             "host": {"weights": self.host_weights, "kv": self.host_kv, "compute": self.host_compute},
             "total_bytes": self.total_bytes,
@@ -207,15 +232,61 @@ def params_from_profile(profile: dict[str, Any], facts: ModelFacts) -> Params:
                              hint="use f16 or a cache type whose block divides the head size")
     batch = int(profile.get("batch", 2048) or 2048)
     ubatch = min(int(profile.get("ubatch", 512) or 512), batch)
+    n_cpu_moe = int(profile.get("n_cpu_moe", 0) or 0)
+    for flag in ("-ncmoe", "--n-cpu-moe"):
+        if flag in extra[:-1]:
+            n_cpu_moe = _int_arg(extra, flag)
+    if "-cmoe" in extra or "--cpu-moe" in extra:
+        n_cpu_moe = facts.n_layer
+    if n_cpu_moe < 0:
+        raise UsageError(f"n_cpu_moe {n_cpu_moe} is negative", hint="use 0 (experts on the GPU) up to the layer count")
+    if n_cpu_moe > facts.n_layer:
+        raise UsageError(f"n_cpu_moe {n_cpu_moe} is above the layer count of {facts.name} ({facts.n_layer})",
+                         hint=f"use 0..{facts.n_layer} ({facts.n_layer} keeps every layer's experts in RAM)")
+    if n_cpu_moe and not facts.n_expert:
+        raise UsageError(f"n_cpu_moe {n_cpu_moe} is set but {facts.name} has no experts (not a mixture-of-experts "
+                         f"model)", hint="remove n_cpu_moe from the profile, or lower n_gpu_layers instead")
+    split_mode = "layer"
+    for flag in ("-sm", "--split-mode"):
+        if flag in extra[:-1]:
+            split_mode = extra[extra.index(flag) + 1].lower()
+    overrides = n_cpu_moe > 0 or any(a in extra for a in ("-ot", "--override-tensor"))
     return Params(
         ctx=ctx, parallel=max(parallel, 1), kv_unified=unified, n_gpu_layers=ngl,
-        n_cpu_moe=int(profile.get("n_cpu_moe", 0) or 0), batch=batch, ubatch=ubatch,
+        n_cpu_moe=n_cpu_moe, batch=batch, ubatch=ubatch,
         flash_attn=fa not in ("off", "false", "0"), cache_type_k=ck, cache_type_v=cv,
         swa_full="--swa-full" in extra, offload_kqv=not ("--no-kv-offload" in extra or "-nkvo" in extra),
-        tensor_split=tuple(float(x) for x in profile.get("tensor_split") or ()))
+        tensor_split=tuple(float(x) for x in profile.get("tensor_split") or ()), split_mode=split_mode,
+        tensor_overrides=overrides, op_offload="--no-op-offload" not in extra)
+
+
+def _int_arg(args: list[str], flag: str) -> int:
+    value = args[args.index(flag) + 1]
+    try:
+        return int(value)
+    except ValueError:
+        raise UsageError(f"extra_args: {flag} {value!r} is not a number", hint=f"write {flag} N, e.g. {flag} 8") from None
 
 
 # --- the estimate ----------------------------------------------------------------------
+
+def _f32(x: float) -> float:
+    """``x`` rounded to float32, as llama.cpp holds split points."""
+    return struct.unpack("<f", struct.pack("<f", x))[0]
+
+
+def check_split(tensor_split: tuple[float, ...], n_devices: int) -> None:
+    """Raise :class:`UsageError` unless ``tensor_split`` is empty or has one positive-sum
+    weight per GPU."""
+    if not tensor_split:
+        return
+    if len(tensor_split) != n_devices:
+        raise UsageError(f"tensor_split has {len(tensor_split)} entries for {n_devices} GPU(s)",
+                         hint="give one weight per GPU in `gpus`, e.g. tensor_split = [3, 1] for two GPUs")
+    if not any(tensor_split):
+        raise UsageError("tensor_split is all zeros: no GPU would get a layer",
+                         hint="give positive weights, e.g. [1, 1], or remove tensor_split to split by free memory")
+
 
 def place_layers(n_layer: int, ngl: int, devices: list[Device], tensor_split: tuple[float, ...]) -> list[int]:
     """Device slot (0..len(devices)-1, or CPU) of each of the ``n_layer + 1`` layers (the
@@ -230,10 +301,10 @@ def place_layers(n_layer: int, ngl: int, devices: list[Device], tensor_split: tu
     else:
         splits = [1.0] * n_dev
     acc, cum = 0.0, []
-    for s in splits:
-        acc += s
+    for s in splits:  # float32 running sum and division, as llama.cpp does
+        acc = _f32(acc + _f32(s))
         cum.append(acc)
-    cum = [c / acc for c in cum]
+    cum = [_f32(c / acc) for c in cum]
     start = max(n_layer + 1 - ngl, 0)
     act = min(ngl, n_layer + 1)
     out = []
@@ -241,7 +312,7 @@ def place_layers(n_layer: int, ngl: int, devices: list[Device], tensor_split: tu
         if il < start or il - start >= act:
             out.append(CPU)
             continue
-        x = (il - start) / act
+        x = _f32((il - start) / act)
         slot = next((i for i, c in enumerate(cum) if c > x), n_dev - 1)  # std::upper_bound
         out.append(slot)
     return out
@@ -263,13 +334,26 @@ def kv_cells(facts: ModelFacts, p: Params) -> dict[str, int]:
     return {"full": per_stream, "swa": swa, "streams": streams}
 
 
+def pipeline_parallel(facts: ModelFacts, p: Params, n_devices: int) -> bool:
+    """Whether llama.cpp turns on pipeline parallelism (``llama_context`` constructor):
+    several GPUs, every layer and the output on them, layer split, KV cache offloaded,
+    no tensor overrides."""
+    return (n_devices > 1 and p.n_gpu_layers > facts.n_layer and p.split_mode == "layer" and p.offload_kqv
+            and not p.tensor_overrides)
+
+
 def estimate(facts: ModelFacts, p: Params, devices: list[Device]) -> Plan:
-    """The plan of ``facts`` run with ``p`` on ``devices`` (may be empty: all in RAM)."""
+    """The plan of ``facts`` run with ``p`` on ``devices`` (may be empty: all in RAM).
+    Raises :class:`UsageError` for a ``tensor_split`` that does not match ``devices``."""
+    check_split(p.tensor_split, len(devices))
+    if p.split_mode == "none" and devices:  # -sm none: everything on the main GPU (the first)
+        devices = devices[:1]
     place = place_layers(facts.n_layer, p.n_gpu_layers, devices, p.tensor_split)
     out_slot = place[facts.n_layer]
     gpus = [GpuPlan(d.index, d.name, d.free, d.total) for d in devices]
     weights = {CPU: 0, **{i: 0 for i in range(len(devices))}}
     has_output = any(n == "output.weight" for n, _ in facts.tensors)
+    staged = 0  # the largest layer weight in RAM: op offload copies it to the first GPU
     for name, nbytes in facts.tensors:
         m = _BLK_RE.match(name)
         if m:
@@ -277,6 +361,8 @@ def estimate(facts: ModelFacts, p: Params, devices: list[Device]) -> Plan:
             slot = place[il] if il < facts.n_layer else out_slot
             if il < p.n_cpu_moe and _EXPS_RE.search(name):
                 slot = CPU
+            if slot == CPU and name.endswith(".weight") and "norm" not in name:
+                staged = max(staged, nbytes)
         elif name == "token_embd.weight":
             slot = CPU
             if not has_output:  # tied embeddings: llama.cpp loads a copy for the output layer
@@ -294,26 +380,32 @@ def estimate(facts: ModelFacts, p: Params, devices: list[Device]) -> Plan:
         slot = place[il] if p.offload_kqv else CPU
         kv[slot] += n_cells * cells["streams"] * row
 
-    ub = p.ubatch
-    mask_elem = 2 if p.flash_attn else 4
+    pp = pipeline_parallel(facts, p, len(devices))
+    if not (p.op_offload and p.ubatch >= OP_OFFLOAD_MIN_BATCH):
+        staged = 0
+    cpu_layers = CPU in place[:facts.n_layer]
     for slot, g in enumerate(gpus):
         g.layers = [il for il in range(facts.n_layer) if place[il] == slot]
         g.output = out_slot == slot
         g.weights, g.kv = weights[slot], kv[slot]
-        if not g.layers and not g.output:
+        if not g.layers and not g.output and not (slot == 0 and staged):
             continue
-        g.compute = _compute(facts, p, cells, g.output, mask_elem, ub)
-        g.runtime = RUNTIME_OVERHEAD
+        moe_here = not facts.n_expert or any(il >= p.n_cpu_moe for il in g.layers)
+        g.compute = gpu_compute(facts, p, cells, layers=bool(g.layers), output=g.output, pipeline=pp,
+                                staged=staged if slot == 0 else 0, cpu_layers=cpu_layers, moe_here=moe_here)
+        g.runtime = runtime_bytes(facts, p, cells)
     host_compute = 0
     if out_slot == CPU or CPU in place[:facts.n_layer]:
-        host_compute = _compute(facts, p, cells, out_slot == CPU, mask_elem, ub)
+        host_compute = _compute(facts, p, cells, out_slot == CPU, 2 if p.flash_attn else 4, p.ubatch)
     plan = Plan(facts, p, gpus, host_weights=weights[CPU], host_kv=kv[CPU], host_compute=host_compute,
-                kv_cells=cells)
+                kv_cells=cells, pipeline_parallel=pp)
     if facts.approximate:
         plan.warnings.append(f"model not downloaded: planned from the catalog size and known {facts.name} "
                              f"architecture (approximate)")
     if facts.n_ctx_train and _pad(p.ctx) // (1 if p.kv_unified else p.parallel) > facts.n_ctx_train:
         plan.warnings.append(f"ctx per slot exceeds the trained context ({facts.n_ctx_train})")
+    if p.split_mode == "row":
+        plan.warnings.append("split_mode row (-sm row) is planned as a layer split: figures per GPU are approximate")
     for g in gpus:
         if g.fits and g.memory_total and g.headroom is not None and g.headroom < TIGHT_FRACTION * g.memory_total:
             plan.warnings.append(f"GPU {g.index}: headroom {g.headroom / GiB:.1f} GiB is under "
@@ -321,7 +413,58 @@ def estimate(facts: ModelFacts, p: Params, devices: list[Device]) -> Plan:
     return plan
 
 
+def gpu_compute(facts: ModelFacts, p: Params, cells: dict[str, int], *, layers: bool, output: bool,
+                pipeline: bool, staged: int = 0, cpu_layers: bool = False, moe_here: bool = True) -> int:
+    """Bytes of one CUDA device's compute buffer (see the module docstring). ``layers``:
+    the device runs repeating layers; ``output``: it holds the output layer;
+    ``pipeline``: pipeline parallelism is on; ``staged``: bytes of the largest RAM weight
+    this device receives for op offload (0 for none); ``cpu_layers``: whole layers run
+    in RAM (their feed-forward activations then cross to this device and back);
+    ``moe_here``: the feed-forward of this device's layers runs here (False when all
+    their experts are in RAM: op offload runs those products on the first GPU)."""
+    ub = p.ubatch
+    cell_count = cells["full"] + cells["swa"]
+    mask = ub * cell_count * (2 if p.flash_attn else 4)
+    ff = facts.n_expert_used * facts.n_ff_exp if facts.n_expert else facts.n_ff
+    copies = SCHED_COPIES if pipeline else 1
+    n = 0
+    if layers or staged:
+        if moe_here or staged:
+            act = ub * (4 * (3 * ff + 3 * facts.n_embd) + ACT_EXTRA_PER_TOKEN)
+        else:  # attention only: q and its output, the hidden state and the residual
+            act = ub * 4 * (2 * facts.n_head * facts.head_dim_k + 2 * facts.n_embd)
+        if staged:  # while a staged weight's product runs, the activation after it is not live yet
+            act = max(act, act - 4 * ub * ff + staged + (2 * 4 * ub * ff if cpu_layers else 0))
+        n += act + copies * mask
+        if not p.flash_attn:  # the KQ score matrix of one layer at a time
+            n += ub * cells["full"] * facts.n_head * 4
+        if p.cache_type_k not in _PLAIN or p.cache_type_v not in _PLAIN:
+            # quantised KV cache: the CUDA buffer grows by up to 1.5 rows of K and V per cell
+            # (measured 1.0 with 64k cells and pipeline parallelism, 1.44 with 128k cells on
+            # one GPU, nothing with 8k); an upper bound fitted to those, cause not identified
+            rows = _row_bytes(p.cache_type_k, facts.head_dim_k * max(facts.n_head_kv)) + \
+                _row_bytes(p.cache_type_v, facts.head_dim_v * max(facts.n_head_kv))
+            n += cell_count * rows * 3 // 2
+    if pipeline or not layers:  # the hidden state that arrives from the previous device (4 copies with pp)
+        n += copies * ub * facts.n_embd * 4
+    if output:
+        n += min(ub, p.parallel) * facts.n_vocab * 4
+    return n
+
+
+def runtime_bytes(facts: ModelFacts, p: Params, cells: dict[str, int]) -> int:
+    """Per-GPU memory outside ggml's buffers: :data:`RUNTIME_OVERHEAD`, plus, without
+    flash attention, the f16 copy of the softmaxed KQ scores that the CUDA backend makes
+    in its pool for the KQV product (``ubatch × cells × n_head × 2``: measured exactly at
+    16k cells, 2/3 of it at 32k, so plans without flash attention err high)."""
+    n = RUNTIME_OVERHEAD
+    if not p.flash_attn:
+        n += p.ubatch * cells["full"] * facts.n_head * 2
+    return n
+
+
 def _compute(facts: ModelFacts, p: Params, cells: dict[str, int], output: bool, mask_elem: int, ub: int) -> int:
+    """The CPU backend's compute buffer (checked against the CPU llama-server's log)."""
     masks = cells["full"] + cells["swa"]
     n = ub * masks * mask_elem
     if mask_elem == 4:  # no flash attention: the KQ score matrix of one layer at a time

@@ -5,11 +5,14 @@ and tensor table only: milliseconds even for a 60 GB split set, no numpy), or fr
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ossctl.errors import IntegrityError, NotFoundError
+
+EXPS_RE = re.compile(r"\.ffn_(up|down|gate|gate_up)_(ch|)exps")  # llama.cpp LLM_FFN_EXPS_REGEX
 
 # ggml type id -> (block size in elements, bytes per block); as gguf.GGML_QUANT_SIZES
 # (a unit test checks this table against the gguf package).
@@ -123,6 +126,13 @@ def read_facts(paths: list[Path]) -> ModelFacts:
     else:
         # llama.cpp's per-arch default: gpt-oss alternates SWA / full (pattern 2)
         swa = swa_pattern(n_layer, int(pattern) if pattern is not None else 2)
+    n_expert = int(key("expert_count", 0, required=False) or 0)
+    if any(EXPS_RE.search(n) for n, _ in tensors):
+        for k in ("expert_count", "expert_used_count", "expert_feed_forward_length"):
+            if not kv.get(f"{arch}.{k}"):
+                raise IntegrityError(f"{paths[0].name}: the model has expert tensors but its GGUF header lacks "
+                                     f"{arch}.{k}", hint="the header is incomplete or from an old converter; "
+                                     "re-download the model (`ossctl download MODEL`)")
     vocab = kv.get("tokenizer.ggml.tokens")
     n_vocab = len(vocab) if isinstance(vocab, list) else 0
     if not n_vocab:  # the token list is too long to return: derive from the embedding tensor
@@ -131,7 +141,7 @@ def read_facts(paths: list[Path]) -> ModelFacts:
         name=str(kv.get("general.name") or paths[0].stem), arch=str(arch), n_layer=n_layer, n_embd=n_embd,
         n_head=n_head, n_head_kv=n_head_kv, head_dim_k=head_k, head_dim_v=head_v, n_vocab=n_vocab,
         n_ctx_train=int(key("context_length", 0, required=False) or 0), n_swa=n_swa, swa_layers=swa,
-        n_expert=int(key("expert_count", 0, required=False) or 0),
+        n_expert=n_expert,
         n_expert_used=int(key("expert_used_count", 0, required=False) or 0),
         n_ff_exp=int(key("expert_feed_forward_length", 0, required=False) or 0),
         n_ff=_first(key("feed_forward_length", 0, required=False)), tensors=tensors)

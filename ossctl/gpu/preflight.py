@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ossctl.errors import OssctlError
+from ossctl.errors import OssctlError, UsageError
 
 
 @dataclass
@@ -20,6 +20,7 @@ class VramCheck:
     status: str  # "pass" | "fail" | "skipped"
     message: str
     plan: dict[str, Any] | None = None
+    hint: str | None = None  # what to change, for a "fail" that is bad input
 
 
 def _gib(n: int | None) -> str:
@@ -56,6 +57,8 @@ def check_vram(settings, profile: dict[str, Any], model_dir: Path | None,
         return VramCheck("skipped", f"VRAM check skipped: {exc.message}")
     try:
         snap = nvml.snapshot(be, gpus if isinstance(gpus, list) else None)
+    except UsageError as exc:  # the profile names a GPU this host does not have
+        return VramCheck("fail", f"{exc.message} (profile `gpus` = {gpus})", hint=exc.hint)
     except OssctlError as exc:
         return VramCheck("skipped", f"VRAM check skipped: {exc.message}")
     finally:
@@ -67,6 +70,8 @@ def check_vram(settings, profile: dict[str, Any], model_dir: Path | None,
     devices = [fit.Device(d.index, d.name or "", d.memory_total, d.memory_free) for d in snap.devices]
     try:
         plan = fit.plan_profile(profile, model_dir, devices=devices, compared_against="nvml")
+    except UsageError as exc:  # tensor_split / n_cpu_moe that do not match the GPUs or the model
+        return VramCheck("fail", exc.message, hint=exc.hint)
     except OssctlError as exc:
         return VramCheck("skipped", f"VRAM check skipped: {exc.message}")
     if plan.fits:

@@ -84,7 +84,7 @@ def _check_vram(settings, profile: dict[str, Any], model_dir: Path) -> dict[str,
             return {"status": "skipped", "message": "VRAM check skipped: gpu module not installed", "plan": None}
         raise
     r = check_vram(settings, profile, model_dir)
-    return {"status": r.status, "message": r.message, "plan": r.plan}
+    return {"status": r.status, "message": r.message, "plan": r.plan, "hint": r.hint}
 
 
 def _mem_available() -> int | None:
@@ -301,6 +301,7 @@ def _step(eng: Engine, rec: Release, cur: Release | None, start: Callable[[], st
     rec.ready_s = facts["ready_s"]
     rec.props = facts.get("props")
     rec.bench = facts.get("bench")
+    rec.vram = facts.get("vram")
     eng.ledger.save(rec)  # the commit point: from here on rec is what serves
     return facts
 
@@ -431,7 +432,7 @@ def deploy_locked(eng: Engine, profile: dict[str, Any], manifest, model_dir: Pat
     # with the old release loaded a "fail" may only mean "not next to it": re-checked once it is stopped
     if vram["status"] == "fail" and not cur_state and not force:
         raise ConflictError(f"the model does not fit in GPU memory: {vram['message']}",
-                            hint="lower ctx / n_gpu_layers, use another profile, or pass --force")
+                            hint=vram.get("hint") or "lower ctx / n_gpu_layers, use another profile, or pass --force")
     _check_port(eng.rt, profile, port, {cur_state["name"]} if cur_state else set())
 
     rid = book.next_id(name, [c["labels"].get("ossctl.release", "") for c in eng.containers(name)])
@@ -457,6 +458,10 @@ def deploy_locked(eng: Engine, profile: dict[str, Any], manifest, model_dir: Pat
     def gate(r: Release) -> dict[str, Any]:
         facts = _gate(eng, r, profile, manifest.first_file, api_key, timeout, bench=True)
         eng.rt.set_restart(r.container_id, spec["restart_policy"])
+        if vram.get("plan") is not None:  # NVML here: what the release holds, next to the plan
+            from ossctl.gpu.release_vram import measure_release
+
+            facts["vram"] = measure_release(eng.settings, r.container_id, plan=vram["plan"])
         return facts
 
     t0 = time.monotonic()
@@ -640,6 +645,7 @@ def status(settings, profile: str | None = None, docker_host_flag: str | None = 
             "health": (cur.endpoint, _api_key_quiet(cur)) if running else "down",
             "uptime_s": round(time.time() - started) if (running and started) else None,
             "leftovers": leftovers, "owner": cur.owner, "created": cur.created, "docker_host": eng.host,
+            "vram": cur.vram,
         })
     probes = [r for r in out if isinstance(r["health"], tuple)]
     if len(probes) > 1:  # concurrently: one slow server must not delay the others' rows

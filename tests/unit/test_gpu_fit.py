@@ -62,17 +62,19 @@ def test_all_layers_on_one_gpu(llama):
     assert g.weights == 2 * LAYER + EMBD + OUT_NORM == 396_800  # token_embd stays in RAM
     assert p.host_weights == EMBD
     assert g.kv == 2 * 4096 * (64 * 2 + 64 * 2) == 2_097_152  # 2 layers x cells x (K + V row, f16)
-    # mask 4096 x 512 x f16 + activations 512 x 4 x (64 + 64 + 128) + logits 512 x 265 x 4
-    assert g.compute == 4_194_304 + 524_288 + 542_720
+    # mask 4096 x 512 x f16 + activations 512 x (4 x (3 x n_ff 128 + 3 x n_embd 64) + 4864)
+    # + logits of one output (one slot) 265 x 4
+    assert g.compute == 4_194_304 + 512 * (4 * 576 + 4864) + 1060 == 7_865_380
     assert g.runtime == fit.RUNTIME_OVERHEAD
-    assert g.total == 396_800 + 2_097_152 + 5_261_312 + fit.RUNTIME_OVERHEAD
+    assert g.total == 396_800 + 2_097_152 + 7_865_380 + fit.RUNTIME_OVERHEAD
+    assert not p.pipeline_parallel  # one GPU
     assert g.fits and p.fits and g.headroom == 8 * GiB - g.total
 
 
 @pytest.mark.parametrize("ngl,gpu_layers,output,gpu_weights", [
     (1, [], True, EMBD + OUT_NORM),  # only the output layer
     (2, [1], True, LAYER + EMBD + OUT_NORM),  # the last layer and the output layer
-    (0, [], False, 0),
+    (0, [], False, 0),  # a CUDA build still copies RAM weights to the GPU for prompt batches (op offload)
 ])
 def test_partial_offload_follows_llama_cpp(llama, ngl, gpu_layers, output, gpu_weights):
     p = fit.estimate(llama, fit.params_from_profile({"ctx": 4096, "n_gpu_layers": ngl}, llama), [Device(0)])
@@ -81,7 +83,7 @@ def test_partial_offload_follows_llama_cpp(llama, ngl, gpu_layers, output, gpu_w
     assert g.kv == len(gpu_layers) * 4096 * 256
     assert p.host_kv == (2 - len(gpu_layers)) * 4096 * 256
     assert p.host_weights == 464_640 - gpu_weights
-    assert g.runtime == (fit.RUNTIME_OVERHEAD if (gpu_layers or output) else 0)
+    assert g.runtime == fit.RUNTIME_OVERHEAD
 
 
 @pytest.mark.parametrize("split,first,second", [
@@ -204,10 +206,115 @@ def test_ctx_suggestion_is_the_largest_that_fits():
 
 def test_plan_dict_keys_are_pinned():
     d = fit.plan_profile({"model": "20b", "ctx": 8192}, None, devices=[Device(0, "x", GiB * 24, GiB * 24)]).to_dict()
-    assert list(d) == ["model", "params", "kv_cells", "gpus", "host", "total_bytes", "fits", "compared_against",
-                       "warnings", "suggestions"]
+    assert list(d) == ["model", "params", "kv_cells", "pipeline_parallel", "gpus", "host", "total_bytes", "fits",
+                       "compared_against", "warnings", "suggestions"]
+    assert list(d["params"])[-2:] == ["tensor_split", "split_mode"]
     assert list(d["gpus"][0]) == ["index", "name", "free", "memory_total", "layers", "output_layer", "weights", "kv",
                                   "compute", "runtime", "total", "headroom", "fits"]
     assert list(d["model"]) == ["name", "arch", "source", "approximate", "size_bytes", "n_layer", "n_ctx_train",
                                 "n_swa", "swa_layers", "n_expert"]
     assert list(d["host"]) == ["weights", "kv", "compute"]
+
+
+# --- several GPUs, as llama.cpp's scheduler allocates them ---------------------------------
+
+MASK_4K = 4096 * 512 * 2  # f16 KQ mask of 4096 cells x ubatch 512
+ACT = 512 * (4 * (3 * 128 + 3 * 64) + 4864)  # tiny llama activations at ubatch 512
+
+
+def test_pipeline_parallelism_keeps_four_copies_of_the_split_inputs(llama):
+    # 2 GPUs, every layer and the output on them: llama.cpp turns pipeline parallelism on
+    p = fit.estimate(llama, fit.params_from_profile({"ctx": 4096}, llama), [Device(0), Device(1)])
+    assert p.pipeline_parallel
+    g0, g1 = p.gpus
+    assert g0.layers == [0, 1] and g1.layers == [] and g1.output  # slots 0, 1/3 -> GPU 0; 2/3 -> GPU 1
+    # GPU 0: activations + 4 masks + 4 copies of the 512 x 64 f32 input
+    assert g0.compute == ACT + 4 * MASK_4K + 4 * 512 * 64 * 4
+    # GPU 1 (output layer only): 4 copies of the hidden state + the logits of one output
+    assert g1.compute == 4 * 512 * 64 * 4 + 265 * 4
+    assert g0.runtime == g1.runtime == fit.RUNTIME_OVERHEAD
+
+
+@pytest.mark.parametrize("prof", [
+    {"ctx": 4096, "n_gpu_layers": 2},  # the first layer in RAM
+    {"ctx": 4096, "extra_args": ["-ot", "ffn=CPU"]},  # a tensor override
+    {"ctx": 4096, "extra_args": ["--no-kv-offload"]},
+    {"ctx": 4096, "extra_args": ["-sm", "row"]},
+])
+def test_no_pipeline_parallelism(llama, prof):
+    p = fit.estimate(llama, fit.params_from_profile(prof, llama), [Device(0), Device(1)])
+    assert not p.pipeline_parallel
+
+
+def test_split_points_are_float32_like_llama_cpp():
+    # 24 layers + output = 25 slots; split 1:2 -> cumulative 1/3 as float32 (0.33333334):
+    # slot 8 (x = 8/25 = 0.32) on GPU 0, slot 9 (0.36) on GPU 1
+    place = fit.place_layers(24, 99, [Device(0), Device(1)], (1.0, 2.0))
+    assert place.count(0) == 9 and place.count(1) == 16
+    # free memory 2:1 over 3 slots: x = 2/3 as float32 is 0.6666667 > split 0.6666667? equal -> upper_bound
+    place = fit.place_layers(2, 99, [Device(0, free=2, total=2), Device(1, free=1, total=1)], ())
+    assert place == [0, 0, 1]
+
+
+def test_experts_in_ram_are_staged_on_the_first_gpu(oss):
+    # n_cpu_moe: the largest expert tensor in RAM (4 experts x 32 x 64 f32 = 32_768 bytes) is
+    # copied to GPU 0 for each product; the activation after it is not live meanwhile
+    cells = {"full": 4096, "swa": 768}
+    ff = 2 * 32  # n_expert_used x n_ff_exp
+    act = 512 * (4 * (3 * ff + 3 * 64) + 4864)
+    mask = 512 * (4096 + 768) * 2
+    base = fit.estimate(oss, fit.params_from_profile({"ctx": 4096}, oss), [Device(0), Device(1)])
+    moe = fit.estimate(oss, fit.params_from_profile({"ctx": 4096, "n_cpu_moe": 2}, oss), [Device(0), Device(1)])
+    assert base.pipeline_parallel and not moe.pipeline_parallel  # n_cpu_moe is a tensor override
+    staged = 4 * 32 * 64 * 4
+    assert moe.gpus[0].compute == max(act, act - 4 * 512 * ff + staged) + mask
+    assert moe.gpus[1].compute == act + mask + 265 * 4  # GPU 1 holds the output layer
+    assert cells["full"] == moe.kv_cells["full"]
+
+
+def test_runtime_without_flash_attention_counts_the_f16_scores(oss_meta):
+    p = fit.estimate(oss_meta, fit.params_from_profile({"ctx": 4096, "flash_attn": "off"}, oss_meta), [Device(0)])
+    assert p.gpus[0].runtime == fit.RUNTIME_OVERHEAD + 512 * 4096 * 4 * 2  # ubatch x cells x n_head x f16
+
+
+# --- bad input ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("split,msg", [((1.0,), "1 entries for 2 GPU"), ((1.0, 1.0, 1.0), "3 entries"),
+                                       ((0.0, 0.0), "all zeros")])
+def test_bad_tensor_split(llama, split, msg):
+    with pytest.raises(UsageError, match=msg) as e:
+        fit.estimate(llama, fit.params_from_profile({"ctx": 4096, "tensor_split": list(split)}, llama),
+                     [Device(0), Device(1)])
+    assert e.value.hint
+
+
+def test_n_cpu_moe_above_the_layer_count(oss):
+    with pytest.raises(UsageError, match="above the layer count .* \\(4\\)") as e:
+        fit.params_from_profile({"ctx": 4096, "n_cpu_moe": 5}, oss)
+    assert "0..4" in e.value.hint
+    assert fit.params_from_profile({"ctx": 4096, "n_cpu_moe": 4}, oss).n_cpu_moe == 4
+    assert fit.params_from_profile({"ctx": 4096, "extra_args": ["--cpu-moe"]}, oss).n_cpu_moe == 4
+
+
+def test_n_cpu_moe_on_a_dense_model(llama):
+    with pytest.raises(UsageError, match="has no experts"):
+        fit.params_from_profile({"ctx": 4096, "n_cpu_moe": 1}, llama)
+
+
+def test_gguf_with_experts_but_no_expert_keys(tmp_path):
+    import gguf
+    import numpy as np
+
+    path = tmp_path / "noexp.gguf"
+    wr = gguf.GGUFWriter(str(path), "gpt-oss")
+    for k, v in (("block_count", 1), ("embedding_length", 8), ("attention.head_count", 2)):
+        wr.add_uint32(f"gpt-oss.{k}", v)
+    wr.add_tensor("blk.0.ffn_gate_exps.weight", np.zeros((2, 4, 8), np.float32))
+    wr.write_header_to_file()
+    wr.write_kv_data_to_file()
+    wr.write_tensors_to_file()
+    wr.close()
+    from ossctl.errors import IntegrityError
+
+    with pytest.raises(IntegrityError, match="expert tensors but its GGUF header lacks gpt-oss.expert_count"):
+        model_facts.read_facts([path])

@@ -24,8 +24,8 @@ def test_plan_prod_json_keys_pinned():
     r = run_cli("--json", "vram", "plan", "--profile", "prod", "--gpus", "1x97GB")
     assert r.code == 0, r.err
     d = r.json()
-    assert list(d) == ["model", "params", "kv_cells", "gpus", "host", "total_bytes", "fits", "compared_against",
-                       "warnings", "suggestions", "profile"]
+    assert list(d) == ["model", "params", "kv_cells", "pipeline_parallel", "gpus", "host", "total_bytes", "fits",
+                       "compared_against", "warnings", "suggestions", "profile", "last_release"]
     assert d["profile"] == "prod" and d["compared_against"] == "--gpus" and d["fits"] is True
     g = d["gpus"][0]
     assert g["free"] == 97 * 10 ** 9 and g["kv"] == KV_120B_131072 and g["layers"] == "0-35" and g["output_layer"]
@@ -42,9 +42,40 @@ def test_plan_dev_human():
 
 def test_plan_does_not_fit_says_what_to_change():
     r = run_cli("vram", "plan", "--model", "120b", "--ctx", "131072", "--gpus", "1x40GiB")
-    assert r.code == 0
+    assert r.code == 10  # EXIT_NO_FIT: scripts gate on it
     assert "does NOT fit" in r.out and "to make it fit:" in r.out
     assert "--n-cpu-moe" in r.out and "spread over 2 GPUs of 40 GiB" in r.out
+
+
+def test_plan_does_not_fit_json_keeps_fits_and_exits_10():
+    r = run_cli("--json", "vram", "plan", "--model", "120b", "--ctx", "131072", "--gpus", "1x40GiB")
+    assert r.code == 10 and r.json()["fits"] is False and r.json()["suggestions"]
+
+
+def test_plan_across_two_gpus_shows_pipeline_parallelism():
+    r = run_cli("--json", "vram", "plan", "--model", "120b", "--ctx", "131072", "--gpus", "2x80GiB")
+    assert r.code == 0, r.err
+    d = r.json()
+    # 37 slots (36 layers + output) split at 0.5: slot i goes to GPU 0 while i/37 < 0.5
+    assert d["pipeline_parallel"] is True and [g["layers"] for g in d["gpus"]] == ["0-18", "19-35"]
+    human = run_cli("vram", "plan", "--model", "120b", "--ctx", "131072", "--gpus", "2x80GiB")
+    assert "pipeline parallelism" in human.out
+
+
+@pytest.mark.parametrize("args,msg", [
+    (["--n-cpu-moe", "37"], "n_cpu_moe 37 is above the layer count of gpt-oss-120b (36)"),
+])
+def test_plan_bad_input_is_one_line(args, msg):
+    r = run_cli("vram", "plan", "--model", "120b", "--ctx", "8192", "--gpus", "2x80GiB", *args)
+    assert r.code == 2 and msg in r.err and "Traceback" not in r.err
+
+
+def test_plan_gpu_not_there(monkeypatch, home):
+    (home / "profiles").mkdir(exist_ok=True)
+    (home / "profiles" / "two.toml").write_text('extends = "prod"\nname = "two"\ngpus = [0, 7]\n')
+    monkeypatch.setenv("OSSCTL_FAKE_NVML", "4x80gb")
+    r = run_cli("vram", "plan", "--profile", "two")
+    assert r.code == 2 and "unknown GPU id 7: this host has GPU 0-3" in r.err
 
 
 def test_plan_overrides_apply():
@@ -119,12 +150,22 @@ def test_check_vram_fail_shows_breakdown_and_fixes():
     ("no-driver", PROD, "NVML is not available"),
     ("one-failing", dict(PROD, gpus=[2]), "GPU 2 does not report its memory (GPU is lost)"),
     ("4x80gb", dict(PROD, gpus="none"), "without GPUs"),
-    ("4x80gb", dict(PROD, gpus=[9]), "unknown GPU id 9"),
     ("4x80gb", dict(PROD, model="nobody/nothing-GGUF"), "not downloaded"),
 ])
 def test_check_vram_skipped(scenario, profile, reason):
     r = preflight.check_vram(_settings(scenario), profile, None)
     assert r.status == "skipped" and reason in r.message and r.plan is None
+
+
+@pytest.mark.parametrize("profile,msg", [
+    (dict(PROD, gpus=[9]), "unknown GPU id 9: this host has GPU 0-3 (profile `gpus` = [9])"),
+    (dict(PROD, gpus=[2, 3], tensor_split=[1.0, 1.0, 1.0]), "tensor_split has 3 entries for 2 GPU(s)"),
+    (dict(PROD, gpus=[2, 3], tensor_split=[0.0, 0.0]), "tensor_split is all zeros"),
+    (dict(PROD, gpus=[2, 3], n_cpu_moe=40), "n_cpu_moe 40 is above the layer count"),
+])
+def test_check_vram_fails_on_bad_input(profile, msg):
+    r = preflight.check_vram(_settings("4x80gb"), profile, None)
+    assert r.status == "fail" and msg in r.message and r.hint
 
 
 def test_cli_help_does_not_import_heavy_modules():
