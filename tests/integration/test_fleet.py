@@ -1,0 +1,186 @@
+"""A fleet: one profile rolled across three real Docker engines (unix socket, tcp:// with
+TLS through a `docker context`, ssh://), each in its own network namespace, behind one
+front door (Caddy) on the ssh engine. Load runs through the front door during a rolling
+deploy and during one that fails on the third host: no request may fail."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.support.cli import run_cli
+
+pytestmark = [pytest.mark.docker, pytest.mark.llama, pytest.mark.fleet]
+
+KEY = "sk-fleet-test-key-123456"
+
+
+def _context(cfg: Path, name: str, host: str, cert_path: str | None) -> None:
+    """A docker CLI context in ``cfg`` (its on-disk format: meta.json + TLS files)."""
+    digest = hashlib.sha256(name.encode()).hexdigest()
+    meta = cfg / "contexts" / "meta" / digest
+    meta.mkdir(parents=True)
+    (meta / "meta.json").write_text(json.dumps({"Name": name, "Metadata": {},
+                                                "Endpoints": {"docker": {"Host": host, "SkipTLSVerify": False}}}))
+    if cert_path:
+        tls = cfg / "contexts" / "tls" / digest / "docker"
+        tls.mkdir(parents=True)
+        for f in ("ca.pem", "cert.pem", "key.pem"):
+            shutil.copy(Path(cert_path) / f, tls / f)
+
+
+class FleetSetup:
+    def __init__(self, fleet, home: Path, model_dir: Path, tmp: Path):
+        import tomli_w
+
+        self.fleet, self.home, self.model_dir = fleet, home, model_dir
+        self.cfg = tmp / "docker-config"
+        tls = fleet.engine("tls")
+        _context(self.cfg, "tlsbox", tls.docker_host, tls.env["DOCKER_CERT_PATH"])
+        self.key_file = tmp / "api-key"
+        self.key_file.write_text(KEY + "\n")
+        self.key_file.chmod(0o600)
+        self.port, self.fd_port = 18480, 18490
+        self.fd = fleet.engine("ssh")
+        self.name = fleet.profile
+        self.hosts = [{"docker_host": e.docker_host if e.name != "tls" else "tlsbox", "upstream": e.addr,
+                       "model": str(model_dir)} for e in fleet.engines]
+        self.tomli_w = tomli_w
+        self.write()
+
+    def write(self, **over) -> None:
+        doc = {"extends": "cpu", "image": self.fleet.llama_image, "model": str(self.model_dir), "ctx": 512,
+               "host": "0.0.0.0", "port": self.port, "api_key_file": str(self.key_file), "health_timeout": 60,
+               "batch": 64, "ubatch": 64, "strategy": "recreate", "keep_releases": 5,
+               "frontdoor": {"host": "0.0.0.0", "port": self.fd_port, "image": self.fleet.frontdoor_image,
+                             "docker_host": self.fd.docker_host},
+               "hosts": self.hosts}
+        doc.update(over)
+        d = self.home / "profiles"
+        d.mkdir(parents=True, exist_ok=True)
+        (d / f"{self.name}.toml").write_text(self.tomli_w.dumps(doc))
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {"DOCKER_CONFIG": str(self.cfg), "PATH": os.environ["PATH"]}
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://{self.fd.addr}:{self.fd_port}"
+
+    def cli(self, *args):
+        return run_cli(*args, env=self.env)
+
+    def bench(self, seconds: int):
+        return subprocess.Popen(
+            [sys.executable, "-m", "ossctl", "--json", "bench", "--url", self.endpoint, "--users", "3",
+             "--duration", f"{seconds}s", "--max-tokens", "8"],
+            env={**os.environ, **self.env, "OSSCTL_API_KEY": KEY}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            text=True)
+
+
+def _bench_result(proc) -> dict:
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    rep = json.loads(out)
+    return {"requests": sum(lv["requests"] for lv in rep["levels"]), "errors": sum(lv["errors"] for lv in rep["levels"])}
+
+
+def _answer(url: str) -> dict:
+    import httpx
+
+    r = httpx.post(url + "/v1/chat/completions", trust_env=False, timeout=30, headers={"Authorization": f"Bearer {KEY}"},
+                   json={"messages": [{"role": "user", "content": "hi"}], "max_tokens": 3})
+    r.raise_for_status()
+    return r.json()
+
+
+@pytest.fixture
+def fs(fleet_llama, fleet_env, home, serve_model, tmp_path):
+    s = FleetSetup(fleet_env, home, serve_model, tmp_path)
+    yield s
+    for e in fleet_env.engines:
+        for c in e.client.containers.list(all=True, filters={"name": f"ossctl-lock-{s.name}"}):
+            c.remove(force=True)
+        for c in e.client.containers.list(all=True, filters={"name": f"ossctl-frontdoor-{s.name}"}):
+            c.remove(force=True)
+
+
+def test_rolling_deploy_and_failed_deploy_under_load_lose_no_request(fs):
+    r = fs.cli("--json", "deploy", "-p", fs.name)
+    assert r.code == 0, r.err
+    res = r.json()
+    assert [h["state"] for h in res["hosts"]] == ["updated"] * 3 and res["frontdoor"].endswith(f":{fs.fd_port}")
+    assert _answer(fs.endpoint)["choices"]
+
+    st = fs.cli("--json", "status", "-p", fs.name)
+    assert st.code == 0, st.err
+    rows = st.json()["releases"]
+    assert sorted(r["docker_host"] for r in rows) == sorted(h["docker_host"] for h in fs.hosts)
+    assert all(r["release"] == "r0001" and r["health"] == "ok" for r in rows)
+
+    # a rolling deploy while clients use the front door: every request answered
+    load = fs.bench(25)
+    time.sleep(3)
+    t0 = time.monotonic()
+    r = fs.cli("--json", "deploy", "-p", fs.name)
+    wall = time.monotonic() - t0
+    assert r.code == 0, r.err
+    assert [h["release"] for h in r.json()["hosts"]] == ["r0002"] * 3
+    b = _bench_result(load)
+    assert b["requests"] > 0 and b["errors"] == 0, (b, wall)
+
+    # host 3 cannot start its release (asks for a GPU its engine does not have): the fleet
+    # goes back to r0002 everywhere, under load, with a per-host account
+    bad = [dict(h) for h in fs.hosts]
+    bad[2]["gpus"] = [0]
+    fs.write(hosts=bad)
+    load = fs.bench(25)
+    time.sleep(3)
+    r = fs.cli("deploy", "-p", fs.name)
+    assert r.code == 7, r.err
+    assert "rolled back" in r.err and "failed" in r.err
+    b = _bench_result(load)
+    assert b["requests"] > 0 and b["errors"] == 0, b
+    fs.write()
+    rows = fs.cli("--json", "status", "-p", fs.name).json()["releases"]
+    assert {r["source"] for r in rows} == {"r0002"} and all(r["health"] == "ok" for r in rows)
+
+    # the whole fleet back to r0001, health-gated, through the front door
+    r = fs.cli("--json", "rollback", "-p", fs.name)
+    assert r.code == 0, r.err
+    rows = fs.cli("--json", "status", "-p", fs.name).json()["releases"]
+    assert {r["source"] for r in rows} == {"r0001"}
+    assert _answer(fs.endpoint)["choices"]
+
+
+def test_preflight_refuses_before_changing_anything(fs, tmp_path):
+    # one byte changed in a part on one host (here: that host's model directory)
+    changed = tmp_path / "changed-model"
+    shutil.copytree(fs.model_dir, changed)
+    part = sorted(changed.glob("*.gguf"))[-1]
+    data = bytearray(part.read_bytes())
+    data[-1] ^= 0xFF
+    part.write_bytes(bytes(data))
+    hosts = [dict(h) for h in fs.hosts]
+    hosts[1]["model"] = str(changed)
+    fs.write(hosts=hosts)
+    r = fs.cli("deploy", "-p", fs.name)
+    assert r.code == 4 and "differs from the manifest" in r.err and part.name in r.err and "nothing was changed" in r.err
+    for e in fs.fleet.engines:
+        assert not e.client.containers.list(all=True, filters={"label": [f"ossctl.profile={fs.name}"]})
+
+    # an unreachable host: a clear line, quickly, nothing changed
+    hosts = [dict(h) for h in fs.hosts] + [{"docker_host": "tcp://127.0.0.1:9", "model": str(fs.model_dir)}]
+    fs.write(hosts=hosts)
+    t0 = time.monotonic()
+    r = fs.cli("deploy", "-p", fs.name)
+    assert r.code == 5 and "tcp://127.0.0.1:9" in r.err and time.monotonic() - t0 < 60, r.err
