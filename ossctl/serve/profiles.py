@@ -3,14 +3,14 @@ deploy.
 
 Search path, first hit wins: ``./profiles`` (the working directory), ``$OSSCTL_HOME/profiles``,
 then the profiles shipped inside the package. ``extends = "other"`` merges another
-profile under this one (top-level keys, and the keys of the ``bench`` table); a profile
+profile under this one (top-level keys, and the keys of the ``bench`` and ``frontdoor`` tables); a profile
 may extend a profile of the same name further down the search path (to tweak a shipped
 one). Validation is strict: unknown keys are errors with a "did you mean", types and ranges
 are checked, and ``extra_args`` must be a list (never a shell string).
 
 The resolved profile is a plain dict (the cross-area contract): every key of
 :data:`DEFAULTS` is present; the optional sampling keys (temperature, top_p, top_k, min_p)
-and ``bench`` only when set.
+and the ``bench`` / ``frontdoor`` tables only when set.
 """
 
 from __future__ import annotations
@@ -56,9 +56,12 @@ DEFAULTS: dict[str, Any] = {
     "keep_releases": 3,
     "restart": "unless-stopped",
 }
-OPTIONAL = ("temperature", "top_p", "top_k", "min_p", "bench")
+OPTIONAL = ("temperature", "top_p", "top_k", "min_p", "bench", "frontdoor")
+TABLES = ("bench", "frontdoor")  # merged key by key along `extends`
 ALL_KEYS = ("extends", "name", *DEFAULTS, *OPTIONAL)
 BENCH_KEYS = ("users", "requests", "duration", "max_tokens", "stream", "sla")
+# [frontdoor]: the stable endpoint clients use (a Caddy container, see serve/frontdoor.py)
+FRONTDOOR_DEFAULTS: dict[str, Any] = {"host": "127.0.0.1", "port": None, "admin_port": 2019, "image": "caddy:2"}
 
 FLASH_ATTN = ("on", "off", "auto")
 STRATEGIES = ("auto", "recreate", "blue-green")
@@ -160,8 +163,8 @@ def load_raw(settings, name: str, cwd: Path | None = None) -> tuple[dict[str, An
     merged: dict[str, Any] = {}
     for layer in reversed(layers):
         for k, v in layer.items():
-            if k == "bench" and isinstance(v, dict) and isinstance(merged.get("bench"), dict):
-                merged["bench"] = {**merged["bench"], **v}
+            if k in TABLES and isinstance(v, dict) and isinstance(merged.get(k), dict):
+                merged[k] = {**merged[k], **v}
             else:
                 merged[k] = v
     merged.pop("extends", None)
@@ -328,6 +331,8 @@ def validate(raw: dict[str, Any], name: str) -> dict[str, Any]:
         _int(p, "top_k", 0)
     if "bench" in p:
         p["bench"] = _validate_bench(p["bench"])
+    if "frontdoor" in p:
+        p["frontdoor"] = _validate_frontdoor(p["frontdoor"], p)
     trained = catalog_context(p)
     if trained and p["ctx"] > trained:
         raise UsageError(f"`ctx` {p['ctx']} is above the trained context of {p['model']} ({trained})",
@@ -368,6 +373,36 @@ def _validate_bench(b: Any) -> dict[str, Any]:
         if not isinstance(b["sla"], str) or not all(SLA_RE.match(c) for c in b["sla"].split(",")):
             raise UsageError(f"`bench.sla` must look like \"p95<90s,errors<5%\", got {b['sla']!r}")
     return b
+
+
+def _validate_frontdoor(t: Any, p: dict[str, Any]) -> dict[str, Any]:
+    if not isinstance(t, dict):
+        raise UsageError(f"`frontdoor` must be a table, got {_type_name(t)}")
+    for k in t:
+        if k not in FRONTDOOR_DEFAULTS:
+            raise _unknown(k, tuple(FRONTDOOR_DEFAULTS), " in [frontdoor]")
+    if "port" not in t:
+        raise UsageError("`frontdoor.port` is required", hint="add `port = ...` under [frontdoor]: the port clients use")
+    f = {k: t.get(k, d) for k, d in FRONTDOOR_DEFAULTS.items()}
+    try:
+        _str(f, "host", nonempty=True)
+        ipaddress.ip_address(f["host"])
+        _int(f, "port", 1, 65535)
+        _int(f, "admin_port", 1, 65535)
+        _str(f, "image", nonempty=True)
+    except ValueError:
+        raise UsageError(f"`frontdoor.host` must be an IP address, got {f['host']!r}") from None
+    except UsageError as exc:
+        raise UsageError(exc.message.replace("`", "`frontdoor.", 1), hint=exc.hint) from None
+    if any(c.isspace() for c in f["image"]):
+        raise UsageError(f"`frontdoor.image` must be an image reference like caddy:2, got {f['image']!r}")
+    if len({f["port"], f["admin_port"], p["port"]}) < 3:
+        raise UsageError(f"`frontdoor.port` ({f['port']}), `frontdoor.admin_port` ({f['admin_port']}) and `port` "
+                         f"({p['port']}) must differ: they share the host")
+    if not is_loopback(f["host"]) and not p["api_key_file"]:
+        raise UsageError(f"`frontdoor.host` {f['host']} is not a loopback address, so `api_key_file` is required",
+                         hint="point api_key_file at a file holding the key (chmod 600), or bind host = \"127.0.0.1\"")
+    return f
 
 
 def trained_context(model_dir: Path, first_file: str) -> int | None:
