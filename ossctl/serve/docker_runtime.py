@@ -67,10 +67,17 @@ def _translate(exc: Exception, host: str, what: str = "") -> OssctlError:
     text = str(exc)
     low = text.lower()
     if isinstance(exc, de.TLSParameterError):
-        return UsageError(f"TLS settings for {host} are incomplete: {text.splitlines()[0]}",
+        return UsageError(f"TLS for {host} needs a client certificate: DOCKER_CERT_PATH has no cert.pem / key.pem",
                           hint="set DOCKER_CERT_PATH to a directory holding ca.pem, cert.pem and key.pem, as for `docker --tlsverify`")
+    if "http request to an https server" in low:
+        return RemoteError(f"the Docker daemon at {host} speaks TLS only",
+                           hint="set DOCKER_TLS_VERIFY=1 and DOCKER_CERT_PATH (ca.pem, cert.pem, key.pem), as for `docker --tlsverify`")
     if isinstance(exc, requests.exceptions.SSLError) or "ssl" in low and any(r in low for r in _TLS_REASONS):
         reason = next((r for r in _TLS_REASONS if r in low), "handshake failed")
+        if reason == "certificate verify failed":
+            reason = "its certificate is not signed by DOCKER_CERT_PATH/ca.pem (certificate verify failed)"
+        elif reason in ("bad certificate", "unknown ca", "certificate required", "certificate unknown"):
+            reason = f"it refused the client certificate ({reason})"
         return RemoteError(f"TLS with the Docker daemon at {host} failed: {reason}",
                            hint="check that DOCKER_CERT_PATH holds this engine's ca.pem and a cert.pem/key.pem it trusts "
                                 "(`docker --tlsverify -H HOST version` must work)")
@@ -128,6 +135,7 @@ def _ssh_probe(url: str, timeout: int) -> None:
         raise RemoteError(f"cannot reach the Docker daemon at {url}: ssh did not answer in {timeout + 5} s",
                           hint=f"check that `ssh {target} docker version` works") from None
     last = next((ln.strip() for ln in reversed(res.stderr.splitlines()) if ln.strip()), "")
+    last = last.removeprefix(f"{target}: ")
     if res.returncode == 255:
         raise RemoteError(f"ssh to {target} failed: {last or 'connection closed'}",
                           hint=f"check the key and host key (`ssh {target} docker version` must work without prompting)")
@@ -158,7 +166,14 @@ class DockerRuntime:
         if ssh:
             _ssh_probe(base_url, min(timeout, 30))
         with _errors(base_url):
-            self.client = docker.from_env(environment=environment, timeout=timeout, use_ssh_client=ssh)
+            kwargs = docker.utils.kwargs_from_env(environment=environment)
+            # a placeholder version, so the SDK does not ask the engine before we set TLS up
+            self.client = docker.DockerClient(**kwargs, version="1.24", timeout=timeout, use_ssh_client=ssh)
+            if "tls" in kwargs:
+                # requests would swap DOCKER_CERT_PATH's CA for $REQUESTS_CA_BUNDLE / $CURL_CA_BUNDLE
+                # (set on many machines) and then reject the engine's certificate
+                self.client.api.trust_env = False
+            self.client.api._version = self.client.api._retrieve_server_version()
             self.client.ping()
 
     def close(self) -> None:
