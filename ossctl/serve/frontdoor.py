@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import time
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
@@ -42,6 +43,9 @@ HEALTH_URI = "/health"
 MAX_WEIGHT = 100
 ROLE_LABEL = "ossctl.role"
 HTTP_TIMEOUT_S = 10  # one admin or /slots request made from inside the container
+# Caddy before 2.7 aborts streaming responses in flight whenever its configuration is
+# replaced (caddyserver/caddy#5663), i.e. on every drain: token streams would break.
+MIN_CADDY = (2, 7)
 
 
 class DrainTimeout(OssctlError):
@@ -202,10 +206,16 @@ def caddy_config(spec: FrontDoorSpec, upstreams: list[Upstream]) -> dict[str, An
             "handler": "reverse_proxy",
             "upstreams": [{"dial": d} for d in dials],
             "load_balancing": {"selection_policy": {"policy": policy}, "try_duration": "10s", "try_interval": "100ms"},
+            # active checks only: a passive one would take an upstream out for its whole
+            # window after one failed request; a dead upstream refuses the dial, and Caddy
+            # retries that on another upstream (try_duration)
             "health_checks": {
                 "active": {"uri": HEALTH_URI, "interval": "1s", "timeout": "2s", "expect_status": 200},
-                "passive": {"fail_duration": "2s", "max_fails": 1},
             },
+            # a fresh connection per request: llama-server (cpp-httplib) closes kept-alive
+            # connections on its own terms, and a POST that meets a closed connection is a
+            # 502 Caddy must not retry (the completion may have run)
+            "transport": {"protocol": "http", "keep_alive": {"enabled": False}},
             # no flush_interval: Caddy flushes text/event-stream (token streaming) at once by
             # itself, and with -1 Caddy before 2.7 cut every proxied request on a reload
         }
@@ -283,14 +293,18 @@ class FrontDoor:
                 upstreams = self._read_upstreams()
             self.rt.remove(c["id"])
             c = None
+        policy = container_spec(self.spec, [])["restart_policy"]
         if c is None:
             cid = self.rt.run(container_spec(self.spec, upstreams or []))
             self._wait_admin(timeout, cid, created=True)
-            self.rt.set_restart(cid, container_spec(self.spec, [])["restart_policy"])
+            self._check_version(cid, created=True)
+            self.rt.set_restart(cid, policy)
             return self.state()
         if not c["running"]:
             self.rt.start(c["id"])
         self._wait_admin(timeout, c["id"], created=False)
+        self._check_version(c["id"], created=False)
+        self.rt.set_restart(c["id"], policy)
         return self.set_upstreams(upstreams) if upstreams is not None else self.state()
 
     def remove(self) -> None:
@@ -302,7 +316,9 @@ class FrontDoor:
     # reading ----------------------------------------------------------------------------
     def state(self) -> FrontDoorState:
         """The recorded upstreams with Caddy's live counters."""
-        ups = self._read_upstreams()
+        return self._state(self._read_upstreams())
+
+    def _state(self, ups: list[Upstream]) -> FrontDoorState:
         live = {u.get("address"): u for u in self._get("/reverse_proxy/upstreams") or []}
         return FrontDoorState(
             self.spec.name, self.rt.host, self.spec.endpoint, self.spec.image, True,
@@ -316,8 +332,9 @@ class FrontDoor:
     def set_upstreams(self, upstreams: list[Upstream]) -> FrontDoorState:
         """Replace the upstream list. Caddy swaps its configuration gracefully: requests in
         flight finish on the upstream they started on."""
-        self._post("/load", caddy_config(self.spec, list(upstreams)))
-        return self.state()
+        ups = list(upstreams)
+        self._post("/load", caddy_config(self.spec, ups))
+        return self._state(ups)
 
     def enable(self, url: str, weight: int | None = None) -> FrontDoorState:
         """Send new requests to ``url`` again (optionally with a new weight)."""
@@ -425,6 +442,19 @@ class FrontDoor:
                               hint=f"`docker start {self.spec.name}` brings it back with its last upstreams; "
                                    f"`docker logs {self.spec.name}` says why it stopped")
 
+    def _check_version(self, cid: str, created: bool) -> None:
+        rc, out, _ = self.rt.exec(cid, ["caddy", "version"])
+        version = caddy_version(out.decode("utf-8", "replace")) if rc == 0 else None
+        if version is None or version >= MIN_CADDY:
+            return  # a custom build that does not say: trust it
+        if created:
+            self.rt.remove(cid)
+        text = ".".join(map(str, version))
+        raise UsageError(f"the front-door image {self.spec.image} runs Caddy {text}; ossctl needs Caddy "
+                         f"{'.'.join(map(str, MIN_CADDY))} or later (older ones cut streaming responses "
+                         "whenever the upstream list changes)",
+                         hint=f"use the official image: `[frontdoor] image = \"{DEFAULT_IMAGE}\"` in the profile")
+
     def _wait_admin(self, timeout: float, cid: str, created: bool) -> None:
         t0 = time.monotonic()
         while True:
@@ -447,6 +477,13 @@ class FrontDoor:
                                   f"127.0.0.1:{self.spec.admin_port} within {timeout:g} s",
                                   hint="another process may hold the admin port; pick another [frontdoor] admin_port")
             time.sleep(0.1)
+
+
+def caddy_version(text: str) -> tuple[int, int, int] | None:
+    """(major, minor, patch) from ``caddy version`` output ("v2.11.7 h1:..."); None when
+    it names no version. Pure."""
+    m = re.search(r"\bv?(\d+)\.(\d+)\.(\d+)", text)
+    return (int(m[1]), int(m[2]), int(m[3])) if m else None
 
 
 def _caddy_error(logs: str) -> str:
