@@ -147,6 +147,26 @@ def _ssh_probe(url: str, timeout: int) -> None:
                           hint=f"start it there, and check `ssh {target} docker version`")
 
 
+def _tolerant_ssh_close() -> None:
+    """The SDK's ssh-client socket writes to ssh's stdin on close; after an exec stream
+    ssh has often exited already, and the BrokenPipeError loses the exec's output
+    (docker/docker-py#3218). Closing a finished connection is not an error."""
+    from docker.transport import sshconn
+
+    if getattr(sshconn.SSHSocket.close, "_ossctl", False):
+        return
+    original = sshconn.SSHSocket.close
+
+    def close(self) -> None:
+        try:
+            original(self)
+        except BrokenPipeError:
+            self.proc.terminate()
+
+    close._ossctl = True  # type: ignore[attr-defined]
+    sshconn.SSHSocket.close = close
+
+
 class DockerRuntime:
     """A connection to one Docker engine. ``base_url`` is checked first
     (:func:`check_docker_host`); ``ssh://`` goes through the ``ssh`` client like the docker
@@ -165,6 +185,7 @@ class DockerRuntime:
         ssh = base_url.startswith("ssh://")
         if ssh:
             _ssh_probe(base_url, min(timeout, 30))
+            _tolerant_ssh_close()
         with _errors(base_url):
             kwargs = docker.utils.kwargs_from_env(environment=environment)
             # a placeholder version, so the SDK does not ask the engine before we set TLS up

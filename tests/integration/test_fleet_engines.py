@@ -85,3 +85,42 @@ def test_ssh_engine_through_the_cli(fleet_env, home):
     r = run_cli("--json", "status", "--docker-host", fleet_env.engine("ssh").docker_host)
     assert r.code == 0, r.err
     assert '"releases": []' in r.out
+
+
+@pytest.mark.llama
+def test_front_door_on_the_ssh_engine_balances_and_drains_over_the_other_two(fleet_llama, fleet_env, serve_model):
+    """The fleet's shape: llama-server on two engines (published on their fleet address),
+    the front door on a third, driven over ssh://; its admin API stays on 127.0.0.1."""
+    from ossctl.serve.frontdoor import FrontDoor, FrontDoorSpec, Upstream
+    from tests.plugins.frontdoor import chat_many, start_llama, tokens_predicted, wait_healthy
+
+    ups = []
+    for name in ("unix", "tls"):
+        e = fleet_env.engine(name)
+        start_llama(e.client, fleet_env.llama_image, serve_model, 18080, f"fll-{fleet_env.profile}-{name}",
+                    fleet_env.labels, bind="0.0.0.0")
+        ups.append(f"http://{e.addr}:18080")
+    for u in ups:
+        wait_healthy(u)
+    door = fleet_env.engine("ssh")
+    spec = FrontDoorSpec(fleet_env.profile, 18090, host="0.0.0.0", admin_port=18091, image=fleet_env.frontdoor_image)
+    with door.runtime() as rt:
+        fd = FrontDoor(rt, spec)
+        st = fd.ensure([Upstream(u) for u in ups])
+        assert st.docker_host == door.docker_host and [u.url for u in st.upstreams] == ups
+        endpoint = f"http://{door.addr}:18090"
+        before = [tokens_predicted(u) for u in ups]
+        chat_many(endpoint, 8, max_tokens=200)
+        assert all(tokens_predicted(u) > b for u, b in zip(ups, before))
+
+        res = fd.drain(ups[0], timeout=30)
+        assert res.in_flight_at_start == 0
+        before = [tokens_predicted(u) for u in ups]
+        chat_many(endpoint, 4)
+        assert tokens_predicted(ups[0]) == before[0] and tokens_predicted(ups[1]) > before[1]
+
+    # the admin API is not reachable from outside the engine host
+    import httpx
+
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(f"http://{door.addr}:18091/config/", trust_env=False, timeout=3)
