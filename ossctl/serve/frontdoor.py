@@ -469,9 +469,11 @@ class FrontDoor:
                                         hint="another process holds it; pick another [frontdoor] port in the profile")
                 raise RemoteError(f"the front door {self.spec.name} exited while starting: {line}",
                                   hint=f"check the image ({self.spec.image}) and `docker logs {self.spec.name}`")
-            rc, _, _ = self._wget(self.spec.admin_url + "/config/")
-            if rc == 0:
-                return
+            try:
+                if self._wget(self.spec.admin_url + "/config/")[0] == 0:
+                    return
+            except OssctlError:
+                pass  # it stopped between the two calls: the next turn says why
             if time.monotonic() - t0 > timeout:
                 raise RemoteError(f"the front door {self.spec.name} did not answer on its admin port "
                                   f"127.0.0.1:{self.spec.admin_port} within {timeout:g} s",
