@@ -34,7 +34,15 @@ stop_dir() {
         wait_gone "$pid"
       fi
     done
+    # what is left in the namespace: ssh sessions (sshd forks one per login), their
+    # `docker system dial-stdio`, containerd shims
+    pids=$(ip netns pids "ossfl$k-$i" 2>/dev/null || true)
+    if [ -n "$pids" ]; then
+      kill $pids 2>/dev/null || true
+      for pid in $pids; do wait_gone "$pid"; done
+    fi
     ip netns del "ossfl$k-$i" 2>/dev/null || true
+    ip link del "ofv${k}h$i" 2>/dev/null || true  # gone with the namespace, unless a process kept it
   done
   ip link del "ofb$k" 2>/dev/null || true
   # overlay and netns mounts a killed dockerd may have left behind
@@ -97,6 +105,7 @@ start)
     ns="ossfl$k-$i"; E=$DIR/e$i; addr="10.215.$k.$((10 + i))"
     mkdir -p "$E"
     ip netns add "$ns"
+    ip link del "ofv${k}h$i" 2>/dev/null || true  # left by a run whose bridge is gone (we hold ofb$k)
     ip link add "ofv${k}h$i" type veth peer name "ofv${k}n$i"
     ip link set "ofv${k}n$i" netns "$ns"
     ip link set "ofv${k}h$i" master "ofb$k" up

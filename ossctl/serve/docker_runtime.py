@@ -11,9 +11,14 @@ from __future__ import annotations
 import contextlib
 import datetime as _dt
 import io
+import os
+import signal
+import stat
 import subprocess
 import tarfile
+import tempfile
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -113,14 +118,30 @@ def _errors(host: str, what: str = "") -> Iterator[None]:
         raise _translate(exc, host, what) from None
 
 
+def _ssh_options() -> list[str]:
+    """Options for every ``ssh`` ossctl starts: batch mode (a prompt would hang), and one
+    multiplexed connection per host, kept 60 s, so each Docker API call does not pay a
+    full ssh login (the SDK opens one ssh per request; docker/docker-py#2966). The
+    control sockets live in a 0700 directory of ours; without one, no multiplexing."""
+    opts = ["-o", "BatchMode=yes"]
+    d = Path(tempfile.gettempdir()) / f"ossctl-ssh-{os.getuid()}"
+    try:
+        d.mkdir(mode=0o700, exist_ok=True)
+        st = d.stat()
+        if st.st_uid == os.getuid() and stat.S_IMODE(st.st_mode) == 0o700:
+            opts += ["-o", "ControlMaster=auto", "-o", f"ControlPath={d}/%C", "-o", "ControlPersist=60"]
+    except OSError:
+        pass
+    return opts
+
+
 def _ssh_probe(url: str, timeout: int) -> None:
     """Check ``ssh://`` the way the docker CLI will use it (the ``ssh`` client, its config,
-    agent and known_hosts), in batch mode so nothing prompts, and turn a failure into one
-    line: the SDK's own ssh process would print ssh's complaint on our stderr and then
-    report a closed connection."""
+    agent and known_hosts) and turn a failure into one line: the SDK's own ssh process
+    would print ssh's complaint on our stderr and then report a closed connection."""
     u = urlsplit(url)
     target = f"{u.username}@{u.hostname}" if u.username else u.hostname
-    args = ["ssh", "-o", "BatchMode=yes", "-o", f"ConnectTimeout={timeout}"]
+    args = ["ssh", *_ssh_options(), "-o", f"ConnectTimeout={timeout}"]
     if u.username:
         args += ["-l", u.username]
     if u.port:
@@ -147,24 +168,36 @@ def _ssh_probe(url: str, timeout: int) -> None:
                           hint=f"start it there, and check `ssh {target} docker version`")
 
 
-def _tolerant_ssh_close() -> None:
-    """The SDK's ssh-client socket writes to ssh's stdin on close; after an exec stream
-    ssh has often exited already, and the BrokenPipeError loses the exec's output
-    (docker/docker-py#3218). Closing a finished connection is not an error."""
+def _ssh_socket_fixes() -> None:
+    """Two changes to the SDK's ssh-client socket (docker 7.x ``SSHSocket``): it starts
+    ``ssh`` with :func:`_ssh_options`; and closing it after ssh has exited (usual after an
+    exec stream) is not an error: the SDK's BrokenPipeError there loses the exec's output
+    (docker/docker-py#3218)."""
     from docker.transport import sshconn
 
-    if getattr(sshconn.SSHSocket.close, "_ossctl", False):
+    sock = sshconn.SSHSocket
+    if getattr(sock, "_ossctl", False) or not all(hasattr(sock, a) for a in ("connect", "close")):
         return
-    original = sshconn.SSHSocket.close
+    original_close = sock.close
+
+    def connect(self, **_kwargs) -> None:
+        args = ["ssh", *_ssh_options()]
+        if self.user:
+            args += ["-l", self.user]
+        if self.port:
+            args += ["-p", self.port]
+        args += ["--", self.host, "docker system dial-stdio"]
+        env = {k: v for k, v in os.environ.items() if k not in ("LD_LIBRARY_PATH", "SSL_CERT_FILE")}
+        self.proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stdin=subprocess.PIPE,
+                                     preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
 
     def close(self) -> None:
         try:
-            original(self)
+            original_close(self)
         except BrokenPipeError:
             self.proc.terminate()
 
-    close._ossctl = True  # type: ignore[attr-defined]
-    sshconn.SSHSocket.close = close
+    sock.connect, sock.close, sock._ossctl = connect, close, True
 
 
 class DockerRuntime:
@@ -185,7 +218,7 @@ class DockerRuntime:
         ssh = base_url.startswith("ssh://")
         if ssh:
             _ssh_probe(base_url, min(timeout, 30))
-            _tolerant_ssh_close()
+            _ssh_socket_fixes()
         with _errors(base_url):
             kwargs = docker.utils.kwargs_from_env(environment=environment)
             # a placeholder version, so the SDK does not ask the engine before we set TLS up

@@ -71,8 +71,16 @@ def test_tls_engine_without_tls_settings_says_so(fleet_env):
         DockerRuntime(fleet_env.engine("tls").docker_host, {}, timeout=10)
 
 
-def test_refused_ssh_key_is_one_line_exit_5(fleet_env, home, monkeypatch):
+def test_refused_ssh_key_is_one_line_exit_5(fleet_env, home, monkeypatch, request):
+    import shutil
+    import tempfile
+
     e = fleet_env.engine("ssh")
+    # a fresh place for ssh control sockets: the multiplexed connection an earlier test
+    # opened with the accepted key stays up for 60 s and would carry this login too
+    control = tempfile.mkdtemp(prefix="ossk", dir="/tmp")  # short: a socket path has 108 bytes
+    request.addfinalizer(lambda: shutil.rmtree(control, ignore_errors=True))
+    monkeypatch.setattr(tempfile, "tempdir", control)
     monkeypatch.setenv("PATH", f"{fleet_env.wrong_ssh_bin}:{fleet_env.ssh_bin}:/usr/bin:/bin:/usr/sbin:/sbin")
     r = run_cli("status", "--docker-host", e.docker_host)
     assert r.code == EXIT_REMOTE, r.err
