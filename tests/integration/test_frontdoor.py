@@ -196,3 +196,27 @@ def test_caddy_before_2_7_is_refused_and_removed(docker_host, docker_client):
         FrontDoor(rt, spec).ensure([])
     assert 'image = "caddy:2"' in ei.value.hint
     assert not docker_client.containers.list(all=True, filters={"name": spec.name})
+
+
+def test_drain_reads_slots_with_the_api_key_and_waits_for_direct_clients(frontdoor, llamas, docker_client):
+    """A request sent straight to the server (not through the front door) is only visible
+    in /slots, which needs the server's API key: drain passes it without putting it in argv."""
+    port = free_port_pair()
+    key = "fd-test-key-" + uuid.uuid4().hex[:6]
+    start_llama(docker_client, llamas.image, llamas.model_dir, port, f"fdt-{uuid.uuid4().hex[:8]}", llamas.label,
+                extra=("--api-key", key))
+    url = f"http://127.0.0.1:{port}"
+    wait_healthy(url)
+    frontdoor.ensure([Upstream(url), Upstream(llamas.pair[0])])
+    done: dict = {}
+    direct = threading.Thread(target=lambda: done.update(chat(url, max_tokens=3500, api_key=key)))
+    direct.start()
+    deadline = time.monotonic() + 30
+    while frontdoor._slots_busy(url, key) == 0:
+        assert time.monotonic() < deadline, "the direct request never showed in /slots"
+        time.sleep(0.05)
+    assert frontdoor._slots_busy(url, None) == 0  # without the key /slots says nothing (401)
+    res = frontdoor.drain(url, timeout=60, api_key=key)
+    assert res.in_flight_at_start == 1 and res.waited_s > 0
+    direct.join(10)
+    assert done["usage"]["completion_tokens"] == 3500

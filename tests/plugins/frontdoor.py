@@ -82,7 +82,7 @@ def frontdoor_image(docker_client) -> str:
 
 
 def start_llama(client, image: str, model_dir: Path, port: int, name: str, labels: dict[str, str],
-                bind: str = "127.0.0.1", ctx: int = 4096, threads: int = 1):
+                bind: str = "127.0.0.1", ctx: int = 4096, threads: int = 1, extra: tuple[str, ...] = ()):
     """Start a llama-server container (the tiny model, one slot, ``--metrics``) publishing
     ``bind:port``; returns the container. One thread and a 4096 context make a request
     for ~2500 tokens (``ignore_eos``) take seconds: long enough to be caught in flight.
@@ -93,7 +93,7 @@ def start_llama(client, image: str, model_dir: Path, port: int, name: str, label
 
     first = read_manifest(model_dir).first_file
     args = ["-m", f"/models/{first}", "-c", str(ctx), "-np", "1", "-t", str(threads), "-b", "64", "-ub", "64",
-            "--metrics", "--host", "0.0.0.0", "--port", "8080"]
+            "--metrics", "--host", "0.0.0.0", "--port", "8080", *extra]
     return client.containers.run(image, args, name=name, detach=True, labels=labels,
                                  mounts=[Mount("/models", str(model_dir), type="bind", read_only=True)],
                                  ports={"8080/tcp": (bind, port)})
@@ -126,11 +126,12 @@ def tokens_predicted(url: str) -> float:
     raise AssertionError("no llamacpp:tokens_predicted_total in /metrics")
 
 
-def chat(url: str, max_tokens: int = 8, timeout: float = 120) -> dict:
+def chat(url: str, max_tokens: int = 8, timeout: float = 120, api_key: str | None = None) -> dict:
     """One chat completion (``ignore_eos``: exactly ``max_tokens`` tokens); raises on HTTP errors."""
     import httpx
 
-    r = httpx.post(url + "/v1/chat/completions", trust_env=False, timeout=timeout,
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    r = httpx.post(url + "/v1/chat/completions", trust_env=False, timeout=timeout, headers=headers,
                    json={"messages": [{"role": "user", "content": "hi"}], "max_tokens": max_tokens, "ignore_eos": True})
     r.raise_for_status()
     return r.json()
