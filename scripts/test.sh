@@ -18,6 +18,16 @@ need=()
 command -v dockerd >/dev/null || need+=(docker.io)
 command -v wrk >/dev/null || need+=(wrk)
 command -v prometheus >/dev/null || need+=(prometheus)  # tests/plugins/prometheus.py scrapes `ossctl metrics serve`
+# fleet tests: engines in network namespaces (iproute2, nsenter), one over ssh, one over
+# TLS; the front-door image takes busybox from busybox-static, and Debian's caddy (2.6)
+# is the old Caddy ossctl must refuse
+command -v ip >/dev/null || need+=(iproute2)
+command -v nsenter >/dev/null || need+=(util-linux)
+command -v openssl >/dev/null || need+=(openssl)
+[ -x /usr/sbin/sshd ] || need+=(openssh-server)
+command -v ssh >/dev/null || need+=(openssh-client)
+[ -x /bin/busybox ] || need+=(busybox-static)
+[ -x /usr/bin/caddy ] || need+=(caddy)
 if [ ${#need[@]} -gt 0 ]; then
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
@@ -46,6 +56,7 @@ cleanup() {
   rm -rf "$DOCKER_TMP" 2>/dev/null || true
 }
 trap cleanup EXIT
+bash scripts/fleet_engines.sh reap || true  # engines a killed earlier run left behind
 line=$(bash scripts/private_dockerd.sh start "$DOCKER_TMP")
 export OSSCTL_TEST_DOCKER_HOST="${line#DOCKER_HOST=}"
 

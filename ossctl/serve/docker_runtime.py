@@ -10,13 +10,53 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import io
+import os
+import re
+import signal
+import stat
+import subprocess
+import tarfile
+import tempfile
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from ossctl import labels as L
 from ossctl.errors import ConflictError, NotFoundError, OssctlError, RemoteError, UsageError
 
 DEFAULT_HOST = "unix:///var/run/docker.sock"
+_SCHEMES = ("unix", "npipe", "tcp", "http", "https", "ssh")
+_HOST_HINT = ("use unix:///var/run/docker.sock, tcp://HOST:2376 (with DOCKER_TLS_VERIFY=1 and DOCKER_CERT_PATH) "
+              "or ssh://USER@HOST, as for the docker CLI")
+
+
+def check_docker_host(url: str, env: dict[str, str] | None = None) -> str:
+    """``url`` when it is a Docker endpoint the docker CLI would accept (unix://PATH,
+    npipe://PATH, tcp://HOST[:PORT], ssh://[USER@]HOST[:PORT]) or the name of a Docker
+    context in ``env``'s DOCKER_CONFIG (or ~/.docker); else :class:`UsageError`
+    ("invalid DOCKER_HOST"), so a typo never reads as an unreachable engine."""
+    if "://" not in url and re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.+-]*", url or ""):
+        if context_endpoint(url, env if env is not None else dict(os.environ)) is not None:
+            return url
+        raise UsageError(f"invalid DOCKER_HOST {url!r}: not a URL, nor a `docker context` name",
+                         hint=_HOST_HINT + "; `docker context ls` lists the context names")
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a non-numeric port
+    except ValueError:
+        parts = None
+    bad = parts is None or parts.scheme not in _SCHEMES
+    if not bad and parts.scheme in ("unix", "npipe"):
+        bad = not parts.path or bool(parts.netloc and parts.scheme == "unix")
+    elif not bad:
+        bad = not parts.hostname or parts.path not in ("", "/") or bool(parts.query or parts.fragment)
+        if parts.scheme != "ssh":
+            bad = bad or bool(parts.username)
+    if bad:
+        raise UsageError(f"invalid DOCKER_HOST {url!r}", hint=_HOST_HINT)
+    return url
 
 
 SCHEMES = ("unix://", "tcp://", "ssh://", "npipe://")
@@ -27,21 +67,7 @@ def docker_host(settings, flag: str | None = None) -> str:
     the default socket. (DOCKER_HOST beats the config file, as for the docker CLI.)
     Raises :class:`UsageError` for an endpoint no Docker client could use."""
     host = flag or settings.env.get("DOCKER_HOST") or settings.value("serve.docker_host", default=DEFAULT_HOST)
-    check_host(host, dict(settings.env))
-    return host
-
-
-def check_host(host: str, env: dict[str, str] | None = None) -> None:
-    """Raises :class:`UsageError` unless ``host`` is a Docker endpoint URL or the name of a
-    Docker context (``docker context ls``)."""
-    from urllib.parse import urlsplit
-
-    if "://" not in host and context_endpoint(host, env or {}) is not None:
-        return
-    if not host.startswith(SCHEMES) or (not host.startswith(("unix://", "npipe://")) and not urlsplit(host).hostname):
-        raise UsageError(f"invalid Docker endpoint {host!r} (not a URL, nor a Docker context name)",
-                         hint="use unix:///var/run/docker.sock, tcp://HOST:2376, ssh://USER@HOST or a name from "
-                              "`docker context ls` (DOCKER_HOST or --docker-host)")
+    return check_docker_host(host, dict(settings.env))
 
 
 def context_endpoint(name: str, env: dict[str, str]) -> tuple[str, dict[str, str]] | None:
@@ -70,11 +96,31 @@ def context_endpoint(name: str, env: dict[str, str]) -> tuple[str, dict[str, str
     return url, tls
 
 
+_TLS_REASONS = ("certificate verify failed", "unknown ca", "bad certificate", "certificate required",
+                "certificate unknown", "wrong version number", "hostname mismatch", "ip address mismatch")
+
+
 def _translate(exc: Exception, host: str, what: str = "") -> OssctlError:
     import docker.errors as de
+    import requests
 
     text = str(exc)
     low = text.lower()
+    if isinstance(exc, de.TLSParameterError):
+        return UsageError(f"TLS for {host} needs a client certificate: DOCKER_CERT_PATH has no cert.pem / key.pem",
+                          hint="set DOCKER_CERT_PATH to a directory holding ca.pem, cert.pem and key.pem, as for `docker --tlsverify`")
+    if "http request to an https server" in low:
+        return RemoteError(f"the Docker daemon at {host} speaks TLS only",
+                           hint="set DOCKER_TLS_VERIFY=1 and DOCKER_CERT_PATH (ca.pem, cert.pem, key.pem), as for `docker --tlsverify`")
+    if isinstance(exc, requests.exceptions.SSLError) or "ssl" in low and any(r in low for r in _TLS_REASONS):
+        reason = next((r for r in _TLS_REASONS if r in low), "handshake failed")
+        if reason == "certificate verify failed":
+            reason = "its certificate is not signed by DOCKER_CERT_PATH/ca.pem (certificate verify failed)"
+        elif reason in ("bad certificate", "unknown ca", "certificate required", "certificate unknown"):
+            reason = f"it refused the client certificate ({reason})"
+        return RemoteError(f"TLS with the Docker daemon at {host} failed: {reason}",
+                           hint="check that DOCKER_CERT_PATH holds this engine's ca.pem and a cert.pem/key.pem it trusts "
+                                "(`docker --tlsverify -H HOST version` must work)")
     if isinstance(exc, de.ImageNotFound):
         return NotFoundError(f"image not found on {host}: {what or text}", hint=f"docker pull {what}" if what else None)
     if isinstance(exc, de.NotFound):
@@ -107,10 +153,98 @@ def _errors(host: str, what: str = "") -> Iterator[None]:
         raise _translate(exc, host, what) from None
 
 
+def _ssh_options() -> list[str]:
+    """Options for every ``ssh`` ossctl starts: batch mode (a prompt would hang), and one
+    multiplexed connection per host, kept 60 s, so each Docker API call does not pay a
+    full ssh login (the SDK opens one ssh per request; docker/docker-py#2966). The
+    control sockets live in a 0700 directory of ours; without one, no multiplexing."""
+    opts = ["-o", "BatchMode=yes"]
+    d = Path(tempfile.gettempdir()) / f"ossctl-ssh-{os.getuid()}"
+    try:
+        d.mkdir(mode=0o700, exist_ok=True)
+        st = d.stat()
+        if st.st_uid == os.getuid() and stat.S_IMODE(st.st_mode) == 0o700:
+            opts += ["-o", "ControlMaster=auto", "-o", f"ControlPath={d}/%C", "-o", "ControlPersist=60"]
+    except OSError:
+        pass
+    return opts
+
+
+def _ssh_probe(url: str, timeout: int) -> None:
+    """Check ``ssh://`` the way the docker CLI will use it (the ``ssh`` client, its config,
+    agent and known_hosts) and turn a failure into one line: the SDK's own ssh process
+    would print ssh's complaint on our stderr and then report a closed connection."""
+    u = urlsplit(url)
+    target = f"{u.username}@{u.hostname}" if u.username else u.hostname
+    args = ["ssh", *_ssh_options(), "-o", f"ConnectTimeout={timeout}"]
+    if u.username:
+        args += ["-l", u.username]
+    if u.port:
+        args += ["-p", str(u.port)]
+    args += ["--", u.hostname, "docker version --format '{{.Server.Version}}'"]
+    try:
+        res = subprocess.run(args, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout + 5)
+    except FileNotFoundError:
+        raise RemoteError(f"cannot reach {url}: no `ssh` client on this machine",
+                          hint="install it (`apt-get install openssh-client`)") from None
+    except subprocess.TimeoutExpired:
+        raise RemoteError(f"cannot reach the Docker daemon at {url}: ssh did not answer in {timeout + 5} s",
+                          hint=f"check that `ssh {target} docker version` works") from None
+    last = next((ln.strip() for ln in reversed(res.stderr.splitlines()) if ln.strip()), "")
+    last = last.removeprefix(f"{target}: ")
+    if res.returncode == 255:
+        raise RemoteError(f"ssh to {target} failed: {last or 'connection closed'}",
+                          hint=f"check the key and host key (`ssh {target} docker version` must work without prompting)")
+    if res.returncode == 127:
+        raise RemoteError(f"no docker CLI on {target} (ssh:// runs `docker system dial-stdio` there)",
+                          hint="install the docker CLI on that host")
+    if res.returncode != 0:
+        raise RemoteError(f"cannot reach the Docker daemon on {target} over ssh: {last or f'exit {res.returncode}'}",
+                          hint=f"start it there, and check `ssh {target} docker version`")
+
+
+def _ssh_socket_fixes() -> None:
+    """Two changes to the SDK's ssh-client socket (docker 7.x ``SSHSocket``): it starts
+    ``ssh`` with :func:`_ssh_options`; and closing it after ssh has exited (usual after an
+    exec stream) is not an error: the SDK's BrokenPipeError there loses the exec's output
+    (docker/docker-py#3218)."""
+    from docker.transport import sshconn
+
+    sock = sshconn.SSHSocket
+    if getattr(sock, "_ossctl", False) or not all(hasattr(sock, a) for a in ("connect", "close")):
+        return
+    original_close = sock.close
+
+    def connect(self, **_kwargs) -> None:
+        args = ["ssh", *_ssh_options()]
+        if self.user:
+            args += ["-l", self.user]
+        if self.port:
+            args += ["-p", self.port]
+        args += ["--", self.host, "docker system dial-stdio"]
+        env = {k: v for k, v in os.environ.items() if k not in ("LD_LIBRARY_PATH", "SSL_CERT_FILE")}
+        self.proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stdin=subprocess.PIPE,
+                                     preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+
+    def close(self) -> None:
+        try:
+            original_close(self)
+        except BrokenPipeError:
+            self.proc.terminate()
+
+    sock.connect, sock.close, sock._ossctl = connect, close, True
+
+
 class DockerRuntime:
-    """A connection to one Docker engine."""
+    """A connection to one Docker engine. ``base_url`` is checked first
+    (:func:`check_docker_host`); ``ssh://`` goes through the ``ssh`` client like the docker
+    CLI (so ~/.ssh/config, the agent and known_hosts apply); ``tcp://`` uses TLS when
+    ``env`` has DOCKER_TLS_VERIFY / DOCKER_CERT_PATH. Raises :class:`UsageError` (bad
+    endpoint or TLS settings) or :class:`RemoteError` (unreachable, key or certificate
+    refused), each one line."""
 
     def __init__(self, base_url: str, env: dict[str, str] | None = None, timeout: int = 60):
+        check_docker_host(base_url, env if env is not None else None)
         import docker
 
         self.host = base_url
@@ -120,9 +254,30 @@ class DockerRuntime:
             base_url, tls = ctx
             environment.update(tls)
         environment["DOCKER_HOST"] = base_url
+        ssh = base_url.startswith("ssh://")
+        if ssh:
+            _ssh_probe(base_url, min(timeout, 30))
+            _ssh_socket_fixes()
         with _errors(base_url):
-            # version "auto" asks the engine once: that request also proves it answers
-            self.client = docker.from_env(environment=environment, timeout=timeout)
+            kwargs = docker.utils.kwargs_from_env(environment=environment)
+            # a placeholder version, so the SDK does not ask the engine before we set TLS up
+            self.client = docker.DockerClient(**kwargs, version="1.24", timeout=timeout, use_ssh_client=ssh)
+            if "tls" in kwargs:
+                # requests would swap DOCKER_CERT_PATH's CA for $REQUESTS_CA_BUNDLE / $CURL_CA_BUNDLE
+                # (set on many machines) and then reject the engine's certificate
+                self.client.api.trust_env = False
+            self.client.api._version = self.client.api._retrieve_server_version()
+            self.client.ping()
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.client.close()
+
+    def __enter__(self) -> DockerRuntime:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
     @property
     def is_local(self) -> bool:
@@ -142,24 +297,30 @@ class DockerRuntime:
 
     # containers ---------------------------------------------------------------------
     def run(self, spec: dict[str, Any]) -> str:
-        """Create and start a container from an :mod:`ossctl.serve.llama_server` spec;
-        returns its id. It starts with restart policy "no" so that a crash during the
+        """Create and start a container from an :mod:`ossctl.serve.llama_server` (or
+        :mod:`ossctl.serve.frontdoor`) spec; returns its id. Optional spec keys: mounts,
+        ports, device_requests, ``network_mode`` ("host": the container shares the engine
+        host's network) and ``files`` ({absolute path: bytes}, written into the container
+        before it starts). It starts with restart policy "no" so that a crash during the
         health gate shows its real exit code and log once; :meth:`set_restart` applies the
         spec's policy once the gate passed."""
         from docker.types import DeviceRequest, Mount
 
         mounts = [Mount(m["target"], m["source"], type=m["type"], read_only=m.get("read_only", False))
-                  for m in spec["mounts"]]
+                  for m in spec.get("mounts", [])]
         devices = [DeviceRequest(driver=d["driver"], count=d["count"], device_ids=d["device_ids"] or None,
-                                 capabilities=d["capabilities"]) for d in spec["device_requests"]]
-        ports = {k: tuple(v) for k, v in spec["ports"].items()}
+                                 capabilities=d["capabilities"]) for d in spec.get("device_requests", [])]
+        ports = {k: tuple(v) for k, v in spec.get("ports", {}).items()}
+        extra = {"network_mode": spec["network_mode"]} if spec.get("network_mode") else {}
         with _errors(self.host, spec["image"]):
             c = self.client.containers.create(
                 spec["image"], command=spec["command"], name=spec["name"], labels=spec["labels"],
-                environment=spec["environment"], mounts=mounts, ports=ports,
-                device_requests=devices or None, restart_policy={"Name": "no"}, detach=True)
+                environment=spec.get("environment", {}), mounts=mounts, ports=ports or None,
+                device_requests=devices or None, restart_policy={"Name": "no"}, detach=True, **extra)
         try:
             with _errors(self.host, spec["image"]):
+                if spec.get("files"):
+                    c.put_archive("/", _tar(spec["files"]))
                 c.start()
         except OssctlError:
             self.remove(c.id)
@@ -206,6 +367,15 @@ class DockerRuntime:
                 self.client.containers.get(cid).remove(force=True)
         except NotFoundError:
             pass
+
+    def exec(self, cid: str, argv: list[str], env: dict[str, str] | None = None) -> tuple[int, bytes, bytes]:
+        """Run ``argv`` inside the running container ``cid``: (exit code, stdout, stderr).
+        ``env`` reaches only that process (for a secret: not in argv). Raises
+        :class:`ConflictError` when the container is not running."""
+        with _errors(self.host, cid):
+            res = self.client.containers.get(cid).exec_run(argv, environment=env or None, demux=True)
+        out, err = res.output if isinstance(res.output, tuple) else (res.output, b"")
+        return int(res.exit_code if res.exit_code is not None else -1), out or b"", err or b""
 
     def logs(self, cid: str, tail: int = 20) -> str:
         try:
@@ -332,6 +502,22 @@ class DockerRuntime:
             rows = self.client.api.containers()
         return [(r.get("Names") or ["/"])[0].lstrip("/") for r in rows
                 if any(str(p.get("PublicPort")) == str(port) for p in r.get("Ports") or [])]
+
+
+def _tar(files: dict[str, bytes]) -> bytes:
+    buf = io.BytesIO()
+    dirs = sorted({"/".join(parts[:i]) for p in files for parts in [p.strip("/").split("/")]
+                   for i in range(1, len(parts))})
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for d in dirs:
+            ti = tarfile.TarInfo(d)
+            ti.type, ti.mode = tarfile.DIRTYPE, 0o755
+            tar.addfile(ti)
+        for path, data in files.items():
+            ti = tarfile.TarInfo(path.lstrip("/"))
+            ti.size, ti.mode = len(data), 0o644
+            tar.addfile(ti, io.BytesIO(data))
+    return buf.getvalue()
 
 
 def _describe(c) -> dict[str, Any]:

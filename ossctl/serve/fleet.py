@@ -325,8 +325,7 @@ def status(settings, profile: dict[str, Any], log: Log = _nolog) -> dict[str, An
     from ossctl.serve import rollout
 
     ms = members(settings, profile)
-    res = per_host(ms, lambda m: rollout.status(settings, profile["name"], docker_host_flag=m.docker_host, log=log),
-                   STATUS_TIMEOUT_S)
+    res = per_host(ms, lambda m: rollout.engine_status(settings, profile["name"], m.docker_host, log), STATUS_TIMEOUT_S)
     rows: list[dict[str, Any]] = []
     hosts = []
     for m, st, err in res:

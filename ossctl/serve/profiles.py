@@ -3,14 +3,15 @@ deploy.
 
 Search path, first hit wins: ``./profiles`` (the working directory), ``$OSSCTL_HOME/profiles``,
 then the profiles shipped inside the package. ``extends = "other"`` merges another
-profile under this one (top-level keys, and the keys of the ``bench`` table); a profile
+profile under this one (top-level keys, and the keys of the ``bench`` and ``frontdoor`` tables); a profile
 may extend a profile of the same name further down the search path (to tweak a shipped
 one). Validation is strict: unknown keys are errors with a "did you mean", types and ranges
 are checked, and ``extra_args`` must be a list (never a shell string).
 
 The resolved profile is a plain dict (the cross-area contract): every key of
 :data:`DEFAULTS` is present; the optional sampling and reasoning keys (temperature, top_p,
-top_k, min_p, repeat_penalty, reasoning_effort, reasoning_format) and ``bench`` only when set.
+top_k, min_p, repeat_penalty, reasoning_effort, reasoning_format), the ``bench`` /
+``frontdoor`` tables and the fleet keys (``hosts``, ``max_unavailable``) only when set.
 """
 
 from __future__ import annotations
@@ -59,7 +60,8 @@ DEFAULTS: dict[str, Any] = {
     "restart": "unless-stopped",
 }
 OPTIONAL = ("temperature", "top_p", "top_k", "min_p", "repeat_penalty", "reasoning_effort", "reasoning_format",
-            "bench", "hosts", "max_unavailable")
+            "bench", "frontdoor", "hosts", "max_unavailable")
+TABLES = ("bench", "frontdoor")  # merged key by key along `extends`
 # [[hosts]]: a fleet. Each entry names a Docker engine (`docker_host`: a URL as DOCKER_HOST
 # takes, or a `docker context` name) and may override these keys for that host; `upstream`
 # is the address the front door reaches that host's release on (default: the host part of
@@ -67,6 +69,10 @@ OPTIONAL = ("temperature", "top_p", "top_k", "min_p", "repeat_penalty", "reasoni
 HOST_OVERRIDES = ("model", "host", "port", "gpus", "tensor_split", "n_cpu_moe", "threads", "api_key_file")
 HOST_KEYS = ("docker_host", "upstream", *HOST_OVERRIDES)
 ALL_KEYS = ("extends", "name", *DEFAULTS, *OPTIONAL)
+# [frontdoor]: the stable endpoint clients use (a Caddy container, see serve/frontdoor.py);
+# docker_host: the engine it runs on (default: the first of [[hosts]], else the profile's engine)
+FRONTDOOR_DEFAULTS: dict[str, Any] = {"host": "127.0.0.1", "port": None, "admin_port": 2019, "image": "caddy:2",
+                                      "docker_host": ""}
 
 FLASH_ATTN = ("on", "off", "auto")
 STRATEGIES = ("auto", "recreate", "blue-green")
@@ -172,8 +178,8 @@ def load_raw(settings, name: str, cwd: Path | None = None) -> tuple[dict[str, An
     merged: dict[str, Any] = {}
     for layer in reversed(layers):
         for k, v in layer.items():
-            if k == "bench" and isinstance(v, dict) and isinstance(merged.get("bench"), dict):
-                merged["bench"] = {**merged["bench"], **v}
+            if k in TABLES and isinstance(v, dict) and isinstance(merged.get(k), dict):
+                merged[k] = {**merged[k], **v}
             else:
                 merged[k] = v
     merged.pop("extends", None)
@@ -354,6 +360,8 @@ def validate(raw: dict[str, Any], name: str) -> dict[str, Any]:
         _int(p, "max_unavailable", 1, len(p["hosts"]))
     elif "max_unavailable" in p:
         raise UsageError("`max_unavailable` needs a fleet: add [[hosts]] entries", hint="or remove `max_unavailable`")
+    if "frontdoor" in p:
+        p["frontdoor"] = _validate_frontdoor(p["frontdoor"], p)
     trained = catalog_context(p)
     if trained and p["ctx"] > trained:
         raise UsageError(f"`ctx` {p['ctx']} is above the trained context of {p['model']} ({trained})",
@@ -411,6 +419,37 @@ def _validate_bench(b: Any) -> dict[str, Any]:
     if isinstance(b.get("users"), int):
         b["users"] = [b["users"]]
     return b
+
+
+def _validate_frontdoor(t: Any, p: dict[str, Any]) -> dict[str, Any]:
+    if not isinstance(t, dict):
+        raise UsageError(f"`frontdoor` must be a table, got {_type_name(t)}")
+    for k in t:
+        if k not in FRONTDOOR_DEFAULTS:
+            raise _unknown(k, tuple(FRONTDOOR_DEFAULTS), " in [frontdoor]")
+    if "port" not in t:
+        raise UsageError("`frontdoor.port` is required", hint="add `port = ...` under [frontdoor]: the port clients use")
+    f = {k: t.get(k, d) for k, d in FRONTDOOR_DEFAULTS.items()}
+    try:
+        _str(f, "host", nonempty=True)
+        ipaddress.ip_address(f["host"])
+        _int(f, "port", 1, 65535)
+        _int(f, "admin_port", 1, 65535)
+        _str(f, "image", nonempty=True)
+        _str(f, "docker_host")
+    except ValueError:
+        raise UsageError(f"`frontdoor.host` must be an IP address, got {f['host']!r}") from None
+    except UsageError as exc:
+        raise UsageError(exc.message.replace("`", "`frontdoor.", 1), hint=exc.hint) from None
+    if any(c.isspace() for c in f["image"]):
+        raise UsageError(f"`frontdoor.image` must be an image reference like caddy:2, got {f['image']!r}")
+    if len({f["port"], f["admin_port"], p["port"]}) < 3:
+        raise UsageError(f"`frontdoor.port` ({f['port']}), `frontdoor.admin_port` ({f['admin_port']}) and `port` "
+                         f"({p['port']}) must differ: they share the host")
+    if not is_loopback(f["host"]) and not p["api_key_file"]:
+        raise UsageError(f"`frontdoor.host` {f['host']} is not a loopback address, so `api_key_file` is required",
+                         hint="point api_key_file at a file holding the key (chmod 600), or bind host = \"127.0.0.1\"")
+    return f
 
 
 def trained_context(model_dir: Path, first_file: str) -> int | None:

@@ -617,6 +617,14 @@ def status(settings, profile: str | None = None, docker_host_flag: str | None = 
         from ossctl.serve import fleet
 
         return fleet.status(settings, fleet_profile, log)
+    return engine_status(settings, profile, docker_host_flag, log)
+
+
+def engine_status(settings, profile: str | None, docker_host_flag: str | None, log: Log = _nolog) -> dict[str, Any]:
+    """:func:`status` of one engine (a fleet's status asks each of its engines)."""
+    from ossctl import labels as L
+    from ossctl.serve import health
+
     eng = Engine(settings, docker_host_flag, log)
     book = eng.book(profile)
     by_profile: dict[str, list[dict[str, Any]]] = {}

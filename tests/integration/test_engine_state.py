@@ -197,7 +197,7 @@ def test_unreadable_or_hand_edited_record_is_left_alone(serve_env, damage):
 def test_malformed_docker_host_is_bad_input(home, host):
     for args in (["status"], ["rollback", "--profile", "x"], ["releases"]):
         r = run_cli(*args, env={"DOCKER_HOST": host})
-        assert r.code == 2 and "invalid Docker endpoint" in r.err and "unreachable" not in r.err, r.err
+        assert r.code == 2 and "invalid DOCKER_HOST" in r.err and "unreachable" not in r.err, r.err
         assert "Traceback" not in r.err
 
 
@@ -343,4 +343,4 @@ def test_docker_context_names_are_endpoints(serve_env, tmp_path):
     assert r.code == 0 and r.json()["releases"][0]["release"] == "r0001" and r.json()["docker_host"] == "gpu-box"
     assert serving(env) == "r0001"  # the same engine, reached by its URL
     r = run_cli("status", "--docker-host", "no-such-context", env=ctx_env)
-    assert r.code == 2 and "nor a Docker context name" in r.err
+    assert r.code == 2 and "nor a `docker context` name" in r.err

@@ -49,7 +49,8 @@ def docker_client(docker_host):
 
 
 def _ldd(binary: Path) -> list[Path]:
-    out = subprocess.run(["ldd", str(binary)], capture_output=True, text=True, check=True).stdout
+    # a static binary: ldd says "not a dynamic executable" and exits 1
+    out = subprocess.run(["ldd", str(binary)], capture_output=True, text=True, check=False).stdout
     libs = []
     for line in out.splitlines():
         m = re.search(r"(/\S+)\s+\(0x", line)
@@ -58,41 +59,79 @@ def _ldd(binary: Path) -> list[Path]:
     return libs
 
 
-def build_rootfs_tar(llama_server: Path) -> bytes:
-    """A tar of /app/llama-server + its libraries at the paths ldd found them (symlinks
-    dereferenced) + an empty /tmp."""
+def rootfs_tar(files: dict[str, Path], dirs: dict[str, int] | None = None,
+               links: dict[str, str] | None = None) -> bytes:
+    """A tar for ``docker import``: ``files`` ({path in the image: file here}, each with the
+    shared libraries ``ldd`` lists at the paths ldd found them, symlinks dereferenced),
+    empty ``dirs`` ({path: mode}) and symlinks ``links`` ({path: target})."""
     buf = io.BytesIO()
+    added: set[str] = set()
     with tarfile.open(fileobj=buf, mode="w") as tar:
-        for d in ("tmp", "app"):
-            ti = tarfile.TarInfo(d)
-            ti.type = tarfile.DIRTYPE
-            ti.mode = 0o1777 if d == "tmp" else 0o755
+        for d, mode in (dirs or {}).items():
+            ti = tarfile.TarInfo(d.strip("/"))
+            ti.type, ti.mode = tarfile.DIRTYPE, mode
             tar.addfile(ti)
-        tar.add(str(llama_server), arcname="app/llama-server", recursive=False)
-        for lib in _ldd(llama_server):
-            tar.add(str(lib.resolve()), arcname=str(lib).lstrip("/"), recursive=False)
+        for arc, src in files.items():
+            tar.add(str(src), arcname=arc.strip("/"), recursive=False)
+            for lib in _ldd(src):
+                if str(lib) not in added:
+                    added.add(str(lib))
+                    tar.add(str(lib.resolve()), arcname=str(lib).lstrip("/"), recursive=False)
+        for path, target in (links or {}).items():
+            ti = tarfile.TarInfo(path.strip("/"))
+            ti.type, ti.linkname = tarfile.SYMTYPE, target
+            tar.addfile(ti)
     return buf.getvalue()
+
+
+def build_rootfs_tar(llama_server: Path) -> bytes:
+    """A tar of /app/llama-server + its libraries + an empty /tmp, and ``sha256sum`` (Debian's
+    static busybox), which the official llama.cpp images (Ubuntu) have too: a fleet
+    preflight hashes each host's model files with it."""
+    busybox = Path("/bin/busybox")
+    if not busybox.exists():
+        msg = "busybox is not installed (apt-get install busybox-static; scripts/test.sh does)"
+        if os.environ.get("CI"):
+            pytest.fail(msg)
+        pytest.skip(msg)
+    return rootfs_tar({"app/llama-server": llama_server, "bin/busybox": busybox.resolve()},
+                      dirs={"tmp": 0o1777, "app": 0o755, "bin": 0o755, "usr": 0o755, "usr/bin": 0o755},
+                      links={"usr/bin/sha256sum": "/bin/busybox"})
+
+
+def import_image(client, tar: bytes, tag: str, changes: list[str], stamp: str) -> str:
+    """``docker import`` ``tar`` as ``tag`` into the engine of ``client`` unless an image
+    with the label ``ossctl.test.binsha=stamp`` is already there. Returns ``tag``."""
+    import docker.errors
+
+    try:
+        img = client.images.get(tag)
+        if (img.labels or {}).get("ossctl.test.binsha") == stamp:
+            return tag
+    except docker.errors.ImageNotFound:
+        pass
+    repo, _, version = tag.rpartition(":")
+    client.api.import_image_from_data(tar, repository=repo, tag=version,
+                                      changes=[*changes, f"LABEL ossctl.test.binsha={stamp}"])
+    return tag
+
+
+def llama_server_binary() -> Path:
+    return Path(require_env("OSSCTL_TEST_LLAMA_BIN")) / "llama-server"
+
+
+def llama_image_into(client, server: Path) -> str:
+    """Import the llama-server test image into ``client``'s engine (skipped when present)."""
+    digest = hashlib.sha256(b"layout-2" + server.read_bytes()).hexdigest()[:16]
+    return import_image(client, build_rootfs_tar(server), TEST_IMAGE, ['ENTRYPOINT ["/app/llama-server"]',
+                                                                        "ENV PATH=/usr/bin:/bin"], digest)
 
 
 @pytest.fixture(scope="session")
 def llama_image(docker_client) -> str:
     """Tag of a local image running the CPU llama-server build; rebuilt when the binary
     changes (its sha256 is a label)."""
-    import docker.errors
-
-    bin_dir = Path(require_env("OSSCTL_TEST_LLAMA_BIN"))
-    server = bin_dir / "llama-server"
-    digest = hashlib.sha256(server.read_bytes()).hexdigest()[:16]
-    try:
-        img = docker_client.images.get(TEST_IMAGE)
-        if (img.labels or {}).get("ossctl.test.binsha") == digest:
-            return TEST_IMAGE
-    except docker.errors.ImageNotFound:
-        pass
-    docker_client.api.import_image_from_data(
-        build_rootfs_tar(server), repository=TEST_IMAGE_REPO, tag=TEST_IMAGE_TAG,
-        changes=['ENTRYPOINT ["/app/llama-server"]', f"LABEL ossctl.test.binsha={digest}"])
-    return TEST_IMAGE
+    return llama_image_into(docker_client, llama_server_binary())
 
 
 @dataclass
@@ -242,4 +281,5 @@ def answer(endpoint: str, prompt: str = "hello", max_tokens: int = 3) -> dict:
     return r.json()
 
 
-__all__ = ["ServeEnv", "answer", "build_rootfs_tar", "free_port_pair", "make_model_dir", "TEST_IMAGE"]
+__all__ = ["ServeEnv", "answer", "build_rootfs_tar", "free_port_pair", "import_image", "llama_image_into",
+           "make_model_dir", "rootfs_tar", "TEST_IMAGE"]

@@ -1,0 +1,501 @@
+"""The front door: one stable endpoint for a profile, served by Caddy running as a
+container on one Docker engine and reconfigured at runtime through its admin API. Not a
+proxy of our own: Caddy load-balances (least connections, or weighted round robin),
+checks each upstream's ``/health`` every second, retries a request whose upstream refused
+the connection on another one, and swaps its configuration without dropping the
+connections it is serving.
+
+The container uses the engine host's network (``network_mode = host``): it listens on the
+profile's ``[frontdoor] host:port`` there and reaches upstreams at the addresses they
+publish; its admin API listens on ``127.0.0.1:admin_port`` of that host only. ossctl talks
+to the admin API from inside the container (``docker exec … wget``, present in the
+official Alpine-based ``caddy:2`` image), so it works the same over ``unix://``,
+``tcp://`` and ``ssh://`` and never opens the admin port to the network.
+
+The upstream list ossctl set (url, weight, enabled — disabled ones included) is kept in
+Caddy's own configuration (a ``vars`` handler in front of the proxy), which Caddy saves
+and reloads with ``--resume`` when the container restarts: the front door itself is the
+record of what it routes to.
+
+Pure parts (:class:`Upstream`, :class:`FrontDoorSpec`, :func:`caddy_config`,
+:func:`container_spec`, :func:`upstreams_from_config`) take no I/O; :class:`FrontDoor`
+does the Docker calls through :class:`~ossctl.serve.docker_runtime.DockerRuntime`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import time
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+from urllib.parse import urlsplit
+
+from ossctl.errors import ConflictError, NotFoundError, OssctlError, RemoteError, UsageError
+
+DEFAULT_IMAGE = "caddy:2"
+DEFAULT_ADMIN_PORT = 2019
+CONFIG_PATH = "/etc/ossctl/frontdoor.json"
+SERVER = "frontdoor"
+META_KEY = "ossctl_frontdoor"
+HEALTH_URI = "/health"
+MAX_WEIGHT = 100
+ROLE_LABEL = "ossctl.role"
+HTTP_TIMEOUT_S = 10  # one admin or /slots request made from inside the container
+# Caddy before 2.7 aborts streaming responses in flight whenever its configuration is
+# replaced (caddyserver/caddy#5663), i.e. on every drain: token streams would break.
+MIN_CADDY = (2, 7)
+
+
+class DrainTimeout(OssctlError):
+    """An upstream still had requests in flight when the drain timeout ran out (it stays
+    disabled; the caller decides whether to wait longer or put it back)."""
+
+
+@dataclass(frozen=True)
+class Upstream:
+    """One llama-server behind the front door. ``url`` is ``http://HOST:PORT`` as the
+    front door reaches it (from the engine host it runs on); ``weight`` 1..100 (relative
+    share of requests); ``enabled`` False: no new requests. Raises :class:`UsageError`."""
+
+    url: str
+    weight: int = 1
+    enabled: bool = True
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "url", canonical_url(self.url))
+        if isinstance(self.weight, bool) or not isinstance(self.weight, int) or not 1 <= self.weight <= MAX_WEIGHT:
+            raise UsageError(f"upstream {self.url}: weight must be an integer from 1 to {MAX_WEIGHT}, got {self.weight!r}")
+        if not isinstance(self.enabled, bool):
+            raise UsageError(f"upstream {self.url}: enabled must be true or false")
+
+    @property
+    def dial(self) -> str:
+        """``HOST:PORT`` as Caddy dials it (and reports it in its upstream counters)."""
+        return self.url.split("://", 1)[1]
+
+
+def canonical_url(url: str) -> str:
+    """``http://HOST:PORT`` for ``HOST:PORT`` or ``http://HOST:PORT[/]``. Pure; raises
+    :class:`UsageError` for anything else (https, a path, no port)."""
+    raw = url.strip() if isinstance(url, str) else ""
+    text = raw if "://" in raw else f"http://{raw}"
+    try:
+        u = urlsplit(text)
+        port = u.port
+    except ValueError:
+        port, u = None, None
+    if u is None or u.scheme != "http" or not u.hostname or port is None or u.path not in ("", "/") \
+            or u.query or u.fragment or u.username:
+        raise UsageError(f"invalid upstream URL {url!r}", hint="give http://HOST:PORT, as the front door's host reaches it")
+    host = f"[{u.hostname}]" if ":" in u.hostname else u.hostname
+    return f"http://{host}:{port}"
+
+
+@dataclass(frozen=True)
+class FrontDoorSpec:
+    """Where the front door of one profile runs: ``host:port`` clients use,
+    ``127.0.0.1:admin_port`` for the admin API (both on the engine's host), and the image
+    (the official ``caddy:2`` unless the profile's ``[frontdoor] image`` says otherwise)."""
+
+    profile: str
+    port: int
+    host: str = "127.0.0.1"
+    admin_port: int = DEFAULT_ADMIN_PORT
+    image: str = DEFAULT_IMAGE
+
+    @classmethod
+    def from_profile(cls, profile: dict[str, Any]) -> FrontDoorSpec:
+        """From a resolved profile (its ``[frontdoor]`` table); :class:`UsageError` when it
+        has none."""
+        fd = profile.get("frontdoor")
+        if not fd:
+            raise UsageError(f"profile {profile['name']!r} has no [frontdoor] table",
+                             hint=f"add `[frontdoor]` with `port = ...` to it, then `ossctl profile validate {profile['name']}`")
+        return cls(profile["name"], fd["port"], fd["host"], fd["admin_port"], fd["image"])
+
+    @property
+    def name(self) -> str:
+        """The container's name."""
+        return f"ossctl-frontdoor-{self.profile}"
+
+    @property
+    def listen(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+    @property
+    def endpoint(self) -> str:
+        """The URL clients use, as seen from the engine's host."""
+        return f"http://{self.listen}"
+
+    @property
+    def admin_url(self) -> str:
+        return f"http://127.0.0.1:{self.admin_port}"
+
+    def labels(self) -> dict[str, str]:
+        return {"ossctl.managed": "1", ROLE_LABEL: "frontdoor", "ossctl.profile": self.profile,
+                "ossctl.frontdoor.listen": self.listen, "ossctl.frontdoor.admin_port": str(self.admin_port)}
+
+
+@dataclass(frozen=True)
+class UpstreamState:
+    url: str
+    weight: int
+    enabled: bool
+    in_flight: int  # requests the front door is proxying to it now
+    fails: int      # recent failures Caddy counted (passive health)
+
+
+@dataclass(frozen=True)
+class FrontDoorState:
+    name: str
+    docker_host: str
+    endpoint: str
+    image: str
+    running: bool
+    upstreams: list[UpstreamState] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class DrainResult:
+    url: str
+    waited_s: float
+    in_flight_at_start: int
+
+
+# -- pure ------------------------------------------------------------------------------
+
+def _selection(active: list[Upstream]) -> tuple[str, list[str]]:
+    """(Caddy selection policy, dial list). Equal weights: least connections (LLM
+    requests vary a lot in length). Otherwise round robin over a list where each upstream
+    appears weight/gcd times, interleaved (Caddy 2.6, Debian's, has no weighted policy)."""
+    weights = [u.weight for u in active]
+    if len(set(weights)) == 1:
+        return "least_conn", [u.dial for u in active]
+    g = math.gcd(*weights)
+    reps = [w // g for w in weights]
+    order = [u.dial for r in range(max(reps)) for u, n in zip(active, reps) if n > r]
+    return "round_robin", order
+
+
+def caddy_config(spec: FrontDoorSpec, upstreams: list[Upstream]) -> dict[str, Any]:
+    """Caddy's JSON configuration for ``spec`` routing to the enabled ``upstreams``
+    (503 with Retry-After when none is enabled). Pure.
+
+    The first route never matches a request: it records the whole list (a ``vars``
+    handler) and names every upstream, disabled ones included, in a proxy that never
+    runs. Caddy keeps one request counter per upstream address for as long as some
+    handler names it, so a drained upstream's in-flight count survives the reload that
+    disabled it."""
+    _check_unique(upstreams)
+    record = {
+        "match": [{"expression": "false"}],
+        "handle": [
+            {"handler": "vars", META_KEY: {"profile": spec.profile, "upstreams": [asdict(u) for u in upstreams]}},
+            *([{"handler": "reverse_proxy", "upstreams": [{"dial": u.dial} for u in upstreams]}] if upstreams else []),
+        ],
+    }
+    active = [u for u in upstreams if u.enabled]
+    if active:
+        policy, dials = _selection(active)
+        handler: dict[str, Any] = {
+            "handler": "reverse_proxy",
+            "upstreams": [{"dial": d} for d in dials],
+            "load_balancing": {"selection_policy": {"policy": policy}, "try_duration": "10s", "try_interval": "100ms"},
+            # active checks only: a passive one would take an upstream out for its whole
+            # window after one failed request; a dead upstream refuses the dial, and Caddy
+            # retries that on another upstream (try_duration)
+            "health_checks": {
+                "active": {"uri": HEALTH_URI, "interval": "1s", "timeout": "2s", "expect_status": 200},
+            },
+            # a fresh connection per request: llama-server (cpp-httplib) closes kept-alive
+            # connections on its own terms, and a POST that meets a closed connection is a
+            # 502 Caddy must not retry (the completion may have run)
+            "transport": {"protocol": "http", "keep_alive": {"enabled": False}},
+            # no flush_interval: Caddy flushes text/event-stream (token streaming) at once by
+            # itself, and with -1 Caddy before 2.7 cut every proxied request on a reload
+        }
+    else:
+        handler = {"handler": "static_response", "status_code": 503, "headers": {"Retry-After": ["1"]},
+                   "body": "no upstream is enabled at the front door\n"}
+    return {
+        "admin": {"listen": f"127.0.0.1:{spec.admin_port}"},
+        "apps": {"http": {"servers": {SERVER: {
+            "listen": [spec.listen],
+            "automatic_https": {"disable": True},
+            "routes": [record, {"handle": [handler]}],
+        }}}},
+    }
+
+
+def upstreams_from_config(config: dict[str, Any]) -> list[Upstream]:
+    """The upstream list ossctl recorded in a Caddy configuration. Pure; raises
+    :class:`RemoteError` when the configuration is not an ossctl front door's."""
+    try:
+        handle = config["apps"]["http"]["servers"][SERVER]["routes"][0]["handle"]
+        meta = next(h[META_KEY] for h in handle if h.get("handler") == "vars" and META_KEY in h)
+        return [Upstream(u["url"], u["weight"], u["enabled"]) for u in meta["upstreams"]]
+    except (KeyError, IndexError, TypeError, StopIteration, UsageError):
+        raise RemoteError("the front door's Caddy configuration was not written by ossctl",
+                          hint="remove that container (`docker rm -f NAME`) and let ossctl start it again") from None
+
+
+def container_spec(spec: FrontDoorSpec, upstreams: list[Upstream]) -> dict[str, Any]:
+    """The container spec (for :meth:`DockerRuntime.run`): Caddy on the host network,
+    starting from ``upstreams`` (``--resume``: after a restart, from the last
+    configuration it was given instead). Pure."""
+    config = json.dumps(caddy_config(spec, upstreams), sort_keys=True).encode()
+    return {
+        "name": spec.name,
+        "image": spec.image,
+        "command": ["caddy", "run", "--resume", "--config", CONFIG_PATH],
+        "environment": {"XDG_CONFIG_HOME": "/config", "XDG_DATA_HOME": "/data"},
+        "network_mode": "host",
+        "files": {CONFIG_PATH: config},
+        "restart_policy": {"Name": "unless-stopped"},
+        "labels": spec.labels(),
+    }
+
+
+def _check_unique(upstreams: list[Upstream]) -> None:
+    seen: set[str] = set()
+    for u in upstreams:
+        if u.url in seen:
+            raise UsageError(f"upstream {u.url} is listed twice")
+        seen.add(u.url)
+
+
+# -- Docker + admin API -----------------------------------------------------------------
+
+class FrontDoor:
+    """The front door of ``spec.profile`` on the engine ``runtime`` talks to. Every method
+    raises :class:`OssctlError`: NotFoundError when the container does not exist,
+    RemoteError when it is not running or the admin API fails, ConflictError when it
+    cannot listen on its port."""
+
+    def __init__(self, runtime, spec: FrontDoorSpec):
+        self.rt = runtime
+        self.spec = spec
+
+    # lifecycle ------------------------------------------------------------------------
+    def ensure(self, upstreams: list[Upstream] | None = None, timeout: float = 30.0) -> FrontDoorState:
+        """Make the front door run as ``spec`` says and return its state. A stopped
+        container is started again (it resumes its last upstreams); one whose image,
+        listen address or admin port differ is replaced (keeping its upstreams); none is
+        created. ``upstreams``, when given, then becomes the upstream list."""
+        c = self.rt.find(self.spec.name)
+        if c is not None and not self._matches(c):
+            if upstreams is None and c["running"]:
+                upstreams = self._read_upstreams()
+            self.rt.remove(c["id"])
+            c = None
+        policy = container_spec(self.spec, [])["restart_policy"]
+        if c is None:
+            cid = self.rt.run(container_spec(self.spec, upstreams or []))
+            self._wait_admin(timeout, cid, created=True)
+            self._check_version(cid, created=True)
+            self.rt.set_restart(cid, policy)
+            return self.state()
+        if not c["running"]:
+            self.rt.start(c["id"])
+        self._wait_admin(timeout, c["id"], created=False)
+        self._check_version(c["id"], created=False)
+        self.rt.set_restart(c["id"], policy)
+        return self.set_upstreams(upstreams) if upstreams is not None else self.state()
+
+    def remove(self) -> None:
+        """Remove the container (clients lose the endpoint); nothing when there is none."""
+        c = self.rt.find(self.spec.name)
+        if c is not None and c["labels"].get(ROLE_LABEL) == "frontdoor":
+            self.rt.remove(c["id"])
+
+    # reading ----------------------------------------------------------------------------
+    def state(self) -> FrontDoorState:
+        """The recorded upstreams with Caddy's live counters."""
+        return self._state(self._read_upstreams())
+
+    def _state(self, ups: list[Upstream]) -> FrontDoorState:
+        live = {u.get("address"): u for u in self._get("/reverse_proxy/upstreams") or []}
+        return FrontDoorState(
+            self.spec.name, self.rt.host, self.spec.endpoint, self.spec.image, True,
+            [UpstreamState(u.url, u.weight, u.enabled, int(live.get(u.dial, {}).get("num_requests", 0)),
+                           int(live.get(u.dial, {}).get("fails", 0))) for u in ups])
+
+    def upstreams(self) -> list[Upstream]:
+        return self._read_upstreams()
+
+    # changing -------------------------------------------------------------------------
+    def set_upstreams(self, upstreams: list[Upstream]) -> FrontDoorState:
+        """Replace the upstream list. Caddy swaps its configuration gracefully: requests in
+        flight finish on the upstream they started on."""
+        ups = list(upstreams)
+        self._post("/load", caddy_config(self.spec, ups))
+        return self._state(ups)
+
+    def enable(self, url: str, weight: int | None = None) -> FrontDoorState:
+        """Send new requests to ``url`` again (optionally with a new weight)."""
+        return self._update(url, lambda u: replace(u, enabled=True, weight=u.weight if weight is None else weight))
+
+    def drain(self, url: str, timeout: float = 120.0, api_key: str | None = None, poll: float = 0.2) -> DrainResult:
+        """Stop sending new requests to ``url``, then wait until it is idle: no request in
+        flight through the front door and no llama-server slot processing (``/slots``,
+        asked from the front door's host; ``api_key`` when the server needs one). Raises
+        :class:`DrainTimeout` after ``timeout`` seconds (it stays disabled)."""
+        target = canonical_url(url)
+        self._update(target, lambda u: replace(u, enabled=False))
+        t0 = time.monotonic()
+        first: int | None = None
+        dial = target.split("://", 1)[1]
+        while True:
+            live = {u.get("address"): u for u in self._get("/reverse_proxy/upstreams") or []}
+            proxied = int(live.get(dial, {}).get("num_requests", 0))
+            busy = max(proxied, self._slots_busy(target, api_key))
+            if first is None:
+                first = busy
+            waited = time.monotonic() - t0
+            if busy == 0:
+                return DrainResult(target, waited, first)
+            if waited > timeout:
+                raise DrainTimeout(f"upstream {target} still has {busy} request(s) in flight after {timeout:g} s of draining",
+                                   hint="wait for the long requests and drain again, or pass a longer drain timeout")
+            time.sleep(poll)
+
+    # internals ------------------------------------------------------------------------
+    def _update(self, url: str, change) -> FrontDoorState:
+        target = canonical_url(url)
+        ups = self._read_upstreams()
+        if target not in {u.url for u in ups}:
+            raise NotFoundError(f"{target} is not an upstream of the front door {self.spec.name}",
+                                hint="its upstreams: " + (", ".join(u.url for u in ups) or "none"))
+        return self.set_upstreams([change(u) if u.url == target else u for u in ups])
+
+    def _matches(self, c: dict[str, Any]) -> bool:
+        want = self.spec.labels()
+        return c["image"] == self.spec.image and all(c["labels"].get(k) == v for k, v in want.items())
+
+    def _read_upstreams(self) -> list[Upstream]:
+        return upstreams_from_config(self._get("/config/") or {})
+
+    def _slots_busy(self, url: str, api_key: str | None) -> int:
+        """Slots processing on the llama-server at ``url``; 0 when /slots cannot tell
+        (unreachable, disabled): the front door's own count still holds."""
+        rc, out, _ = self._wget(url + "/slots", api_key=api_key)
+        if rc != 0:
+            return 0
+        try:
+            slots = json.loads(out)
+            return sum(1 for s in slots if isinstance(s, dict) and s.get("is_processing"))
+        except (ValueError, TypeError):
+            return 0
+
+    def _get(self, path: str) -> Any:
+        return self._admin(path)
+
+    def _post(self, path: str, body: dict[str, Any]) -> Any:
+        return self._admin(path, body)
+
+    def _admin(self, path: str, body: dict[str, Any] | None = None) -> Any:
+        rc, out, err = self._wget(self.spec.admin_url + path, body=body)
+        if rc != 0:
+            self._raise_not_running()
+            why = (err.decode("utf-8", "replace").strip().splitlines() or [f"exit {rc}"])[-1]
+            raise RemoteError(f"front door {self.spec.name} on {self.rt.host}: admin API {path} failed: {why}",
+                              hint=f"see `docker logs {self.spec.name}`")
+        text = out.decode("utf-8", "replace").strip()
+        try:
+            return json.loads(text) if text else None
+        except ValueError:
+            raise RemoteError(f"front door {self.spec.name}: admin API {path} answered non-JSON: {text[:80]}") from None
+
+    def _wget(self, url: str, body: dict[str, Any] | None = None, api_key: str | None = None) -> tuple[int, bytes, bytes]:
+        """One HTTP request made from inside the front-door container (its network is the
+        engine host's). The key goes in the process environment, never in argv."""
+        # `timeout`, not wget -T: Debian's static busybox wget crashes with -T
+        argv = ["timeout", str(HTTP_TIMEOUT_S), "wget", "-q", "-O", "-"]
+        if body is not None:
+            argv += ["--header", "Content-Type: application/json", "--post-data", json.dumps(body, sort_keys=True)]
+        env = None
+        if api_key:
+            argv = ["sh", "-c", f'exec timeout {HTTP_TIMEOUT_S} wget -q -O - '
+                    '--header "Authorization: Bearer $OSSCTL_FRONTDOOR_KEY" "$0"', url]
+            env = {"OSSCTL_FRONTDOOR_KEY": api_key}
+        else:
+            argv.append(url)
+        try:
+            return self.rt.exec(self.spec.name, argv, env=env)
+        except OssctlError:
+            self._raise_not_running()
+            raise
+
+    def _raise_not_running(self) -> None:
+        c = self.rt.find(self.spec.name)
+        if c is None:
+            raise NotFoundError(f"no front door for profile {self.spec.profile} on {self.rt.host}",
+                                hint=f"`ossctl deploy --profile {self.spec.profile}` starts it")
+        if not c["running"]:
+            raise RemoteError(f"the front door {self.spec.name} on {self.rt.host} is not running "
+                              f"({c['status']}, exit code {c['exit_code']})",
+                              hint=f"`docker start {self.spec.name}` brings it back with its last upstreams; "
+                                   f"`docker logs {self.spec.name}` says why it stopped")
+
+    def _check_version(self, cid: str, created: bool) -> None:
+        rc, out, _ = self.rt.exec(cid, ["caddy", "version"])
+        version = caddy_version(out.decode("utf-8", "replace")) if rc == 0 else None
+        if version is None or version >= MIN_CADDY:
+            return  # a custom build that does not say: trust it
+        if created:
+            self.rt.remove(cid)
+        text = ".".join(map(str, version))
+        raise UsageError(f"the front-door image {self.spec.image} runs Caddy {text}; ossctl needs Caddy "
+                         f"{'.'.join(map(str, MIN_CADDY))} or later (older ones cut streaming responses "
+                         "whenever the upstream list changes)",
+                         hint=f"use the official image: `[frontdoor] image = \"{DEFAULT_IMAGE}\"` in the profile")
+
+    def _wait_admin(self, timeout: float, cid: str, created: bool) -> None:
+        t0 = time.monotonic()
+        while True:
+            c = self.rt.find(cid)
+            if c is None or not c["running"]:
+                logs = self.rt.logs(cid, tail=10)
+                if created and c is not None:
+                    self.rt.remove(cid)  # ours, just made, never served: nothing is lost
+                line = _caddy_error(logs)
+                if "address already in use" in logs:
+                    raise ConflictError(f"the front door cannot listen on {self.spec.listen}: the port is in use",
+                                        hint="another process holds it; pick another [frontdoor] port in the profile")
+                raise RemoteError(f"the front door {self.spec.name} exited while starting: {line}",
+                                  hint=f"check the image ({self.spec.image}) and `docker logs {self.spec.name}`")
+            try:
+                if self._wget(self.spec.admin_url + "/config/")[0] == 0:
+                    return
+            except OssctlError:
+                pass  # it stopped between the two calls: the next turn says why
+            if time.monotonic() - t0 > timeout:
+                raise RemoteError(f"the front door {self.spec.name} did not answer on its admin port "
+                                  f"127.0.0.1:{self.spec.admin_port} within {timeout:g} s",
+                                  hint="another process may hold the admin port; pick another [frontdoor] admin_port")
+            time.sleep(0.1)
+
+
+def caddy_version(text: str) -> tuple[int, int, int] | None:
+    """(major, minor, patch) from ``caddy version`` output ("v2.11.7 h1:..."); None when
+    it names no version. Pure."""
+    m = re.search(r"\bv?(\d+)\.(\d+)\.(\d+)", text)
+    return (int(m[1]), int(m[2]), int(m[3])) if m else None
+
+
+def _caddy_error(logs: str) -> str:
+    """The message of Caddy's last error log line (JSON logs), else the last line."""
+    lines = [ln for ln in logs.strip().splitlines() if ln.strip()]
+    for ln in reversed(lines):
+        try:
+            rec = json.loads(ln[ln.index("{"):])
+        except ValueError:
+            continue
+        if rec.get("level") in ("error", "fatal") or "error" in rec:
+            return str(rec.get("error") or rec.get("msg"))
+    return lines[-1] if lines else "no log output"

@@ -1,0 +1,134 @@
+"""Three real Docker engines (unix socket, tcp:// with TLS, ssh://), each in its own
+network namespace: ossctl's DockerRuntime reaches each one the way the docker CLI does,
+and a refused key or certificate is one clear line with exit 5."""
+
+from __future__ import annotations
+
+import pytest
+
+from ossctl.errors import EXIT_REMOTE, RemoteError
+from tests.support.cli import run_cli
+
+pytestmark = [pytest.mark.docker, pytest.mark.fleet]
+
+
+def test_each_engine_is_reached_its_own_way_and_is_its_own_engine(fleet_env):
+    roots = set()
+    subnets = set()
+    for e in fleet_env.engines:
+        with e.runtime() as rt:
+            assert rt.engine_info()["version"]
+            # the engine ossctl reached through ssh/tls is the one behind that namespace's
+            # socket (engines on one machine share /etc/docker/key.json, so not the ID)
+            assert rt.client.info()["DockerRootDir"] == e.client.info()["DockerRootDir"]
+        roots.add(e.client.info()["DockerRootDir"])
+        bridge = e.client.networks.get("bridge").attrs["IPAM"]["Config"][0]["Subnet"]
+        subnets.add(bridge)
+        assert bridge.startswith("10.216.")
+    assert len(roots) == 3 and len(subnets) == 3
+    assert [e.docker_host.split("://")[0] for e in fleet_env.engines] == ["unix", "tcp", "ssh"]
+
+
+def test_a_container_on_one_engine_is_reached_from_the_root_namespace(fleet_env):
+    """What the fleet needs: a port one engine publishes is reachable at its address."""
+    e = fleet_env.engine("tls")
+    with e.runtime() as rt:
+        spec = {"name": f"flt-{fleet_env.profile}", "image": fleet_env.frontdoor_image,
+                "command": ["caddy", "respond", "--listen", ":8099", "hello from {system.hostname}"],
+                "ports": {"8099/tcp": ["0.0.0.0", 18099]}, "labels": fleet_env.labels}
+        rt.run(spec)
+        import time
+
+        import httpx
+
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                r = httpx.get(f"http://{e.addr}:18099/", trust_env=False, timeout=2)
+                break
+            except httpx.HTTPError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+        assert r.status_code == 200 and r.text.startswith("hello from")
+
+
+def test_wrong_tls_certificate_is_one_line_exit_5(fleet_env, home, monkeypatch):
+    e = fleet_env.engine("tls")
+    monkeypatch.setenv("DOCKER_TLS_VERIFY", "1")
+    monkeypatch.setenv("DOCKER_CERT_PATH", fleet_env.wrong_cert_path)
+    r = run_cli("status", "--docker-host", e.docker_host)
+    assert r.code == EXIT_REMOTE, r.err
+    first = r.err.splitlines()[0]
+    assert first.startswith("error: TLS with the Docker daemon at tcp://") and "certificate verify failed" in first
+    assert "Traceback" not in r.err and len(r.err.strip().splitlines()) == 2  # error + hint
+
+
+def test_tls_engine_without_tls_settings_says_so(fleet_env):
+    from ossctl.serve.docker_runtime import DockerRuntime
+
+    with pytest.raises(RemoteError, match="speaks TLS only"):
+        DockerRuntime(fleet_env.engine("tls").docker_host, {}, timeout=10)
+
+
+def test_refused_ssh_key_is_one_line_exit_5(fleet_env, home, monkeypatch, request):
+    import shutil
+    import tempfile
+
+    e = fleet_env.engine("ssh")
+    # a fresh place for ssh control sockets: the multiplexed connection an earlier test
+    # opened with the accepted key stays up for 60 s and would carry this login too
+    control = tempfile.mkdtemp(prefix="ossk", dir="/tmp")  # short: a socket path has 108 bytes
+    request.addfinalizer(lambda: shutil.rmtree(control, ignore_errors=True))
+    monkeypatch.setattr(tempfile, "tempdir", control)
+    monkeypatch.setenv("PATH", f"{fleet_env.wrong_ssh_bin}:{fleet_env.ssh_bin}:/usr/bin:/bin:/usr/sbin:/sbin")
+    r = run_cli("status", "--docker-host", e.docker_host)
+    assert r.code == EXIT_REMOTE, r.err
+    lines = r.err.strip().splitlines()
+    assert lines[0] == f"error: ssh to root@{e.addr} failed: Permission denied (publickey)."
+    assert lines[1].startswith("hint: ") and len(lines) == 2
+
+
+def test_ssh_engine_through_the_cli(fleet_env, home):
+    r = run_cli("--json", "status", "--docker-host", fleet_env.engine("ssh").docker_host)
+    assert r.code == 0, r.err
+    assert '"releases": []' in r.out
+
+
+@pytest.mark.llama
+def test_front_door_on_the_ssh_engine_balances_and_drains_over_the_other_two(fleet_llama, fleet_env, serve_model):
+    """The fleet's shape: llama-server on two engines (published on their fleet address),
+    the front door on a third, driven over ssh://; its admin API stays on 127.0.0.1."""
+    from ossctl.serve.frontdoor import FrontDoor, FrontDoorSpec, Upstream
+    from tests.plugins.frontdoor import chat_many, start_llama, tokens_predicted, wait_healthy
+
+    ups = []
+    for name in ("unix", "tls"):
+        e = fleet_env.engine(name)
+        start_llama(e.client, fleet_env.llama_image, serve_model, 18080, f"fll-{fleet_env.profile}-{name}",
+                    fleet_env.labels, bind="0.0.0.0")
+        ups.append(f"http://{e.addr}:18080")
+    for u in ups:
+        wait_healthy(u)
+    door = fleet_env.engine("ssh")
+    spec = FrontDoorSpec(fleet_env.profile, 18090, host="0.0.0.0", admin_port=18091, image=fleet_env.frontdoor_image)
+    with door.runtime() as rt:
+        fd = FrontDoor(rt, spec)
+        st = fd.ensure([Upstream(u) for u in ups])
+        assert st.docker_host == door.docker_host and [u.url for u in st.upstreams] == ups
+        endpoint = f"http://{door.addr}:18090"
+        before = [tokens_predicted(u) for u in ups]
+        chat_many(endpoint, 8, max_tokens=200)
+        assert all(tokens_predicted(u) > b for u, b in zip(ups, before))
+
+        res = fd.drain(ups[0], timeout=30)
+        assert res.in_flight_at_start == 0
+        before = [tokens_predicted(u) for u in ups]
+        chat_many(endpoint, 4)
+        assert tokens_predicted(ups[0]) == before[0] and tokens_predicted(ups[1]) > before[1]
+
+    # the admin API is not reachable from outside the engine host
+    import httpx
+
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(f"http://{door.addr}:18091/config/", trust_env=False, timeout=3)
