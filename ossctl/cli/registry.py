@@ -44,13 +44,8 @@ def _connect(st: output.State, rpc_url: Optional[str], registry: Optional[str], 
              timeout: Optional[float] = None, need_registry: bool = True):
     from ossctl.registry import client
 
-    s = st.settings
-    conn = client.connect(
-        s.value("registry.rpc_url", "OSSCTL_RPC_URL", rpc_url),
-        s.value("registry.address", "OSSCTL_REGISTRY_ADDRESS", registry) if need_registry else None,
-        s.value("registry.chain_id", "OSSCTL_CHAIN_ID", chain_id),
-        timeout,
-    )
+    conn = client.from_settings(st.settings, rpc_url=rpc_url, registry=registry, chain_id=chain_id,
+                                receipt_timeout=timeout, with_registry=need_registry)
     if need_registry:
         conn.need_registry()
     return conn

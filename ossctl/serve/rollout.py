@@ -50,19 +50,11 @@ def _api_key(profile: dict[str, Any]) -> str | None:
 
 def _check_registered(settings, manifest, log: Log) -> dict[str, Any]:
     """On-chain hash must equal the local composite. Raises ConflictError otherwise."""
-    try:
-        from ossctl.registry import client
-    except ModuleNotFoundError as exc:
-        if exc.name and exc.name.startswith("ossctl.registry"):
-            log("on-chain check skipped: registry module not installed")
-            return {"status": "skipped", "reason": "registry module not installed"}
-        raise
+    from ossctl.registry import client
+
     if not manifest.model_id:
         raise UsageError("require_registered is set but the manifest has no model id (no hub repo)")
-    conn = client.connect(settings.value("registry.rpc_url", "OSSCTL_RPC_URL"),
-                          settings.value("registry.address", "OSSCTL_REGISTRY_ADDRESS"),
-                          settings.value("registry.chain_id", "OSSCTL_CHAIN_ID"))
-    st = client.status(conn, manifest.model_id, manifest.composite_sha256, manifest.repo, manifest.first_file)
+    st = client.status(client.from_settings(settings), manifest.model_id, manifest.composite_sha256, manifest.repo, manifest.first_file)
     if st["hash"] == "not-registered":
         raise ConflictError(f"model {manifest.model_id} is not registered on chain, and the profile requires it",
                             hint="register it first: `ossctl register MODEL`")
@@ -77,12 +69,8 @@ def _check_registered(settings, manifest, log: Log) -> dict[str, Any]:
 
 
 def _check_vram(settings, profile: dict[str, Any], model_dir: Path) -> dict[str, Any]:
-    try:
-        from ossctl.gpu.preflight import check_vram
-    except ModuleNotFoundError as exc:
-        if exc.name and exc.name.startswith("ossctl.gpu"):
-            return {"status": "skipped", "message": "VRAM check skipped: gpu module not installed", "plan": None}
-        raise
+    from ossctl.gpu.preflight import check_vram
+
     r = check_vram(settings, profile, model_dir)
     return {"status": r.status, "message": r.message, "plan": r.plan}
 
