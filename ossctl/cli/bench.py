@@ -57,7 +57,7 @@ def bench(
     Ctrl-C stops the run and still prints what was measured (exit 130)."""
     st = output.state(ctx)
     from ossctl.errors import EXIT_INTERRUPTED, EXIT_SLA, OssctlError, RemoteError, UsageError
-    from ossctl.loadtest import engine, report as rep, sla as slamod
+    from ossctl.loadtest import engine, openai, report as rep, sla as slamod
     from ossctl.loadtest.prompts import builtin_prompts, load_prompts
 
     settings = st.settings
@@ -67,7 +67,7 @@ def bench(
     if isinstance(users_spec, list):  # config file: users = [1, 5, 10]
         users_spec = ",".join(map(str, users_spec))
     levels = slamod.parse_users(str(users_spec))
-    efforts = engine.parse_efforts(reasoning_effort, len(levels)) if reasoning_effort is not None else None
+    efforts = openai.parse_efforts(reasoning_effort, len(levels)) if reasoning_effort is not None else None
     duration_s = None
     if requests is None:
         duration_s = slamod.parse_duration(duration or str(settings.value("bench.duration", None,
@@ -80,9 +80,9 @@ def bench(
     prompt_set = load_prompts(prompts) if prompts else builtin_prompts()
     base_url, key, release = _target(settings, profile, url, api_key_file)
 
-    result = engine.run_levels(engine.Target(base_url, key, model, timeout_s), prompt_set, levels,
+    result = engine.run_levels(openai.Target(base_url, key, model, timeout_s), prompt_set, levels,
                                duration_s=duration_s, requests=requests, stream=stream, max_tokens=max_tokens,
-                               progress=output.info, efforts=efforts)
+                               progress=output.info, efforts=efforts, env=settings.env)
     if sla is not None:
         rep.apply_sla(result, sla, levels)
     output.emit(st, result, lambda: render(result))

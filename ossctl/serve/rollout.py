@@ -54,7 +54,8 @@ def _check_registered(settings, manifest, log: Log) -> dict[str, Any]:
 
     if not manifest.model_id:
         raise UsageError("require_registered is set but the manifest has no model id (no hub repo)")
-    st = client.status(client.from_settings(settings), manifest.model_id, manifest.composite_sha256, manifest.repo, manifest.first_file)
+    st = client.status(client.from_settings(settings), manifest.model_id, manifest.composite_sha256, manifest.repo,
+                       manifest.first_file)
     if st["hash"] == "not-registered":
         raise ConflictError(f"model {manifest.model_id} is not registered on chain, and the profile requires it",
                             hint="register it first: `ossctl register MODEL`")
@@ -191,7 +192,7 @@ def _gate(eng: Engine, rec: Release, profile: dict[str, Any], first_file: str, a
         from ossctl.loadtest.gate import run_gate
 
         eng.log("running the profile's bench gate")
-        g = run_gate(url, api_key, profile["bench"])
+        g = run_gate(url, api_key, profile["bench"], eng.settings.env)
         if not g.ok:
             raise DeployError(g.summary if g.summary.startswith("bench gate") else f"bench gate failed: {g.summary}")
         out["bench"] = {"summary": g.summary}
