@@ -8,17 +8,15 @@ from typing import Optional
 import typer
 
 from ossctl.cli import output
-from ossctl.cli.app import app
+from ossctl.cli.options import ProfileOpt
 
 _DEFAULT_USERS = "1,5,10,15,25"
 _DEFAULT_DURATION = "60s"
 
 
-@app.command("bench")
 def bench(
     ctx: typer.Context,
-    profile: Optional[str] = typer.Option(None, "--profile", "-p", metavar="NAME",
-                                          help="Bench the running release of this profile."),
+    profile: ProfileOpt = None,
     url: Optional[str] = typer.Option(None, "--url", metavar="URL",
                                       help="Bench any OpenAI-compatible server instead, e.g. http://127.0.0.1:8080."),
     users: Optional[str] = typer.Option(None, "--users", "-u", metavar="N,N,...",
@@ -54,6 +52,9 @@ def bench(
     """Load-test a deployment: closed-loop users per concurrency level, latency
     avg/p50/p90/p95/p99, time to first token, errors by kind, requests/min and tokens/s.
 
+    Benches the release serving --profile (without --profile or --url: the newest
+    serving release of any profile), or any OpenAI-compatible server at --url.
+
     Ctrl-C stops the run and still prints what was measured (exit 130)."""
     st = output.state(ctx)
     from ossctl.errors import EXIT_INTERRUPTED, EXIT_SLA, OssctlError, RemoteError, UsageError
@@ -78,16 +79,17 @@ def bench(
     if plot is not None:
         rep.require_matplotlib()
     prompt_set = load_prompts(prompts) if prompts else builtin_prompts()
-    base_url, key, release = _target(settings, profile, url, api_key_file)
+    from ossctl.serve.endpoint import client_endpoint
 
-    result = engine.run_levels(openai.Target(base_url, key, model, timeout_s), prompt_set, levels,
+    where = client_endpoint(settings, profile, url, api_key_file)
+    result = engine.run_levels(openai.Target(where.url, where.api_key, model, timeout_s), prompt_set, levels,
                                duration_s=duration_s, requests=requests, stream=stream, max_tokens=max_tokens,
                                progress=output.info, efforts=efforts, env=settings.env)
     if sla is not None:
         rep.apply_sla(result, sla, levels)
     output.emit(st, result, lambda: render(result))
     if profile and result["levels"]:
-        _keep_last(settings, result, profile, release)
+        _keep_last(settings, result, profile, where.release)
     if plot is not None and result["levels"]:
         rep.plot(result, plot)
         output.info(f"wrote {plot}")
@@ -121,48 +123,6 @@ def _keep_last(settings, result: dict, profile: str, release: str | None) -> Non
         rep.store_last(settings.cache_dir, rep.last_summary(result, profile, release, time.time()))
     except OSError as exc:  # a cache: the report above is what matters
         output.info(f"warning: cannot keep the result for `ossctl metrics`: {exc.strerror or exc}")
-
-
-def _target(settings, profile: str | None, url: str | None,
-            api_key_file: str | None) -> tuple[str, str | None, str | None]:
-    """Base URL, API key and release id (None for --url): --url, else the running
-    release of the profile."""
-    from ossctl.errors import NotFoundError, UsageError
-    from ossctl.redact import register_secret
-
-    if url and profile:
-        raise UsageError("give --profile or --url, not both")
-    key_file = api_key_file
-    key = None
-    rid = None
-    if url:
-        base = url
-    else:
-        try:
-            from ossctl.serve.releases import current_release
-        except ModuleNotFoundError:
-            raise NotFoundError("cannot find the running release (the serve module is not installed)",
-                                hint="pass --url URL") from None
-        release = current_release(settings, profile)
-        if release is None:
-            what = f"profile {profile}" if profile else "any profile"
-            raise NotFoundError(f"nothing deployed for {what}",
-                                hint=f"deploy first (`ossctl deploy --profile {profile or 'PROFILE'}`), or pass --url URL")
-        base = release["endpoint"]
-        rid = release.get("id")
-        if key_file is None and not settings.env.get("OSSCTL_API_KEY"):
-            key_file = release.get("api_key_file") or None
-    if api_key_file is None and settings.env.get("OSSCTL_API_KEY"):
-        key = settings.env["OSSCTL_API_KEY"].strip()
-    elif key_file:
-        try:
-            from ossctl.serve.apikey import read_api_key
-        except ModuleNotFoundError:  # the serve room is optional; the reader lives there
-            raise NotFoundError("cannot read the API key file (the serve module is not installed)",
-                                hint="set OSSCTL_API_KEY instead") from None
-        key = read_api_key(key_file, "API key file")
-    register_secret(key)
-    return base, key, rid
 
 
 def render(result: dict) -> str:

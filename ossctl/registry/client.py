@@ -266,6 +266,36 @@ def deploy_contract(conn: Connection, key: KeySource | None, *, dry_run: bool = 
     return out
 
 
+def register_model(settings, conn: Connection, model: str, key: KeySource | None, *, dry_run: bool = False,
+                   confirm: Confirm | None = None) -> dict[str, Any]:
+    """``ossctl register``: find the model's directory (alias, owner/repo or directory),
+    require its files to verify against the manifest, then :func:`register` its
+    composite. Raises what :func:`ossctl.artifacts.manifest.require_verified` and
+    :func:`register` raise."""
+    from ossctl.artifacts import manifest as mf
+
+    directory = mf.locate_model_dir(settings, model)
+    m = mf.require_verified(directory)
+    return register(conn, m.repo, m.first_file, m.composite_sha256, m.model_id, key, dry_run=dry_run,
+                    confirm=confirm, check_later=f"ossctl registry status {directory}")
+
+
+def resolve(settings, model: str) -> tuple[str, str | None, str | None, str | None]:
+    """ID|MODEL|DIR → (model id, local composite or None, repo, first file): a ``0x``
+    id as given, else the manifest of the model's directory. Raises :class:`UsageError`
+    when the manifest names no hub repo (then there is no model id)."""
+    from ossctl.artifacts import manifest as mf
+
+    mid = parse_model_id(model)
+    if mid is not None:
+        return mid, None, None, None
+    m = mf.read_manifest(mf.locate_model_dir(settings, model))
+    if not m.repo:
+        raise UsageError(f"the manifest for {model} names no hub repo, so it has no model id",
+                         hint="pass the 0x model id instead")
+    return _model_id(m.repo, m.first_file), m.composite_sha256, m.repo, m.first_file
+
+
 def status_for_manifest(settings, manifest) -> dict[str, Any]:
     """:func:`status` for a local manifest with the connection taken from ``settings``
     (``[registry]`` / ``OSSCTL_RPC_URL`` / ``OSSCTL_REGISTRY_ADDRESS`` /
