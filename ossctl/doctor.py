@@ -17,7 +17,7 @@ from typing import Any
 from ossctl import __version__
 from ossctl.errors import OssctlError
 # the --version / --help parsers live with the flag table they serve (deploy uses them too)
-from ossctl.serve.llama_flags import check_flags, parse_build, parse_help_flags, parse_pin  # noqa: F401
+from ossctl.serve.llama_flags import check_flags, parse_build, parse_help_flags, parse_pin
 from ossctl.units import human_size
 
 PASS, WARN, FAIL, SKIP = "PASS", "WARN", "FAIL", "SKIP"
