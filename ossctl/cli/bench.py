@@ -9,7 +9,7 @@ import typer
 
 from ossctl.cli import output
 from ossctl.cli.options import ProfileOpt
-from ossctl.serve.bench import DEFAULT_DURATION, DEFAULT_USERS
+from ossctl.loadtest import DEFAULT_DURATION, DEFAULT_USERS
 
 
 def bench(

@@ -6,3 +6,8 @@ keep-alive, so the generator is not the bottleneck) and openai.py (the chat comp
 request, usage, SSE, the /v1/models probe). stats.py, sla.py and report.py are pure;
 gate.py is the short bench that ``serve deploy`` runs after its health gate.
 """
+
+# `ossctl bench` without --users / --duration (or [bench] users / duration in the config);
+# here so that `ossctl --help` can show them without importing the bench
+DEFAULT_USERS = "1,5,10,15,25"
+DEFAULT_DURATION = "60s"

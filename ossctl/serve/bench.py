@@ -8,15 +8,10 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from ossctl.errors import UsageError
-
-if TYPE_CHECKING:  # `ossctl --help` imports this module for the defaults
-    from ossctl.loadtest.prompts import Prompt
-
-DEFAULT_USERS = "1,5,10,15,25"
-DEFAULT_DURATION = "60s"
+from ossctl.loadtest import DEFAULT_DURATION, DEFAULT_USERS
+from ossctl.loadtest.prompts import Prompt
 
 
 @dataclass(frozen=True)
