@@ -93,7 +93,7 @@ def seed_flow(p: CountingProxy, registry: str, repo: str, file_name: str, digest
     from eth_account import Account
 
     from ossctl.artifacts.hashing import model_id
-    from ossctl.registry.client import encode_call
+    from ossctl.registry.rpc import encode_call
 
     mid = bytes.fromhex(model_id(repo, file_name)[2:])
 
@@ -163,7 +163,7 @@ def main() -> int:
         # the seed's re-check of an already registered model: its first `cast call`, then it stops
         t = time.perf_counter()
         proxy.rpc("eth_chainId", [])
-        from ossctl.registry.client import encode_call
+        from ossctl.registry.rpc import encode_call
 
         approved = proxy.rpc("eth_call", [{"to": env["OSSCTL_REGISTRY_ADDRESS"], "data": encode_call(
             "isModelApproved", [bytes.fromhex(m.model_id[2:])])}, "latest"])

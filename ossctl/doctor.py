@@ -17,7 +17,7 @@ from typing import Any
 from ossctl import __version__
 from ossctl.errors import OssctlError
 # the --version / --help parsers live with the flag table they serve (deploy uses them too)
-from ossctl.serve.llama_flags import check_flags, parse_build, parse_help_flags, parse_pin  # noqa: F401
+from ossctl.serve.llama_flags import check_flags, parse_build, parse_help_flags, parse_pin
 from ossctl.units import human_size
 
 PASS, WARN, FAIL, SKIP = "PASS", "WARN", "FAIL", "SKIP"
@@ -276,16 +276,14 @@ def _flags(ctx: Context) -> Check:
 
 
 def _chain(ctx: Context) -> Check:
-    rpc = ctx.settings.value("registry.rpc_url", "OSSCTL_RPC_URL")
-    if not rpc:
+    from ossctl.registry import client
+
+    if not client.configured_rpc_url(ctx.settings):
         status = FAIL if ctx.profile and ctx.profile.get("require_registered") else SKIP
         return Check("chain", status, "no RPC URL configured",
                      "set OSSCTL_RPC_URL or [registry] rpc_url" if status == FAIL else "")
-    from ossctl.registry import client
-
     try:
-        conn = client.connect(rpc, ctx.settings.value("registry.address", "OSSCTL_REGISTRY_ADDRESS"),
-                              ctx.settings.value("registry.chain_id", "OSSCTL_CHAIN_ID"))
+        conn = client.from_settings(ctx.settings)
         cid = conn.chain_id()
         if not conn.registry:
             return Check("chain", WARN, f"RPC reachable (chain {cid}); no registry address configured",

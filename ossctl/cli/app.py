@@ -1,5 +1,7 @@
-"""Assembles the Typer app. Each noun lives in its own module; heavy SDKs are imported
-inside the commands that need them so ``ossctl --help`` stays fast."""
+"""Assembles the Typer app: the command modules define functions and sub-apps (they do
+not import this module); the root adds each one here, in the order ``--help`` lists
+them. Heavy SDKs are imported inside the commands that need them so ``ossctl --help``
+stays fast."""
 
 from __future__ import annotations
 
@@ -45,14 +47,22 @@ def _root(
 
 
 def _register() -> None:
-    # Each module adds its commands to `app`; imports stay cheap (typer + stdlib only).
-    from ossctl.cli import models  # noqa: F401
-    for name in ("registry", "serve", "profile", "vram", "bench", "metrics", "doctor"):
-        try:
-            __import__(f"ossctl.cli.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"ossctl.cli.{name}":
-                raise
+    # typer + stdlib imports only: each module imports its library inside its commands
+    from ossctl.cli import bench, doctor, metrics, models, profile, registry, serve
+
+    for name, fn in (("models", models.models_cmd), ("download", models.download_cmd),
+                     ("verify", models.verify_cmd), ("hash", models.hash_cmd), ("adopt", models.adopt_cmd),
+                     ("register", registry.register_cmd),
+                     ("deploy", serve.deploy), ("rollback", serve.rollback), ("status", serve.status),
+                     ("releases", serve.releases_cmd), ("unlock", serve.unlock),
+                     ("bench", bench.bench), ("doctor", doctor.doctor_cmd)):
+        app.command(name)(fn)
+    app.add_typer(registry.registry_app, name="registry")
+    app.add_typer(profile.profile_app, name="profile")
+    # cli/vram.py still adds itself (it imports `app`) until its rewrite exports vram_app;
+    # then this line becomes app.add_typer(vram.vram_app, name="vram")
+    from ossctl.cli import vram  # noqa: F401
+    app.add_typer(metrics.metrics_app, name="metrics")
 
 
 _register()

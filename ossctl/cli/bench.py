@@ -8,23 +8,19 @@ from typing import Optional
 import typer
 
 from ossctl.cli import output
-from ossctl.cli.app import app
-
-_DEFAULT_USERS = "1,5,10,15,25"
-_DEFAULT_DURATION = "60s"
+from ossctl.cli.options import ProfileOpt
+from ossctl.loadtest import DEFAULT_DURATION, DEFAULT_USERS
 
 
-@app.command("bench")
 def bench(
     ctx: typer.Context,
-    profile: Optional[str] = typer.Option(None, "--profile", "-p", metavar="NAME",
-                                          help="Bench the running release of this profile."),
+    profile: ProfileOpt = None,
     url: Optional[str] = typer.Option(None, "--url", metavar="URL",
                                       help="Bench any OpenAI-compatible server instead, e.g. http://127.0.0.1:8080."),
     users: Optional[str] = typer.Option(None, "--users", "-u", metavar="N,N,...",
-                                        help=f"Concurrency levels, run in turn (default: {_DEFAULT_USERS})."),
+                                        help=f"Concurrency levels, run in turn (default: {DEFAULT_USERS})."),
     duration: Optional[str] = typer.Option(None, "--duration", "-d", metavar="TIME",
-                                           help=f"How long each level runs (default: {_DEFAULT_DURATION})."),
+                                           help=f"How long each level runs (default: {DEFAULT_DURATION})."),
     requests: Optional[int] = typer.Option(None, "--requests", "-n", metavar="N", min=1,
                                            help="Requests per level (instead of --duration)."),
     prompts: Optional[str] = typer.Option(None, "--prompts", metavar="FILE",
@@ -54,115 +50,31 @@ def bench(
     """Load-test a deployment: closed-loop users per concurrency level, latency
     avg/p50/p90/p95/p99, time to first token, errors by kind, requests/min and tokens/s.
 
+    Benches the release serving --profile (without --profile or --url: the newest
+    serving release of any profile), or any OpenAI-compatible server at --url.
+
     Ctrl-C stops the run and still prints what was measured (exit 130)."""
     st = output.state(ctx)
-    from ossctl.errors import EXIT_INTERRUPTED, EXIT_SLA, OssctlError, RemoteError, UsageError
-    from ossctl.loadtest import engine, report as rep, sla as slamod
-    from ossctl.loadtest.prompts import builtin_prompts, load_prompts
+    from ossctl.errors import EXIT_INTERRUPTED
+    from ossctl.loadtest import report as rep
+    from ossctl.serve.bench import bench_options, run_bench
 
-    settings = st.settings
-    if requests is not None and duration is not None:
-        raise UsageError("give --duration or --requests, not both")
-    users_spec = users or settings.value("bench.users", "OSSCTL_BENCH_USERS", default=_DEFAULT_USERS)
-    if isinstance(users_spec, list):  # config file: users = [1, 5, 10]
-        users_spec = ",".join(map(str, users_spec))
-    levels = slamod.parse_users(str(users_spec))
-    efforts = engine.parse_efforts(reasoning_effort, len(levels)) if reasoning_effort is not None else None
-    duration_s = None
-    if requests is None:
-        duration_s = slamod.parse_duration(duration or str(settings.value("bench.duration", None,
-                                                                          default=_DEFAULT_DURATION)))
-    timeout_s = slamod.parse_duration(timeout)
-    if sla is not None:
-        slamod.parse_sla(sla)
-    if plot is not None:
-        rep.require_matplotlib()
-    prompt_set = load_prompts(prompts) if prompts else builtin_prompts()
-    base_url, key, release = _target(settings, profile, url, api_key_file)
-
-    result = engine.run_levels(engine.Target(base_url, key, model, timeout_s), prompt_set, levels,
-                               duration_s=duration_s, requests=requests, stream=stream, max_tokens=max_tokens,
-                               progress=output.info, efforts=efforts)
-    if sla is not None:
-        rep.apply_sla(result, sla, levels)
+    opts = bench_options(st.settings, users=users, duration=duration, requests=requests, timeout=timeout, sla=sla,
+                         plot=plot, prompts=prompts, reasoning_effort=reasoning_effort, stream=stream,
+                         max_tokens=max_tokens, model=model)
+    result, warning = run_bench(st.settings, opts, profile=profile, url=url, api_key_file=api_key_file,
+                                progress=output.info)
     output.emit(st, result, lambda: render(result))
-    if profile and result["levels"]:
-        _keep_last(settings, result, profile, release)
+    if warning:
+        output.info(warning)
     if plot is not None and result["levels"]:
         rep.plot(result, plot)
         output.info(f"wrote {plot}")
     if result["interrupted"]:
         raise typer.Exit(EXIT_INTERRUPTED)
-    if rep.all_unauthorized(result):
-        raise RemoteError("every request was refused as unauthorized (HTTP 401)",
-                          hint="check the API key: --api-key-file FILE or OSSCTL_API_KEY")
-    if result["aborted"]:
-        raise RemoteError(f"the run stopped early: {result['aborted']}",
-                          hint="the numbers above count the failures; check the server (`ossctl status`)")
-    failed = rep.all_failed(result)
-    if failed and result["sla"] is None:  # with --sla, the SLA verdict (exit 9) says it
-        raise RemoteError(f"every request failed ({failed})",
-                          hint="the server is not answering completions: check it (`ossctl status`, its logs) "
-                               "and the --url / --model")
-    if result["sla"] is not None and not result["sla"]["ok"]:
-        s = result["sla"]
-        where = ", ".join(map(str, s["failed_users"] + s["not_run_users"]))
-        best = f"; largest passing level: {s['max_users']} users" if s["max_users"] else ""
-        raise OssctlError(f"SLA {sla} failed at {where} users{best}", exit_code=EXIT_SLA)
-
-
-def _keep_last(settings, result: dict, profile: str, release: str | None) -> None:
-    """The run becomes the profile's last bench result, which `ossctl metrics` exports."""
-    import time
-
-    from ossctl.loadtest import report as rep
-
-    try:
-        rep.store_last(settings.cache_dir, rep.last_summary(result, profile, release, time.time()))
-    except OSError as exc:  # a cache: the report above is what matters
-        output.info(f"warning: cannot keep the result for `ossctl metrics`: {exc.strerror or exc}")
-
-
-def _target(settings, profile: str | None, url: str | None,
-            api_key_file: str | None) -> tuple[str, str | None, str | None]:
-    """Base URL, API key and release id (None for --url): --url, else the running
-    release of the profile."""
-    from ossctl.errors import NotFoundError, UsageError
-    from ossctl.redact import register_secret
-
-    if url and profile:
-        raise UsageError("give --profile or --url, not both")
-    key_file = api_key_file
-    key = None
-    rid = None
-    if url:
-        base = url
-    else:
-        try:
-            from ossctl.serve.releases import current_release
-        except ModuleNotFoundError:
-            raise NotFoundError("cannot find the running release (the serve module is not installed)",
-                                hint="pass --url URL") from None
-        release = current_release(settings, profile)
-        if release is None:
-            what = f"profile {profile}" if profile else "any profile"
-            raise NotFoundError(f"nothing deployed for {what}",
-                                hint=f"deploy first (`ossctl deploy --profile {profile or 'PROFILE'}`), or pass --url URL")
-        base = release["endpoint"]
-        rid = release.get("id")
-        if key_file is None and not settings.env.get("OSSCTL_API_KEY"):
-            key_file = release.get("api_key_file") or None
-    if api_key_file is None and settings.env.get("OSSCTL_API_KEY"):
-        key = settings.env["OSSCTL_API_KEY"].strip()
-    elif key_file:
-        try:
-            from ossctl.serve.apikey import read_api_key
-        except ModuleNotFoundError:  # the serve room is optional; the reader lives there
-            raise NotFoundError("cannot read the API key file (the serve module is not installed)",
-                                hint="set OSSCTL_API_KEY instead") from None
-        key = read_api_key(key_file, "API key file")
-    register_secret(key)
-    return base, key, rid
+    failure = rep.outcome_error(result)
+    if failure is not None:
+        raise failure
 
 
 def render(result: dict) -> str:

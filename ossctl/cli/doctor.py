@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Optional
-
 import typer
 
 from ossctl.cli import output
-from ossctl.cli.app import app
+from ossctl.cli.options import ProfileOpt
 
 
-@app.command("doctor")
 def doctor_cmd(
     ctx: typer.Context,
-    profile: Optional[str] = typer.Option(None, "--profile", "-p", help="Also check what deploying this profile needs."),
+    profile: ProfileOpt = None,
 ) -> None:
-    """Check the environment: Docker, GPUs, disk, profile, model, image build and flags, chain, port."""
+    """Check the environment: Docker, GPUs, disk, profile, model, image build and flags, chain, port.
+    With --profile, also what deploying that profile needs."""
     from ossctl import doctor
 
     from ossctl.errors import OssctlError

@@ -3,18 +3,13 @@ and the last bench results. prometheus_client, docker and NVML load inside the c
 
 from __future__ import annotations
 
-from typing import Optional
-
 import typer
 
 from ossctl.cli import output
-from ossctl.cli.app import app
+from ossctl.cli.options import DockerHost, ProfileFilter
 
 metrics_app = typer.Typer(help="Prometheus metrics: GPUs, releases, llama-server, last bench.",
                           no_args_is_help=True, pretty_exceptions_show_locals=False)
-app.add_typer(metrics_app, name="metrics")
-
-_HOST_HELP = "Docker endpoint (unix://, tcp://, ssh://) (default: $DOCKER_HOST, else the local socket)."
 
 
 def _exporter(st: output.State, profile: str | None, docker_host: str | None, fetch_timeout: float):
@@ -28,8 +23,8 @@ def serve(
     ctx: typer.Context,
     listen: str = typer.Option("127.0.0.1:9464", "--listen", metavar="HOST:PORT",
                                help="Address to serve /metrics on (loopback unless you say otherwise)."),
-    profile: Optional[str] = typer.Option(None, "--profile", "-p", metavar="NAME", help="Only this profile's releases and bench."),
-    docker_host: Optional[str] = typer.Option(None, "--docker-host", metavar="URL", help=_HOST_HELP),
+    profile: ProfileFilter = None,
+    docker_host: DockerHost = None,
     fetch_timeout: float = typer.Option(2.0, "--fetch-timeout", metavar="S", min=0.1,
                                         help="Seconds to wait for the llama-servers' /metrics and /slots."),
 ) -> None:
@@ -65,8 +60,8 @@ def serve(
 @metrics_app.command("dump", short_help="One scrape on stdout (text format, or --json).")
 def dump(
     ctx: typer.Context,
-    profile: Optional[str] = typer.Option(None, "--profile", "-p", metavar="NAME", help="Only this profile's releases and bench."),
-    docker_host: Optional[str] = typer.Option(None, "--docker-host", metavar="URL", help=_HOST_HELP),
+    profile: ProfileFilter = None,
+    docker_host: DockerHost = None,
     fetch_timeout: float = typer.Option(2.0, "--fetch-timeout", metavar="S", min=0.1,
                                         help="Seconds to wait for the llama-servers' /metrics and /slots."),
 ) -> None:

@@ -8,10 +8,8 @@ from typing import List, Optional
 import typer
 
 from ossctl.cli import output
-from ossctl.cli.app import app
 
 
-@app.command("models")
 def models_cmd(ctx: typer.Context) -> None:
     """List the model aliases the other commands accept."""
     from ossctl import catalog
@@ -61,7 +59,6 @@ class _Bars:
             self.total.close()
 
 
-@app.command("download")
 def download_cmd(
     ctx: typer.Context,
     model: str = typer.Argument(..., help="Catalog alias (see `ossctl models`) or hub repo owner/name."),
@@ -90,7 +87,6 @@ def download_cmd(
     output.emit(st, data, lambda: _render_manifest(m, res.directory))
 
 
-@app.command("verify")
 def verify_cmd(
     ctx: typer.Context,
     target: str = typer.Argument(..., metavar="MODEL|DIR", help="Model alias, owner/repo, or a model directory."),
@@ -121,7 +117,6 @@ def verify_cmd(
         raise typer.Exit(EXIT_INTEGRITY)
 
 
-@app.command("hash")
 def hash_cmd(
     ctx: typer.Context,
     paths: List[Path] = typer.Argument(..., metavar="PATH...", help="GGUF files, or a directory of them."),
@@ -136,7 +131,6 @@ def hash_cmd(
     output.emit(st, m.public(directory), lambda: _render_manifest(m, directory))
 
 
-@app.command("adopt")
 def adopt_cmd(
     ctx: typer.Context,
     directory: Path = typer.Argument(..., metavar="DIR", help="Directory holding the model's .gguf parts."),

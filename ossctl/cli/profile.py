@@ -7,10 +7,8 @@ from typing import Optional
 import typer
 
 from ossctl.cli import output
-from ossctl.cli.app import app
 
 profile_app = typer.Typer(help="Serving profiles: list, show resolved, validate.", no_args_is_help=True)
-app.add_typer(profile_app, name="profile")
 
 
 @profile_app.command("list")

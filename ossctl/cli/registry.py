@@ -16,21 +16,10 @@ from typing import Any, Optional
 import typer
 
 from ossctl.cli import output
-from ossctl.cli.app import app
+from ossctl.cli.options import ChainId, Keystore, ReceiptTimeout, RegistryAddress, RpcUrl, TxDryRun, Yes
 
 registry_app = typer.Typer(help="Inspect and manage the on-chain ModelRegistry.", no_args_is_help=True)
-app.add_typer(registry_app, name="registry")
-
-_RPC = typer.Option(None, "--rpc-url", metavar="URL", help="JSON-RPC endpoint (env: OSSCTL_RPC_URL).")
-_REG = typer.Option(None, "--registry", metavar="ADDRESS", help="ModelRegistry address (env: OSSCTL_REGISTRY_ADDRESS).")
-_CID = typer.Option(None, "--chain-id", metavar="N",
-                    help="Refuse unless the node reports this chain id (env: OSSCTL_CHAIN_ID).")
-_KS = typer.Option(None, "--keystore", metavar="FILE",
-                   help="Encrypted JSON keystore to sign with (password: env OSSCTL_KEYSTORE_PASSWORD, else a prompt). "
-                        "Default: env OSSCTL_PRIVATE_KEY / OWNER_PRIVATE_KEY.")
-_YES = typer.Option(False, "--yes", "-y", help="Send without asking (needed when there is no terminal).")
-_DRY = typer.Option(False, "--dry-run", help="Show the transaction that would be sent; send nothing.")
-_TMO = typer.Option(120.0, "--timeout", metavar="SECONDS", help="How long to wait for the receipt.")
+_RECEIPT_TIMEOUT = 120.0  # seconds
 
 
 def _interactive() -> bool:
@@ -44,13 +33,8 @@ def _connect(st: output.State, rpc_url: Optional[str], registry: Optional[str], 
              timeout: Optional[float] = None, need_registry: bool = True):
     from ossctl.registry import client
 
-    s = st.settings
-    conn = client.connect(
-        s.value("registry.rpc_url", "OSSCTL_RPC_URL", rpc_url),
-        s.value("registry.address", "OSSCTL_REGISTRY_ADDRESS", registry) if need_registry else None,
-        s.value("registry.chain_id", "OSSCTL_CHAIN_ID", chain_id),
-        timeout,
-    )
+    conn = client.from_settings(st.settings, rpc_url=rpc_url, registry=registry, chain_id=chain_id,
+                                receipt_timeout=timeout, with_registry=need_registry)
     if need_registry:
         conn.need_registry()
     return conn
@@ -120,34 +104,28 @@ def _tx_lines(res: dict[str, Any]) -> list[str]:
     return ["  would send:", *("  " + line for line in summary.splitlines())]
 
 
-@app.command("register")
 def register_cmd(
     ctx: typer.Context,
     model: str = typer.Argument(..., metavar="MODEL|DIR", help="Model alias, owner/repo, or model directory."),
-    rpc_url: Optional[str] = _RPC,
-    registry: Optional[str] = _REG,
-    chain_id: Optional[str] = _CID,
-    keystore: Optional[str] = _KS,
-    dry_run: bool = _DRY,
-    yes: bool = _YES,
-    timeout: float = _TMO,
+    rpc_url: RpcUrl = None,
+    registry: RegistryAddress = None,
+    chain_id: ChainId = None,
+    keystore: Keystore = None,
+    dry_run: TxDryRun = False,
+    yes: Yes = False,
+    timeout: ReceiptTimeout = _RECEIPT_TIMEOUT,
 ) -> None:
     """Register the model's composite hash on the ModelRegistry (idempotent).
 
     Refuses unless the files verify. Sends nothing when the model is already registered
     with the same hash; exit code 6 when it is registered with a different one.
     """
-    from ossctl.artifacts import manifest as mf
     from ossctl.registry import client
 
     st = output.state(ctx)
     conn = _connect(st, rpc_url, registry, chain_id, timeout)
-    key = _key(st, keystore)
-    directory = mf.locate_model_dir(st.settings, model)
-    m = mf.require_verified(directory)
-    res = client.register(conn, m.repo, m.first_file, m.composite_sha256, m.model_id, key,
-                          dry_run=dry_run, confirm=_confirmer(yes),
-                          check_later=f"ossctl registry status {directory}")
+    res = client.register_model(st.settings, conn, model, _key(st, keystore), dry_run=dry_run,
+                                confirm=_confirmer(yes))
     _calls(st, conn)
 
     def human() -> str:
@@ -169,9 +147,9 @@ def register_cmd(
 def status_cmd(
     ctx: typer.Context,
     model: str = typer.Argument(..., metavar="MODEL|DIR|ID", help="Model alias, owner/repo, directory, or 0x model id."),
-    rpc_url: Optional[str] = _RPC,
-    registry: Optional[str] = _REG,
-    chain_id: Optional[str] = _CID,
+    rpc_url: RpcUrl = None,
+    registry: RegistryAddress = None,
+    chain_id: ChainId = None,
 ) -> None:
     """Approved / trusted / active, and the on-chain hash against the local composite.
 
@@ -185,8 +163,7 @@ def status_cmd(
 
     st = output.state(ctx)
     conn = _connect(st, rpc_url, registry, chain_id)
-    mid, local, repo, file_name = _resolve(st, model)
-    res = client.status(conn, mid, local, repo, file_name)
+    res = client.status(conn, *client.resolve(st.settings, model))
     _calls(st, conn)
 
     def human() -> str:
@@ -212,29 +189,12 @@ def _yn(v: Any) -> str:
     return "yes" if v else "no"
 
 
-def _resolve(st: output.State, model: str) -> tuple[str, str | None, str | None, str | None]:
-    """ID|MODEL|DIR → (model id, local composite or None, repo, first file)."""
-    from ossctl.artifacts import manifest as mf
-    from ossctl.artifacts.hashing import model_id
-    from ossctl.errors import UsageError
-    from ossctl.registry import client
-
-    mid = client.parse_model_id(model)
-    if mid is not None:
-        return mid, None, None, None
-    m = mf.read_manifest(mf.locate_model_dir(st.settings, model))
-    if not m.repo:
-        raise UsageError(f"the manifest for {model} names no hub repo, so it has no model id",
-                         hint="pass the 0x model id instead")
-    return model_id(m.repo, m.first_file), m.composite_sha256, m.repo, m.first_file
-
-
 @registry_app.command("list")
 def list_cmd(
     ctx: typer.Context,
-    rpc_url: Optional[str] = _RPC,
-    registry: Optional[str] = _REG,
-    chain_id: Optional[str] = _CID,
+    rpc_url: RpcUrl = None,
+    registry: RegistryAddress = None,
+    chain_id: ChainId = None,
 ) -> None:
     """Every registered model: id, repo, file, hash, tier, active."""
     from ossctl.registry import client
@@ -261,7 +221,7 @@ def _set_active(ctx: typer.Context, target: str, active: bool, rpc_url, registry
     st = output.state(ctx)
     conn = _connect(st, rpc_url, registry, chain_id, timeout)
     key = _key(st, keystore)
-    mid = _resolve(st, target)[0]
+    mid = client.resolve(st.settings, target)[0]
     res = client.set_active(conn, mid, active, key, dry_run=dry_run, confirm=_confirmer(yes))
     _calls(st, conn)
 
@@ -279,25 +239,25 @@ _TARGET = typer.Argument(..., metavar="ID|MODEL", help="0x model id, model alias
 
 
 @registry_app.command("deactivate")
-def deactivate_cmd(ctx: typer.Context, target: str = _TARGET, rpc_url: Optional[str] = _RPC,
-                   registry: Optional[str] = _REG, chain_id: Optional[str] = _CID, keystore: Optional[str] = _KS,
-                   dry_run: bool = _DRY, yes: bool = _YES, timeout: float = _TMO) -> None:
+def deactivate_cmd(ctx: typer.Context, target: str = _TARGET, rpc_url: RpcUrl = None,
+                   registry: RegistryAddress = None, chain_id: ChainId = None, keystore: Keystore = None,
+                   dry_run: TxDryRun = False, yes: Yes = False, timeout: ReceiptTimeout = _RECEIPT_TIMEOUT) -> None:
     """Mark a registered model inactive (owner only). Idempotent."""
     _set_active(ctx, target, False, rpc_url, registry, chain_id, keystore, dry_run, yes, timeout)
 
 
 @registry_app.command("reactivate")
-def reactivate_cmd(ctx: typer.Context, target: str = _TARGET, rpc_url: Optional[str] = _RPC,
-                   registry: Optional[str] = _REG, chain_id: Optional[str] = _CID, keystore: Optional[str] = _KS,
-                   dry_run: bool = _DRY, yes: bool = _YES, timeout: float = _TMO) -> None:
+def reactivate_cmd(ctx: typer.Context, target: str = _TARGET, rpc_url: RpcUrl = None,
+                   registry: RegistryAddress = None, chain_id: ChainId = None, keystore: Keystore = None,
+                   dry_run: TxDryRun = False, yes: Yes = False, timeout: ReceiptTimeout = _RECEIPT_TIMEOUT) -> None:
     """Mark a deactivated model active again (owner only). Idempotent."""
     _set_active(ctx, target, True, rpc_url, registry, chain_id, keystore, dry_run, yes, timeout)
 
 
 @registry_app.command("deploy-contract")
-def deploy_cmd(ctx: typer.Context, rpc_url: Optional[str] = _RPC, chain_id: Optional[str] = _CID,
-               keystore: Optional[str] = _KS, dry_run: bool = _DRY, yes: bool = _YES,
-               timeout: float = _TMO) -> None:
+def deploy_cmd(ctx: typer.Context, rpc_url: RpcUrl = None, chain_id: ChainId = None,
+               keystore: Keystore = None, dry_run: TxDryRun = False, yes: Yes = False,
+               timeout: ReceiptTimeout = _RECEIPT_TIMEOUT) -> None:
     """Deploy ossctl's ModelRegistry (for local and test chains); prints its address.
 
     The sender becomes the owner. Put the address in OSSCTL_REGISTRY_ADDRESS or the

@@ -10,24 +10,21 @@ from typing import Optional
 import typer
 
 from ossctl.cli import output
-from ossctl.cli.app import app
-
-_HOST_HELP = "Docker endpoint (unix://, tcp://, ssh://) (default: $DOCKER_HOST, else the local socket)."
+from ossctl.cli.options import DockerHost, Profile, ProfileFilter, ProfileOpt
 
 
 def _log(st: output.State):
     return output.info if not st.json or st.verbose else (lambda _m: None)
 
 
-@app.command("deploy")
 def deploy(
     ctx: typer.Context,
-    profile: str = typer.Option(..., "--profile", "-p", metavar="NAME", help="Profile to deploy (see `ossctl profile list`)."),
+    profile: Profile,
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the container spec and the equivalent `docker run` line; change nothing."),
     timeout: Optional[float] = typer.Option(None, "--timeout", metavar="S", help="Health-gate timeout in seconds (default: the profile's health_timeout)."),
     force: bool = typer.Option(False, "--force", help="Deploy even when the VRAM check says it does not fit."),
     strategy: Optional[str] = typer.Option(None, "--strategy", metavar="auto|recreate|blue-green", help="Override the profile's strategy."),
-    docker_host: Optional[str] = typer.Option(None, "--docker-host", metavar="URL", help=_HOST_HELP),
+    docker_host: DockerHost = None,
     keep_going: bool = typer.Option(False, "--keep-going", help="Fleet: when a host fails, keep the hosts already updated on the new release."),
 ) -> None:
     """Deploy a profile: preflight, start, health gate, switch, record. On failure the
@@ -61,16 +58,15 @@ def _flags_text(flags: dict) -> str:
     return f"flags spelled from {flags['source']}\n" + output.table(["INTENT", "ARGS", "WHY"], rows)
 
 
-@app.command("rollback")
 def rollback(
     ctx: typer.Context,
     to: Optional[str] = typer.Option(None, "--to", metavar="RELEASE", help="Release id to go back to (default: the previous healthy one)."),
-    profile: Optional[str] = typer.Option(None, "--profile", "-p", metavar="NAME", help="Profile (default: the one deployed last)."),
+    profile: ProfileOpt = None,
     timeout: Optional[float] = typer.Option(None, "--timeout", metavar="S", help="Health-gate timeout in seconds."),
-    docker_host: Optional[str] = typer.Option(None, "--docker-host", metavar="URL", help=_HOST_HELP),
+    docker_host: DockerHost = None,
 ) -> None:
     """Go back to the previous healthy release (or --to RELEASE), health-gated; recorded
-    as a new release."""
+    as a new release. Without --profile: the profile deployed last."""
     st = output.state(ctx)
     from ossctl.serve import rollout
 
@@ -90,11 +86,10 @@ def _uptime(s: int | None) -> str:
     return f"{h}h{m:02d}m" if h else f"{m}m{sec:02d}s"
 
 
-@app.command("status")
 def status(
     ctx: typer.Context,
-    profile: Optional[str] = typer.Option(None, "--profile", "-p", metavar="NAME", help="Only this profile."),
-    docker_host: Optional[str] = typer.Option(None, "--docker-host", metavar="URL", help=_HOST_HELP),
+    profile: ProfileFilter = None,
+    docker_host: DockerHost = None,
 ) -> None:
     """What runs now: release, profile, model, ctx, health, uptime, port."""
     st = output.state(ctx)
@@ -122,11 +117,10 @@ def status(
     output.emit(st, res, human)
 
 
-@app.command("releases")
 def releases_cmd(
     ctx: typer.Context,
-    profile: Optional[str] = typer.Option(None, "--profile", "-p", metavar="NAME", help="Only this profile."),
-    docker_host: Optional[str] = typer.Option(None, "--docker-host", metavar="URL", help=_HOST_HELP),
+    profile: ProfileFilter = None,
+    docker_host: DockerHost = None,
 ) -> None:
     """Release history on the Docker host, newest first (* = serving now)."""
     st = output.state(ctx)
@@ -147,11 +141,10 @@ def releases_cmd(
     output.emit(st, res, human)
 
 
-@app.command("unlock")
 def unlock(
     ctx: typer.Context,
-    profile: str = typer.Option(..., "--profile", "-p", metavar="NAME", help="Profile whose lock to break."),
-    docker_host: Optional[str] = typer.Option(None, "--docker-host", metavar="URL", help=_HOST_HELP),
+    profile: Profile,
+    docker_host: DockerHost = None,
 ) -> None:
     """Break a profile's deploy lock on the Docker engine, left by an ossctl that died on
     another machine (one that died on this machine is detected and broken by itself)."""

@@ -13,6 +13,7 @@ Profile table (all optional)::
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from ossctl.errors import OssctlError, UsageError
@@ -84,13 +85,15 @@ def validate_bench_cfg(cfg: dict) -> dict:
             "sla": spec}
 
 
-def run_gate(base_url: str, api_key: str | None, bench_cfg: dict) -> GateResult:
-    """Run the profile's short bench against ``base_url`` and judge it by its SLA.
+def run_gate(base_url: str, api_key: str | None, bench_cfg: dict, env: Mapping[str, str] | None = None) -> GateResult:
+    """Run the profile's short bench against ``base_url`` and judge it by its SLA
+    (``env``: the settings' environment, passed on to :func:`engine.run_levels`).
 
     Raises :class:`UsageError` for a malformed ``bench_cfg`` (before any request).
     Everything the server does wrong (unreachable, errors, too slow) gives ``ok=False``
     with a one-line summary instead of raising."""
-    from ossctl.loadtest.engine import Target, run_levels
+    from ossctl.loadtest.engine import run_levels
+    from ossctl.loadtest.openai import Target
     from ossctl.loadtest.prompts import builtin_prompts
     from ossctl.loadtest.report import apply_sla
 
@@ -98,7 +101,7 @@ def run_gate(base_url: str, api_key: str | None, bench_cfg: dict) -> GateResult:
     try:
         report = run_levels(Target(base_url, api_key, timeout_s=300.0), builtin_prompts(), cfg["users"],
                             duration_s=cfg["duration_s"], requests=cfg["requests"], stream=cfg["stream"],
-                            max_tokens=cfg["max_tokens"], handle_sigint=False)
+                            max_tokens=cfg["max_tokens"], handle_sigint=False, env=env)
     except OssctlError as exc:
         return GateResult(False, exc.message, {})
     apply_sla(report, cfg["sla"], cfg["users"])

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ossctl.errors import UsageError
+from ossctl.errors import EXIT_SLA, OssctlError, RemoteError, UsageError
 from ossctl.loadtest import sla as _sla
 from ossctl.loadtest.stats import Sample, error_label, summarize
 
@@ -148,6 +148,29 @@ def all_failed(report: dict) -> str | None:
             kinds[k] = kinds.get(k, 0) + n
     what = ", ".join(f"{error_label(k)} x{n}" for k, n in sorted(kinds.items(), key=lambda kv: -kv[1]))
     return f"{errors} of {total} requests failed" + (f": {what}" if what else "")
+
+
+def outcome_error(report: dict) -> OssctlError | None:
+    """Why a finished (not interrupted) run exits non-zero, or ``None``: every request
+    refused as unauthorized, the run stopped early, every request failed (without an
+    SLA), or the SLA failed (exit 9)."""
+    if all_unauthorized(report):
+        return RemoteError("every request was refused as unauthorized (HTTP 401)",
+                           hint="check the API key: --api-key-file FILE or OSSCTL_API_KEY")
+    if report["aborted"]:
+        return RemoteError(f"the run stopped early: {report['aborted']}",
+                           hint="the numbers above count the failures; check the server (`ossctl status`)")
+    failed = all_failed(report)
+    if failed and report["sla"] is None:  # with --sla, the SLA verdict (exit 9) says it
+        return RemoteError(f"every request failed ({failed})",
+                           hint="the server is not answering completions: check it (`ossctl status`, its logs) "
+                                "and the --url / --model")
+    s = report["sla"]
+    if s is not None and not s["ok"]:
+        where = ", ".join(map(str, s["failed_users"] + s["not_run_users"]))
+        best = f"; largest passing level: {s['max_users']} users" if s["max_users"] else ""
+        return OssctlError(f"SLA {s['spec']} failed at {where} users{best}", exit_code=EXIT_SLA)
+    return None
 
 
 LAST_KEYS = ("profile", "release", "time", "stream", "sla", "levels")

@@ -207,16 +207,16 @@ def deploy(settings, profile: dict[str, Any], *, timeout: float | None = None, f
     :class:`Interrupted` on Ctrl-C (after putting the fleet back on one version)."""
     from ossctl.artifacts.manifest import locate_model_dir, read_manifest
     from ossctl.serve.frontdoor import Upstream
-    from ossctl.serve.rollout import _api_key, _check_registered, deploy_locked
+    from ossctl.serve.rollout import check_registered, deploy_locked, profile_api_key
 
     name = profile["name"]
     manifest = read_manifest(locate_model_dir(settings, profile["model"]).resolve())
-    api_key = _api_key(profile)
+    api_key = profile_api_key(profile)
     ms = members(settings, profile)
     log(f"preflight of {len(ms)} hosts")
     rows = preflight(settings, ms, manifest, log)
     if profile["require_registered"]:
-        _check_registered(settings, manifest, log)
+        check_registered(settings, manifest, log)
     fd = _frontdoor(settings, profile, ms, log)
     account: list[dict[str, Any]] = [{"docker_host": m.docker_host, "state": "unchanged", "release": None,
                                       "upstream": m.upstream, "build": r.get("build")} for m, r in zip(ms, rows)]
@@ -290,10 +290,10 @@ def rollback(settings, profile: dict[str, Any], *, timeout: float | None = None,
     """Roll every host of the fleet back to its previous release, host by host behind the
     front door, health-gated. Raises :class:`DeployError` with the per-host account when a
     host's rollback fails (that host serves what it served before)."""
-    from ossctl.serve.rollout import Engine, _api_key, rollback_locked
+    from ossctl.serve.rollout import Engine, profile_api_key, rollback_locked
 
     name = profile["name"]
-    api_key = _api_key(profile)
+    api_key = profile_api_key(profile)
     ms = members(settings, profile)
     res = per_host(ms, lambda m: setattr(m, "engine", Engine(settings, m.docker_host, log)), PREFLIGHT_TIMEOUT_S)
     bad = [(m, e) for m, _, e in res if e is not None]

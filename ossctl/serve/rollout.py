@@ -40,7 +40,7 @@ def _nolog(_msg: str) -> None:
 
 # ------------------------------------------------------------------ preflight pieces
 
-def _api_key(profile: dict[str, Any]) -> str | None:
+def profile_api_key(profile: dict[str, Any]) -> str | None:
     """The profile's API key (the file is mounted into the container, never passed in
     argv/env); see :func:`ossctl.serve.apikey.read_api_key`."""
     from ossctl.serve.apikey import read_api_key
@@ -48,21 +48,14 @@ def _api_key(profile: dict[str, Any]) -> str | None:
     return read_api_key(profile["api_key_file"])
 
 
-def _check_registered(settings, manifest, log: Log) -> dict[str, Any]:
+def check_registered(settings, manifest, log: Log) -> dict[str, Any]:
     """On-chain hash must equal the local composite. Raises ConflictError otherwise."""
-    try:
-        from ossctl.registry import client
-    except ModuleNotFoundError as exc:
-        if exc.name and exc.name.startswith("ossctl.registry"):
-            log("on-chain check skipped: registry module not installed")
-            return {"status": "skipped", "reason": "registry module not installed"}
-        raise
+    from ossctl.registry import client
+
     if not manifest.model_id:
         raise UsageError("require_registered is set but the manifest has no model id (no hub repo)")
-    conn = client.connect(settings.value("registry.rpc_url", "OSSCTL_RPC_URL"),
-                          settings.value("registry.address", "OSSCTL_REGISTRY_ADDRESS"),
-                          settings.value("registry.chain_id", "OSSCTL_CHAIN_ID"))
-    st = client.status(conn, manifest.model_id, manifest.composite_sha256, manifest.repo, manifest.first_file)
+    st = client.status(client.from_settings(settings), manifest.model_id, manifest.composite_sha256, manifest.repo,
+                       manifest.first_file)
     if st["hash"] == "not-registered":
         raise ConflictError(f"model {manifest.model_id} is not registered on chain, and the profile requires it",
                             hint="register it first: `ossctl register MODEL`")
@@ -77,12 +70,8 @@ def _check_registered(settings, manifest, log: Log) -> dict[str, Any]:
 
 
 def _check_vram(settings, profile: dict[str, Any], model_dir: Path) -> dict[str, Any]:
-    try:
-        from ossctl.gpu.preflight import check_vram
-    except ModuleNotFoundError as exc:
-        if exc.name and exc.name.startswith("ossctl.gpu"):
-            return {"status": "skipped", "message": "VRAM check skipped: gpu module not installed", "plan": None}
-        raise
+    from ossctl.gpu.preflight import check_vram
+
     r = check_vram(settings, profile, model_dir)
     return {"status": r.status, "message": r.message, "plan": r.plan, "hint": r.hint}
 
@@ -174,7 +163,7 @@ def _reason(exc: BaseException) -> str:
 
 def _api_key_quiet(rec: Release) -> str | None:
     try:
-        return _api_key({"api_key_file": rec.api_key_file or ""})
+        return profile_api_key({"api_key_file": rec.api_key_file or ""})
     except OssctlError:
         return None
 
@@ -203,7 +192,7 @@ def _gate(eng: Engine, rec: Release, profile: dict[str, Any], first_file: str, a
         from ossctl.loadtest.gate import run_gate
 
         eng.log("running the profile's bench gate")
-        g = run_gate(url, api_key, profile["bench"])
+        g = run_gate(url, api_key, profile["bench"], eng.settings.env)
         if not g.ok:
             raise DeployError(g.summary if g.summary.startswith("bench gate") else f"bench gate failed: {g.summary}")
         out["bench"] = {"summary": g.summary}
@@ -382,7 +371,7 @@ def deploy(settings, profile_name: str, *, dry_run: bool = False, timeout: float
         log(f"verifying {model_dir} (fast path)")
         manifest = require_verified(model_dir)
     check_against_model(profile, model_dir, manifest.first_file)
-    api_key = _api_key(profile)
+    api_key = profile_api_key(profile)
     port = profile["port"]
 
     if dry_run:
@@ -415,7 +404,7 @@ def deploy_locked(eng: Engine, profile: dict[str, Any], manifest, model_dir: Pat
     _reconcile(eng, book, name, timeout)
     preflight: dict[str, Any] = {}
     if profile["require_registered"]:
-        preflight["registry"] = _check_registered(eng.settings, manifest, log)
+        preflight["registry"] = check_registered(eng.settings, manifest, log)
     image = eng.rt.image_info(profile["image"])
     help_text = image_flags.read_help(eng.rt, profile["image"])
     cur = book.current(name)

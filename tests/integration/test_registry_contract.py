@@ -37,11 +37,11 @@ def test_artifact_matches_a_fresh_compile():
 def test_contract_model_id_agrees_with_manifest(chain, tiny_model):
     from ossctl.artifacts.manifest import read_manifest
     from ossctl.artifacts import hashing
-    from ossctl.registry import client
+    from ossctl.registry import rpc
 
     node, addr, _ = chain
     m = read_manifest(tiny_model)
-    conn = client.connect(node.url, addr)
+    conn = rpc.connect(node.url, addr)
     for repo, name in [(m.repo, m.first_file), ("ggml-org/gpt-oss-120b-GGUF", "gpt-oss-120b-mxfp4-00001-of-00003.gguf"),
                        ("ünï/cödé", "weights.gguf")]:
         (onchain,) = conn.call("getModelId", [repo, name])

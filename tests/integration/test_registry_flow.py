@@ -167,7 +167,7 @@ def test_deploy_contract_json_and_dry_run(anvil, home):
     doc = r.json()
     assert list(doc) == DEPLOY_KEYS and doc["owner"] == DEV_ADDRESSES[1] and doc["compiler"].startswith("0.8.30")
     code = anvil.rpc("eth_getCode", [doc["address"], "latest"])
-    from ossctl.registry.client import artifact
+    from ossctl.registry.rpc import artifact
 
     assert code == artifact()["deployedBytecode"]
     owner_env = {**env, "OSSCTL_REGISTRY_ADDRESS": doc["address"]}

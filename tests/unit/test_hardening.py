@@ -154,12 +154,12 @@ def test_deploy_and_bench_read_the_api_key_file_the_same_way(tmp_path):
 
     f = tmp_path / "key"
     f.write_text("# comment\n\n  sk-first-key-123  \nsk-second-key-456\n")
-    assert rollout._api_key({"api_key_file": str(f)}) == read_api_key(f) == "sk-first-key-123"
+    assert rollout.profile_api_key({"api_key_file": str(f)}) == read_api_key(f) == "sk-first-key-123"
     from ossctl.redact import redact
     assert redact("a sk-second-key-456 b") == "a *** b"  # every key in the file is a secret
     f.write_text("# nothing\n")
     with pytest.raises(UsageError) as info:
-        rollout._api_key({"api_key_file": str(f)})
+        rollout.profile_api_key({"api_key_file": str(f)})
     assert "holds no key" in info.value.message
     assert f.read_text() == "# nothing\n"
     src = (ROOT / "ossctl" / "cli" / "bench.py").read_text() + (ROOT / "ossctl" / "serve" / "rollout.py").read_text()

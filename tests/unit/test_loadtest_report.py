@@ -127,26 +127,26 @@ def test_plot_panels_sla_line_and_failing_levels():
 
 
 def test_reasoning_effort_per_level():
-    from ossctl.loadtest import engine
+    from ossctl.loadtest import openai
 
-    assert engine.parse_efforts("high", 3) == ["high", "high", "high"]
-    assert engine.parse_efforts("low, medium,high,MIXED", 4) == ["low", "medium", "high", "mixed"]
-    assert engine.efforts_of("mixed") == ("low", "medium", "high") and engine.efforts_of(None) == (None,)
+    assert openai.parse_efforts("high", 3) == ["high", "high", "high"]
+    assert openai.parse_efforts("low, medium,high,MIXED", 4) == ["low", "medium", "high", "mixed"]
+    assert openai.efforts_of("mixed") == ("low", "medium", "high") and openai.efforts_of(None) == (None,)
     with pytest.raises(UsageError, match="'max' is not one of low, medium, high, mixed"):
-        engine.parse_efforts("max", 1)
+        openai.parse_efforts("max", 1)
     with pytest.raises(UsageError, match="lists 2 efforts for 3 levels"):
-        engine.parse_efforts("low,high", 3)
+        openai.parse_efforts("low,high", 3)
 
 
 def test_request_body_carries_the_effort():
     import json
 
-    from ossctl.loadtest import engine
+    from ossctl.loadtest import openai
     from ossctl.loadtest.prompts import builtin_prompts
 
-    t = engine.Target("http://127.0.0.1:8080", model="m")
-    reqs = engine._encode_requests(t, builtin_prompts()[:1], 8, False, "127.0.0.1", 8080, "/v1", False, "high")
+    t = openai.Target("http://127.0.0.1:8080", model="m")
+    reqs = openai.encode_requests(t, builtin_prompts()[:1], 8, False, "127.0.0.1", 8080, "/v1", False, "high")
     body = json.loads(reqs[0].split(b"\r\n\r\n", 1)[1])
     assert body["chat_template_kwargs"] == {"reasoning_effort": "high"} and body["reasoning_effort"] == "high"
-    plain = engine._encode_requests(t, builtin_prompts()[:1], 8, False, "127.0.0.1", 8080, "/v1", False)
+    plain = openai.encode_requests(t, builtin_prompts()[:1], 8, False, "127.0.0.1", 8080, "/v1", False)
     assert "reasoning_effort" not in plain[0].decode()

@@ -1,4 +1,4 @@
-"""Pure parts of the registry client and key loading (no chain needed)."""
+"""Pure parts of the registry client, its RPC transport and key loading (no chain needed)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from ossctl.errors import IntegrityError, NotFoundError, RemoteError, UsageError
-from ossctl.registry import client, keys
+from ossctl.registry import client, keys, rpc
 
 KEY0 = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80"
 ADDR0 = "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266"
@@ -37,13 +37,13 @@ def test_abi_is_compatible_with_the_marketplace_registry():
     }
     for sig, outputs in want.items():
         name = sig.split("(")[0]
-        sel, _, outs = client._fn(name)
+        sel, _, outs = rpc._fn(name)
         assert sel == keccak(text=sig)[:4].hex(), sig
         assert list(outs) == outputs, sig
-    getmodel = next(f for f in client.artifact()["abi"] if f.get("name") == "getModel")
+    getmodel = next(f for f in rpc.artifact()["abi"] if f.get("name") == "getModel")
     assert [c["name"] for c in getmodel["outputs"][0]["components"]] == [
         "huggingfaceRepo", "fileName", "sha256Hash", "approvalTier", "active", "timestamp"]
-    event = next(f for f in client.artifact()["abi"] if f.get("type") == "event" and f["name"] == "ModelAdded")
+    event = next(f for f in rpc.artifact()["abi"] if f.get("type") == "event" and f["name"] == "ModelAdded")
     assert [(i["type"], i["indexed"]) for i in event["inputs"]] == [
         ("bytes32", True), ("string", False), ("string", False), ("uint256", False)]
 
@@ -57,16 +57,16 @@ def test_model_id_is_keccak_of_repo_slash_file():
 
 
 def test_checksum_address():
-    assert client.checksum_address(ADDR0.lower()) == ADDR0
-    assert client.checksum_address(ADDR0) == ADDR0
+    assert rpc.checksum_address(ADDR0.lower()) == ADDR0
+    assert rpc.checksum_address(ADDR0) == ADDR0
     with pytest.raises(UsageError, match="not an address"):
-        client.checksum_address("0x1234")
+        rpc.checksum_address("0x1234")
     with pytest.raises(UsageError, match="not an address"):
-        client.checksum_address("f39Fd6e51aad88F6F4ce6aB8827279cffFb92266")
+        rpc.checksum_address("f39Fd6e51aad88F6F4ce6aB8827279cffFb92266")
     i = next(i for i, ch in enumerate(ADDR0) if i > 1 and ch.isalpha())
     typo = ADDR0[:i] + ADDR0[i].swapcase() + ADDR0[i + 1:]
     with pytest.raises(UsageError, match="checksum"):
-        client.checksum_address(typo)
+        rpc.checksum_address(typo)
 
 
 def test_parse_model_id_and_hash():
@@ -79,30 +79,48 @@ def test_parse_model_id_and_hash():
 
 
 def test_display_url_hides_credentials():
-    assert client.display_url("https://user:pw@rpc.example.org/v2/KEY?x=1") == "https://rpc.example.org/…"
-    assert client.display_url("http://127.0.0.1:8545") == "http://127.0.0.1:8545"
-    assert client.display_url("http://[::1]:8545/") == "http://[::1]:8545"
+    assert rpc.display_url("https://user:pw@rpc.example.org/v2/KEY?x=1") == "https://rpc.example.org/…"
+    assert rpc.display_url("http://127.0.0.1:8545") == "http://127.0.0.1:8545"
+    assert rpc.display_url("http://[::1]:8545/") == "http://[::1]:8545"
 
 
 def test_connect_validates_settings():
-    c = client.connect("http://127.0.0.1:8545", ADDR0.lower(), "0x7a69", 5)
+    c = rpc.connect("http://127.0.0.1:8545", ADDR0.lower(), "0x7a69", 5)
     assert (c.registry, c.expected_chain_id, c.receipt_timeout) == (ADDR0, 31337, 5.0)
     with pytest.raises(UsageError, match="no RPC URL"):
-        client.connect(None)
+        rpc.connect(None)
     with pytest.raises(UsageError, match="http"):
-        client.connect("ws://127.0.0.1:8545")
+        rpc.connect("ws://127.0.0.1:8545")
     with pytest.raises(UsageError, match="positive integer"):
-        client.connect("http://127.0.0.1:8545", None, "-1")
+        rpc.connect("http://127.0.0.1:8545", None, "-1")
     with pytest.raises(UsageError, match="no registry address"):
-        client.connect("http://127.0.0.1:8545").need_registry()
+        rpc.connect("http://127.0.0.1:8545").need_registry()
+
+
+def test_connection_from_settings_flag_beats_env_beats_config(tmp_path):
+    from ossctl.settings import load_settings
+
+    (tmp_path / "config.toml").write_text(
+        f'[registry]\nrpc_url = "http://127.0.0.1:1"\naddress = "{ADDR1}"\nchain_id = 7\n')
+    base = {"OSSCTL_HOME": str(tmp_path), "XDG_CONFIG_HOME": str(tmp_path / "xdg")}
+    c = client.from_settings(load_settings(base))
+    assert (c.url, c.registry, c.expected_chain_id) == ("http://127.0.0.1:1", ADDR1, 7)
+    env = {**base, "OSSCTL_RPC_URL": "http://127.0.0.1:2", "OSSCTL_REGISTRY_ADDRESS": ADDR0, "OSSCTL_CHAIN_ID": "8"}
+    c = client.from_settings(load_settings(env), receipt_timeout=5)
+    assert (c.url, c.registry, c.expected_chain_id, c.receipt_timeout) == ("http://127.0.0.1:2", ADDR0, 8, 5.0)
+    c = client.from_settings(load_settings(env), rpc_url="http://127.0.0.1:3", chain_id="9", with_registry=False)
+    assert (c.url, c.registry, c.expected_chain_id) == ("http://127.0.0.1:3", None, 9)
+    assert client.configured_rpc_url(load_settings(base)) == "http://127.0.0.1:1"
+    with pytest.raises(UsageError, match="no RPC URL"):
+        client.from_settings(load_settings({**base, "OSSCTL_HOME": str(tmp_path / "empty")}))
 
 
 def test_revert_reason_decoding():
     import eth_abi
 
     data = "0x08c379a0" + eth_abi.encode(["string"], ["Only owner"]).hex()
-    assert client._revert_reason({"code": 3, "message": "execution reverted", "data": data}) == "Only owner"
-    assert client._revert_reason({"message": "execution reverted: Model already exists"}) == "Model already exists"
+    assert rpc._revert_reason({"code": 3, "message": "execution reverted", "data": data}) == "Only owner"
+    assert rpc._revert_reason({"message": "execution reverted: Model already exists"}) == "Model already exists"
 
 
 def test_key_sources_and_precedence(tmp_path):
@@ -181,19 +199,19 @@ def flaky_server():
 
 def test_transient_http_errors_are_retried(flaky_server):
     _, url = flaky_server
-    c = client.connect(url)
+    c = rpc.connect(url)
     c.backoff = 0.01
     assert c.chain_id() == 31337
     assert c.calls == ["eth_chainId"] * 3 and _Flaky.seen == 3
 
     _Flaky.seen = -10  # now it keeps failing: give up after the retries, one clear error
-    c2 = client.connect(url)
+    c2 = rpc.connect(url)
     c2.backoff = 0.01
     with pytest.raises(RemoteError, match="HTTP 503 after 4 attempts"):
         c2.chain_id()
 
 
-def test_cli_import_stays_light_and_only_client_imports_web3():
+def test_cli_import_stays_light_and_only_rpc_imports_web3():
     code = ("import sys; import ossctl.cli.app, ossctl.cli.registry, ossctl.registry.keys; "
             "bad = [m for m in ('web3', 'eth_account', 'eth_abi', 'requests') if m in sys.modules]; "
             "assert not bad, bad")
@@ -202,4 +220,4 @@ def test_cli_import_stays_light_and_only_client_imports_web3():
     importers = sorted(str(p.relative_to(root)) for p in root.rglob("*.py")
                        if any(line.strip().startswith(("import web3", "from web3"))
                               for line in p.read_text(encoding="utf-8").splitlines()))
-    assert importers == ["registry/client.py"]
+    assert importers == ["registry/rpc.py"]
