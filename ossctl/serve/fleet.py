@@ -59,8 +59,18 @@ class Member:
 
     @property
     def upstream(self) -> str:
+        return self.url(self.profile["port"])
+
+    def url(self, port: int) -> str:
+        """The upstream URL of this host's release on ``port``."""
         host = f"[{self.reach}]" if ":" in self.reach else self.reach
-        return f"http://{host}:{self.profile['port']}"
+        return f"http://{host}:{port}"
+
+    def current(self):
+        """(current release, whether its container runs) on this host."""
+        book = self.engine.book(self.profile["name"])
+        cur = book.current(self.profile["name"])
+        return cur, self.engine.running(cur) is not None
 
 
 def reach_address(docker_host: str, override: str | None, env: dict[str, str]) -> str:
@@ -79,6 +89,20 @@ def reach_address(docker_host: str, override: str | None, env: dict[str, str]) -
     return urlsplit(url).hostname or "127.0.0.1"
 
 
+def as_fleet(settings, profile: dict[str, Any], docker_host_flag: str | None) -> dict[str, Any]:
+    """``profile`` with ``hosts``: a profile with a ``[frontdoor]`` but no ``[[hosts]]`` is a
+    fleet of one host, the engine it targets (``--docker-host``, DOCKER_HOST, ...)."""
+    if profile.get("hosts"):
+        return profile
+    from ossctl.serve.docker_runtime import docker_host
+
+    from ossctl.artifacts.manifest import locate_model_dir
+
+    here = str(locate_model_dir(settings, profile["model"]).resolve())
+    return {**profile, "hosts": [{"docker_host": docker_host(settings, docker_host_flag), "model": here}],
+            "max_unavailable": 1}
+
+
 def members(settings, profile: dict[str, Any]) -> list[Member]:
     from ossctl.serve.profiles import host_profile
 
@@ -87,9 +111,11 @@ def members(settings, profile: dict[str, Any]) -> list[Member]:
             for h in profile["hosts"]]
 
 
-def per_host(ms: list[Member], fn: Callable[[Member], Any], timeout: float) -> list[tuple[Member, Any, OssctlError | None]]:
+def per_host(ms: list[Member], fn: Callable[[Member], Any],
+             timeout: float | None) -> list[tuple[Member, Any, OssctlError | None]]:
     """``fn(member)`` for every member concurrently; a host that raises or does not answer
-    within ``timeout`` seconds gets an error instead of stalling the others."""
+    within ``timeout`` seconds (None: wait, for steps that bound themselves) gets an error
+    instead of stalling the others."""
     pool = cf.ThreadPoolExecutor(max_workers=max(1, len(ms)), thread_name_prefix="ossctl-host")
     futs = {pool.submit(fn, m): m for m in ms}
     done, _ = cf.wait(futs, timeout=timeout)
@@ -147,7 +173,14 @@ def _preflight_host(settings, m: Member, manifest, log: Log) -> dict[str, Any]:
     if model_dir is None:
         raise UsageError(f"{m.docker_host}: the model directory on that host is not known",
                          hint="give the host a `model = \"/path/on/that/host\"` in its [[hosts]] entry")
-    verify_on_host(m.engine.rt, m.profile["image"], model_dir, manifest)
+    if m.engine.rt.is_local and Path(model_dir, "manifest.toml").exists():
+        from ossctl.artifacts.manifest import require_verified
+
+        # this machine's files: the fast path (size + mtime as last hashed), then the same composite
+        if require_verified(Path(model_dir)).composite_sha256 != manifest.composite_sha256:
+            raise IntegrityError(f"{m.docker_host}: {model_dir} holds another model than the manifest")
+    else:
+        verify_on_host(m.engine.rt, m.profile["image"], model_dir, manifest)
     m.facts = {"image_id": image["id"], "image_digests": image["digests"], "build": build}
     return m.facts
 
@@ -199,8 +232,57 @@ def _serving(m: Member) -> bool:
     return m.engine.running(book.current(m.profile["name"])) is not None
 
 
+def _strategy(profile: dict[str, Any], requested: str | None, ms: list[Member], log: Log) -> str:
+    """``blue-green`` (the new release on the other port of the pair beside the old one,
+    which is drained and stopped once the new one is in the front door) or ``recreate``
+    (drain, stop, start on the same port). ``auto``: blue-green on a single host this
+    machine can check for room (host RAM for CPU profiles, the VRAM plan for GPU ones),
+    else recreate."""
+    s = requested or profile["strategy"]
+    if s not in ("auto", "recreate", "blue-green"):
+        raise UsageError(f"unknown strategy {s!r}", hint="use auto, recreate or blue-green")
+    if s != "auto":
+        return s
+    local = len(ms) == 1 and ms[0].engine.rt.is_local
+    if local and profile["gpus"] == "none":
+        avail = _mem_available()
+        size = sum(f.size for f in ms[0].facts.get("manifest_files", []))
+        s = "blue-green" if avail and 2 * size < 0.8 * avail else "recreate"
+    else:
+        s = "recreate"
+    log(f"strategy auto → {s}")
+    return s
+
+
+def _mem_available() -> int | None:
+    """Host MemAvailable in bytes (Linux), else None."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def _swap(fd, old: str | None, new: str) -> None:
+    """Make ``new`` an enabled upstream and drop ``old`` (when it differs)."""
+    from dataclasses import replace as dc_replace
+
+    from ossctl.serve.frontdoor import Upstream, canonical_url
+
+    old = canonical_url(old) if old else None
+    new = canonical_url(new)
+    ups = [u for u in fd.upstreams() if u.url != old or old == new]
+    if any(u.url == new for u in ups):
+        ups = [dc_replace(u, enabled=True) if u.url == new else u for u in ups]
+    else:
+        ups.append(Upstream(new))
+    fd.set_upstreams(ups)
+
+
 def deploy(settings, profile: dict[str, Any], *, timeout: float | None = None, force: bool = False,
-           keep_going: bool = False, log: Log = _nolog) -> dict[str, Any]:
+           keep_going: bool = False, strategy: str | None = None, log: Log = _nolog) -> dict[str, Any]:
     """Roll ``profile`` (resolved, with ``hosts``) across its hosts; see the module
     docstring. Returns the per-host account. Raises preflight errors (nothing changed),
     :class:`DeployError` (exit 7) with the per-host account when a host failed, and
@@ -213,44 +295,68 @@ def deploy(settings, profile: dict[str, Any], *, timeout: float | None = None, f
     manifest = read_manifest(locate_model_dir(settings, profile["model"]).resolve())
     api_key = profile_api_key(profile)
     ms = members(settings, profile)
-    log(f"preflight of {len(ms)} hosts")
+    log(f"preflight of {len(ms)} host(s)")
     rows = preflight(settings, ms, manifest, log)
+    for m in ms:
+        m.facts["manifest_files"] = manifest.files
     if profile["require_registered"]:
         check_registered(settings, manifest, log)
+    strat = _strategy(profile, strategy, ms, log)
     fd = _frontdoor(settings, profile, ms, log)
     account: list[dict[str, Any]] = [{"docker_host": m.docker_host, "state": "unchanged", "release": None,
                                       "upstream": m.upstream, "build": r.get("build")} for m, r in zip(ms, rows)]
+    gate_s = float(timeout if timeout is not None else profile["health_timeout"])
     t0 = time.monotonic()
     with _locks(ms, name, "deploy", log):
-        serving = {m.upstream for m in ms if _serving(m)}
-        fd.ensure([Upstream(m.upstream, enabled=m.upstream in serving) for m in ms])
-        log(f"front door {fd.spec.endpoint} on {fd.rt.host} over {len(serving)} serving host(s)")
+        now = {m.docker_host: m.current() for m in ms}
+        fd.ensure([Upstream(m.url(cur.port)) for m in ms for cur, running in [now[m.docker_host]]
+                   if cur and running])
+        log(f"front door {fd.spec.endpoint} on {fd.rt.host} over {sum(r for _, r in now.values())} serving host(s)")
         done: list[tuple[Member, dict[str, Any]]] = []
+
+        def one(m: Member):
+            cur, running = now[m.docker_host]
+            old = m.url(cur.port) if cur and running else None
+            side = strat == "blue-green" and old is not None
+            hp = dict(m.profile)
+            if side and cur.port == hp["port"]:
+                hp["port"] = hp["port"] + 1  # the other port of the pair
+            if old and not side:
+                log(f"draining {old} at the front door")
+                fd.drain(old, timeout=DRAIN_TIMEOUT_S, api_key=api_key)
+            try:
+                rec = deploy_locked(m.engine, hp, manifest, Path(hp["model"]), timeout=gate_s, force=force,
+                                    strategy=strat, api_key=api_key, local_vram=m.engine.rt.is_local, reach=m.reach,
+                                    side_by_side=side)
+            except BaseException:
+                if old and not side:
+                    with contextlib.suppress(OssctlError):
+                        fd.enable(old)  # the step brought the old release back
+                raise
+            new = m.url(rec.port)
+            if side:
+                _swap(fd, None, new)
+                log(f"{m.docker_host}: {new} in the front door; draining {old}")
+                fd.drain(old, timeout=DRAIN_TIMEOUT_S, api_key=api_key)
+                m.engine.rt.stop(cur.container_id)
+            _swap(fd, old, new)
+            return rec
+
         step = profile["max_unavailable"]
         try:
             for i in range(0, len(ms), step):
                 batch = list(zip(ms[i:i + step], account[i:i + step]))
-                for m, _ in batch:
-                    if m.upstream in serving:
-                        log(f"draining {m.upstream} at the front door")
-                        fd.drain(m.upstream, timeout=DRAIN_TIMEOUT_S, api_key=api_key)
-                results = per_host([m for m, _ in batch], lambda m: deploy_locked(
-                    m.engine, m.profile, manifest, Path(m.profile["model"]),
-                    timeout=float(timeout if timeout is not None else m.profile["health_timeout"]),
-                    force=force, strategy="recreate", api_key=api_key, local_vram=False, reach=m.reach),
-                    timeout=float(timeout if timeout is not None else profile["health_timeout"]) + 120)
+                # no outer limit: a deploy bounds itself (health gate, drain), and one abandoned
+                # half-way would keep changing its host while the others are rolled back
+                results = per_host([m for m, _ in batch], one, timeout=None)
                 failed = None
                 for (m, acc), (_, rec, err) in zip(batch, results):
                     if err is None:
-                        acc.update(state="updated", release=rec.id)
-                        fd.enable(m.upstream)
-                        serving.add(m.upstream)
+                        acc.update(state="updated", release=rec.id, upstream=m.url(rec.port))
                         done.append((m, acc))
-                        log(f"{m.docker_host}: release {rec.id} serves; back at the front door")
+                        log(f"{m.docker_host}: release {rec.id} serves at {m.url(rec.port)} behind the front door")
                     else:
                         acc.update(state="failed", error=err.message, note=err.hint)
-                        if _serving(m):
-                            fd.enable(m.upstream)
                         failed = failed or err
                 if failed is not None:
                     raise failed
@@ -267,20 +373,36 @@ def deploy(settings, profile: dict[str, Any], *, timeout: float | None = None, f
                                   hint="the fleet serves the previous release everywhere" if not keep_going else
                                   "--keep-going: the hosts updated before the failure keep the new release") from None
             raise
-    return {"profile": name, "frontdoor": fd.spec.endpoint, "frontdoor_host": fd.rt.host,
+    return {"profile": name, "frontdoor": fd.spec.endpoint, "frontdoor_host": fd.rt.host, "strategy": strat,
             "hosts": account, "wall_s": round(time.monotonic() - t0, 3)}
+
+
+def _rollback_host(m: Member, fd, timeout: float | None, api_key: str | None):
+    """Roll one host back behind the front door: drain what serves, roll back, put the
+    restored release in (its port may differ: blue-green alternates)."""
+    from ossctl.serve.rollout import rollback_locked
+
+    cur, running = m.current()
+    old = m.url(cur.port) if cur and running else None
+    if old:
+        fd.drain(old, timeout=DRAIN_TIMEOUT_S, api_key=api_key)
+    try:
+        rec = rollback_locked(m.engine, m.profile["name"], None, timeout)
+    except BaseException:
+        if old:
+            with contextlib.suppress(OssctlError):
+                fd.enable(old)
+        raise
+    _swap(fd, old, m.url(rec.port))
+    return rec
 
 
 def _undo(done: list[tuple[Member, dict[str, Any]]], fd, timeout: float | None, api_key: str | None, log: Log) -> None:
     """Roll back the hosts already updated (newest first), each drained then put back."""
-    from ossctl.serve.rollout import rollback_locked
-
     for m, acc in reversed(done):
         try:
-            fd.drain(m.upstream, timeout=DRAIN_TIMEOUT_S, api_key=api_key)
-            rec = rollback_locked(m.engine, m.profile["name"], None, timeout)
-            fd.enable(m.upstream)
-            acc.update(state="rolled back", release=rec.id)
+            rec = _rollback_host(m, fd, timeout, api_key)
+            acc.update(state="rolled back", release=rec.id, upstream=m.url(rec.port))
             log(f"{m.docker_host}: rolled back to release {rec.source}")
         except OssctlError as exc:
             acc.update(state="rollback failed", error=exc.message)
@@ -290,7 +412,7 @@ def rollback(settings, profile: dict[str, Any], *, timeout: float | None = None,
     """Roll every host of the fleet back to its previous release, host by host behind the
     front door, health-gated. Raises :class:`DeployError` with the per-host account when a
     host's rollback fails (that host serves what it served before)."""
-    from ossctl.serve.rollout import Engine, profile_api_key, rollback_locked
+    from ossctl.serve.rollout import Engine, profile_api_key
 
     name = profile["name"]
     api_key = profile_api_key(profile)
@@ -305,16 +427,12 @@ def rollback(settings, profile: dict[str, Any], *, timeout: float | None = None,
     with _locks(ms, name, "rollback", log):
         for m, acc in zip(ms, account):
             try:
-                fd.drain(m.upstream, timeout=DRAIN_TIMEOUT_S, api_key=api_key)
-                rec = rollback_locked(m.engine, name, None, timeout)
-                acc.update(state="rolled back", release=rec.id, source=rec.source)
+                rec = _rollback_host(m, fd, timeout, api_key)
+                acc.update(state="rolled back", release=rec.id, source=rec.source, upstream=m.url(rec.port))
             except OssctlError as exc:
                 acc.update(state="failed", error=exc.message)
-                with contextlib.suppress(OssctlError):
-                    fd.enable(m.upstream)
                 raise DeployError(f"fleet rollback of {name!r} stopped at {m.docker_host}: {exc.message}",
                                   hint="; ".join(f"{a['docker_host']}: {a['state']}" for a in account)) from None
-            fd.enable(m.upstream)
     return {"profile": name, "frontdoor": fd.spec.endpoint, "hosts": account}
 
 

@@ -32,6 +32,7 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 from urllib.parse import urlsplit
 
+from ossctl import labels as L
 from ossctl.errors import ConflictError, NotFoundError, OssctlError, RemoteError, UsageError
 
 DEFAULT_IMAGE = "caddy:2"
@@ -41,7 +42,7 @@ SERVER = "frontdoor"
 META_KEY = "ossctl_frontdoor"
 HEALTH_URI = "/health"
 MAX_WEIGHT = 100
-ROLE_LABEL = "ossctl.role"
+ROLE_LABEL = L.ROLE
 HTTP_TIMEOUT_S = 10  # one admin or /slots request made from inside the container
 # Caddy before 2.7 aborts streaming responses in flight whenever its configuration is
 # replaced (caddyserver/caddy#5663), i.e. on every drain: token streams would break.
@@ -134,8 +135,9 @@ class FrontDoorSpec:
         return f"http://127.0.0.1:{self.admin_port}"
 
     def labels(self) -> dict[str, str]:
-        return {"ossctl.managed": "1", ROLE_LABEL: "frontdoor", "ossctl.profile": self.profile,
-                "ossctl.frontdoor.listen": self.listen, "ossctl.frontdoor.admin_port": str(self.admin_port)}
+        # no ossctl.managed: that marks release containers, which the ledger accounts for
+        return {ROLE_LABEL: "frontdoor", L.PROFILE: self.profile,
+                L.FRONTDOOR_LISTEN: self.listen, L.FRONTDOOR_ADMIN_PORT: str(self.admin_port)}
 
 
 @dataclass(frozen=True)

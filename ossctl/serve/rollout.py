@@ -76,17 +76,6 @@ def _check_vram(settings, profile: dict[str, Any], model_dir: Path) -> dict[str,
     return {"status": r.status, "message": r.message, "plan": r.plan, "hint": r.hint}
 
 
-def _mem_available() -> int | None:
-    """Host MemAvailable in bytes (Linux), else None."""
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    return None
-
-
 def port_free_locally(host: str, port: int) -> bool:
     import socket
 
@@ -257,17 +246,20 @@ def _restore(eng: Engine, prev: Release | None, timeout: float) -> str:
 
 
 def _step(eng: Engine, rec: Release, cur: Release | None, start: Callable[[], str], undo: Callable[[], None],
-          gate: Callable[[Release], dict[str, Any]], timeout: float, what: str) -> dict[str, Any]:
+          gate: Callable[[Release], dict[str, Any]], timeout: float, what: str,
+          side_by_side: bool = False) -> dict[str, Any]:
     """The one rollout step deploy and rollback share: record ``rec`` pending; stop the
-    serving release (it holds the profile's port); ``start()`` the new container (returns its
-    id); gate it; commit ``ok``. On any failure (Ctrl-C too, even half-way through
-    ``start``) ``undo()`` takes back whatever was started, ``rec`` becomes ``failed`` and
-    ``cur`` serves again; raises :class:`DeployError` (exit 7) naming what serves now."""
+    serving release (it holds the profile's port) unless ``side_by_side`` (blue-green behind
+    a front door: the new one gets another port, the caller retires the old one);
+    ``start()`` the new container (returns its id); gate it; commit ``ok``. On any failure
+    (Ctrl-C too, even half-way through ``start``) ``undo()`` takes back whatever was
+    started, ``rec`` becomes ``failed`` and ``cur`` serves again; raises
+    :class:`DeployError` (exit 7) naming what serves now."""
     eng.ledger.save(rec)
     cur_state = eng.running(cur)
     stopped: Release | None = None
     try:
-        if cur_state:
+        if cur_state and not side_by_side:
             eng.log(f"stopping release {cur.id} ({cur_state['name']}); it is kept for rollback")
             eng.rt.stop(cur.container_id)
             stopped = cur
@@ -354,12 +346,13 @@ def deploy(settings, profile_name: str, *, dry_run: bool = False, timeout: float
 
     profile = resolve_profile(settings, profile_name)
     name = profile["name"]
-    if profile.get("hosts") and not dry_run:
+    if (profile.get("hosts") or profile.get("frontdoor")) and not dry_run:
         from ossctl.serve import fleet
 
-        if docker_host_flag:
+        if docker_host_flag and profile.get("hosts"):
             raise UsageError(f"profile {name!r} is a fleet: its [[hosts]] name the engines, --docker-host does not")
-        return fleet.deploy(settings, profile, timeout=timeout, force=force, keep_going=keep_going, log=log)
+        return fleet.deploy(settings, fleet.as_fleet(settings, profile, docker_host_flag), timeout=timeout,
+                            force=force, keep_going=keep_going, strategy=strategy, log=log)
     strategy = _choose_strategy(strategy or profile["strategy"], log if not dry_run else _nolog)
     timeout = float(timeout if timeout is not None else profile["health_timeout"])
     if timeout <= 0:
@@ -391,7 +384,8 @@ def deploy(settings, profile_name: str, *, dry_run: bool = False, timeout: float
 
 
 def deploy_locked(eng: Engine, profile: dict[str, Any], manifest, model_dir: Path, *, timeout: float, force: bool,
-                  strategy: str, api_key: str | None, local_vram: bool, reach: str = "127.0.0.1") -> Release:
+                  strategy: str, api_key: str | None, local_vram: bool, reach: str = "127.0.0.1",
+                  side_by_side: bool = False) -> Release:
     """Deploy the resolved ``profile`` on ``eng``, whose lock for it the caller holds;
     ``model_dir`` is the model's directory on the engine's machine, ``manifest`` the
     verified manifest of those files. ``local_vram``: the engine's GPUs are this machine's
@@ -419,10 +413,10 @@ def deploy_locked(eng: Engine, profile: dict[str, Any], manifest, model_dir: Pat
     preflight["vram"] = {"status": vram["status"], "message": vram["message"]}
     log(vram["message"] or f"VRAM check: {vram['status']}")
     # with the old release loaded a "fail" may only mean "not next to it": re-checked once it is stopped
-    if vram["status"] == "fail" and not cur_state and not force:
+    if vram["status"] == "fail" and (side_by_side or not cur_state) and not force:
         raise ConflictError(f"the model does not fit in GPU memory: {vram['message']}",
                             hint=vram.get("hint") or "lower ctx / n_gpu_layers, use another profile, or pass --force")
-    _check_port(eng.rt, profile, port, {cur_state["name"]} if cur_state else set())
+    _check_port(eng.rt, profile, port, {cur_state["name"]} if cur_state and not side_by_side else set())
 
     rid = book.next_id(name, [c["labels"].get("ossctl.release", "") for c in eng.containers(name)])
     spec = llama_server.build_spec(profile, manifest, model_dir, rid, port, help_text)
@@ -437,7 +431,7 @@ def deploy_locked(eng: Engine, profile: dict[str, Any], manifest, model_dir: Pat
     book.add(rec)
 
     def start() -> str:
-        if vram["status"] == "fail" and not force:
+        if vram["status"] == "fail" and not force and not side_by_side:
             again = _check_vram(eng.settings, profile, model_dir)
             if again["status"] == "fail":
                 raise DeployError(f"the model does not fit in GPU memory: {again['message']}")
@@ -455,7 +449,7 @@ def deploy_locked(eng: Engine, profile: dict[str, Any], manifest, model_dir: Pat
 
     t0 = time.monotonic()
     _step(eng, rec, cur, start, lambda: _remove_release_containers(eng, rec), gate, timeout,
-          f"deploy of profile {name!r} (release {rid})")
+          f"deploy of profile {name!r} (release {rid})", side_by_side=side_by_side)
     rec.deploy_s = round(time.monotonic() - t0, 3)
     _retain(eng, book, name, profile["keep_releases"])
     return rec
@@ -511,7 +505,7 @@ def rollback(settings, profile: str | None = None, to: str | None = None, *, tim
     container, or recreate it from the recorded spec; health-gated; recorded as a new
     release of kind "rollback". On failure the release that was serving is restored and
     :class:`DeployError` is raised."""
-    fleet_profile = _fleet_profile(settings, profile)
+    fleet_profile = _fleet_profile(settings, profile, docker_host_flag)
     if fleet_profile is not None:
         from ossctl.serve import fleet
 
@@ -582,7 +576,7 @@ def rollback_locked(eng: Engine, name: str, to: str | None, timeout: float | Non
 
 # ------------------------------------------------------------------ status / history / unlock
 
-def _fleet_profile(settings, name: str | None) -> dict[str, Any] | None:
+def _fleet_profile(settings, name: str | None, docker_host_flag: str | None = None) -> dict[str, Any] | None:
     """The resolved profile ``name`` when it is a fleet (has ``[[hosts]]``), else None. A
     name that is not a profile here (a release deployed from elsewhere) is no fleet."""
     if not name:
@@ -591,7 +585,11 @@ def _fleet_profile(settings, name: str | None) -> dict[str, Any] | None:
         p = resolve_profile(settings, name)
     except OssctlError:  # unknown or broken here: what the engine records still shows
         return None
-    return p if p.get("hosts") else None
+    if p.get("hosts") or p.get("frontdoor"):
+        from ossctl.serve import fleet
+
+        return fleet.as_fleet(settings, p, docker_host_flag)
+    return None
 
 def status(settings, profile: str | None = None, docker_host_flag: str | None = None,
            log: Log = _nolog) -> dict[str, Any]:
@@ -601,7 +599,7 @@ def status(settings, profile: str | None = None, docker_host_flag: str | None = 
     from ossctl import labels as L
     from ossctl.serve import health
 
-    fleet_profile = _fleet_profile(settings, profile)
+    fleet_profile = _fleet_profile(settings, profile, docker_host_flag)
     if fleet_profile is not None:
         from ossctl.serve import fleet
 

@@ -344,3 +344,42 @@ def test_docker_context_names_are_endpoints(serve_env, tmp_path):
     assert serving(env) == "r0001"  # the same engine, reached by its URL
     r = run_cli("status", "--docker-host", "no-such-context", env=ctx_env)
     assert r.code == 2 and "nor a `docker context` name" in r.err
+
+
+def test_blue_green_keeps_the_endpoint_behind_a_front_door(serve_env, frontdoor_image, tmp_path):
+    """One host with a [frontdoor]: blue-green gates the new release on the other port of the
+    pair while the old one serves, then drains and stops the old one. Clients use the front
+    door's port throughout, and a bench through it sees no failed request."""
+    from tests.plugins.docker_engine import free_port_pair
+
+    env = serve_env
+    fd_port, admin = free_port_pair(), free_port_pair()
+    env.write_profile(strategy="blue-green", frontdoor={"port": fd_port, "admin_port": admin, "image": frontdoor_image})
+    door = f"http://127.0.0.1:{fd_port}"
+    try:
+        r = run_cli("--json", "deploy", "-p", env.profile, env=env.env)
+        assert r.code == 0, r.err
+        assert r.json()["hosts"][0]["upstream"] == f"http://127.0.0.1:{env.port}"
+        assert answer(door)["choices"]
+        load = subprocess.Popen([sys.executable, "-m", "ossctl", "--json", "bench", "--url", door, "--users", "3",
+                                 "--duration", "15s", "--max-tokens", "8"], env={**os.environ, **env.env},
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        time.sleep(2)
+        for port in (env.port + 1, env.port):  # the release alternates between the ports of the pair
+            r = run_cli("--json", "deploy", "-p", env.profile, env=env.env)
+            assert r.code == 0, r.err
+            assert (r.json()["strategy"], r.json()["hosts"][0]["upstream"]) == ("blue-green", f"http://127.0.0.1:{port}")
+        out, err = load.communicate(timeout=120)
+        assert load.returncode == 0, err
+        levels = json.loads(out)["levels"]
+        assert sum(lv["requests"] for lv in levels) > 0 and sum(lv["errors"] for lv in levels) == 0, levels
+        running = [c.labels.get("ossctl.release") for c in env.containers() if c.status == "running"]
+        assert sorted(running, key=str) == sorted([None, "r0003"], key=str)  # the front door and r0003
+        st = run_cli("--json", "status", "-p", env.profile, env=env.env)
+        assert st.code == 0 and [x["release"] for x in st.json()["releases"]] == ["r0003"]
+        r = run_cli("--json", "rollback", "-p", env.profile, env=env.env)
+        assert r.code == 0, r.err
+        assert r.json()["hosts"][0]["state"] == "rolled back" and answer(door)["choices"]
+    finally:
+        for c in env.client.containers.list(all=True, filters={"name": f"ossctl-frontdoor-{env.profile}"}):
+            c.remove(force=True)

@@ -102,7 +102,7 @@ def test_container_spec():
     assert spec["command"] == ["caddy", "run", "--resume", "--config", F.CONFIG_PATH]
     assert json.loads(spec["files"][F.CONFIG_PATH]) == F.caddy_config(SPEC, ups)
     assert spec["restart_policy"] == {"Name": "unless-stopped"}
-    assert spec["labels"] == {"ossctl.managed": "1", "ossctl.role": "frontdoor", "ossctl.profile": "prod",
+    assert spec["labels"] == {"ossctl.role": "frontdoor", "ossctl.profile": "prod",
                               "ossctl.frontdoor.listen": "127.0.0.1:8000", "ossctl.frontdoor.admin_port": "2020"}
     v6 = F.FrontDoorSpec("p", 80, host="::1")
     assert v6.listen == "[::1]:80" and v6.endpoint == "http://[::1]:80"
