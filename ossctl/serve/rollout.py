@@ -591,14 +591,12 @@ def _fleet_profile(settings, name: str | None, docker_host_flag: str | None = No
         return fleet.as_fleet(settings, p, docker_host_flag)
     return None
 
+
 def status(settings, profile: str | None = None, docker_host_flag: str | None = None,
            log: Log = _nolog) -> dict[str, Any]:
     """What runs now on the Docker host: one entry per profile with a current release
     (container state, /health, uptime), plus containers of releases that are not ok
-    (leftovers of interrupted runs, or unknown to the ledger)."""
-    from ossctl import labels as L
-    from ossctl.serve import health
-
+    (leftovers of interrupted runs, or unknown to the ledger). A fleet profile: every host."""
     fleet_profile = _fleet_profile(settings, profile, docker_host_flag)
     if fleet_profile is not None:
         from ossctl.serve import fleet

@@ -9,11 +9,10 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 
 import pytest
 
-from tests.plugins.docker_engine import answer
+from tests.plugins.docker_engine import answer, signal_on_event
 from tests.support.cli import run_cli
 
 pytestmark = pytest.mark.docker
@@ -174,20 +173,9 @@ def test_killed_deploy_is_reconciled(serve_env):
 
     # kill -9 the second deploy the moment its container starts (recreate: the old one is
     # stopped by then, so the kill leaves nothing serving and a stray container)
-    events = env.client.events(decode=True, filters={"label": [f"ossctl.profile={env.profile}"], "event": ["start"]})
-    proc = subprocess.Popen([sys.executable, "-m", "ossctl", "deploy", "-p", env.profile],
-                            env={**os.environ, **env.env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    seen: list[str] = []
-
-    def watch():
-        for ev in events:
-            seen.append(ev["Actor"]["Attributes"].get("ossctl.release", ""))
-            if seen[-1] == "r0002":
-                proc.send_signal(signal.SIGKILL)
-                return
-
-    t = threading.Thread(target=watch, daemon=True)
-    t.start()
+    proc, events = signal_on_event(env.client, env.profile, "start", "r0002", lambda: subprocess.Popen(
+        [sys.executable, "-m", "ossctl", "deploy", "-p", env.profile], env={**os.environ, **env.env},
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE))
     proc.wait(timeout=120)
     events.close()
     assert proc.returncode == -signal.SIGKILL, proc.stderr.read().decode()

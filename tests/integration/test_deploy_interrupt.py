@@ -7,11 +7,10 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 
 import pytest
 
-from tests.plugins.docker_engine import answer
+from tests.plugins.docker_engine import answer, signal_on_event
 from tests.support.cli import run_cli
 
 pytestmark = pytest.mark.docker
@@ -25,17 +24,9 @@ def test_ctrl_c_during_deploy_says_the_previous_release_serves_again(serve_env):
 
     # Ctrl-C the second deploy the moment its container starts (recreate: the first
     # release is stopped by then, so the interrupt must bring it back)
-    events = env.client.events(decode=True, filters={"label": [f"ossctl.profile={env.profile}"], "event": ["start"]})
-    proc = subprocess.Popen([sys.executable, "-m", "ossctl", "deploy", "-p", env.profile],
-                            env={**os.environ, **env.env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-    def watch():
-        for ev in events:
-            if ev["Actor"]["Attributes"].get("ossctl.release") == "r0002":
-                proc.send_signal(signal.SIGINT)
-                return
-
-    threading.Thread(target=watch, daemon=True).start()
+    proc, events = signal_on_event(env.client, env.profile, "start", "r0002", lambda: subprocess.Popen(
+        [sys.executable, "-m", "ossctl", "deploy", "-p", env.profile], env={**os.environ, **env.env},
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True), signal.SIGINT)
     _, err = proc.communicate(timeout=180)
     events.close()
     assert proc.returncode == 130, err

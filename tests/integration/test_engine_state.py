@@ -11,13 +11,12 @@ import shutil
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.plugins.docker_engine import answer
+from tests.plugins.docker_engine import answer, signal_on_event
 from tests.support.cli import run_cli
 
 pytestmark = pytest.mark.docker
@@ -119,18 +118,8 @@ def test_kill_9_at_each_step_then_another_home_recovers(serve_env, tmp_path, eve
     b, c = Home(env, tmp_path / "b"), Home(env, tmp_path / "c")
     assert b.cli("deploy", "-p", env.profile).code == 0
     kept = ok_containers(env)
-    events = env.client.events(decode=True, filters={"label": [f"ossctl.profile={env.profile}"], "event": [event]})
-    proc = b.popen("deploy", "-p", env.profile)
-
-    def watch():
-        for ev in events:
-            rid = ev["Actor"]["Attributes"].get("ossctl.release", "")
-            if (event == "stop" and rid == "r0001") or (event != "stop" and rid == "r0002"):
-                proc.send_signal(signal.SIGKILL)
-                return
-
-    t = threading.Thread(target=watch, daemon=True)
-    t.start()
+    proc, events = signal_on_event(env.client, env.profile, event, "r0001" if event == "stop" else "r0002",
+                                   lambda: b.popen("deploy", "-p", env.profile))
     proc.wait(timeout=120)
     events.close()
     assert proc.returncode == -signal.SIGKILL

@@ -10,11 +10,13 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import signal
 import re
 import socket
 import subprocess
 import tarfile
 import tempfile
+import threading
 import time
 import tomllib
 import uuid
@@ -271,6 +273,24 @@ def serve_env(home, docker_host, docker_client, llama_image, serve_model):
                 pass
 
 
+def signal_on_event(client, profile: str, event: str, release: str, start, sig: int = signal.SIGKILL):
+    """Start a process (``start()`` returns a Popen) and send it ``sig`` the moment the engine
+    reports ``event`` (start / stop / update ...) for a container of ``release`` of
+    ``profile``: the stream is open before the process starts, so no event is missed.
+    Returns (the process, the event stream: close it once the process has exited)."""
+    events = client.events(decode=True, filters={"label": [f"ossctl.profile={profile}"], "event": [event]})
+    proc = start()
+
+    def watch():
+        for ev in events:
+            if ev["Actor"]["Attributes"].get("ossctl.release") == release:
+                proc.send_signal(sig)
+                return
+
+    threading.Thread(target=watch, daemon=True).start()
+    return proc, events
+
+
 def answer(endpoint: str, prompt: str = "hello", max_tokens: int = 3) -> dict:
     """A real chat completion against ``endpoint`` (fails the test on any error)."""
     import httpx
@@ -281,5 +301,5 @@ def answer(endpoint: str, prompt: str = "hello", max_tokens: int = 3) -> dict:
     return r.json()
 
 
-__all__ = ["ServeEnv", "answer", "build_rootfs_tar", "free_port_pair", "import_image", "llama_image_into",
+__all__ = ["ServeEnv", "answer", "signal_on_event", "build_rootfs_tar", "free_port_pair", "import_image", "llama_image_into",
            "make_model_dir", "rootfs_tar", "TEST_IMAGE"]
