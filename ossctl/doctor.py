@@ -335,9 +335,25 @@ def _port(ctx: Context) -> Check:
     return Check("port", PASS, f"{host}:{port} is free")
 
 
+def _fleet(ctx: Context) -> Check:
+    """A fleet's hosts, each checked where it is (the deploy's own preflight): engine, the
+    same image and llama.cpp build everywhere, model files hashing to the manifest."""
+    if not ctx.profile or not ctx.profile.get("hosts"):
+        return Check("fleet", SKIP, "the profile has no [[hosts]]")
+    from ossctl.serve import fleet
+
+    if ctx.manifest is None:
+        return Check("fleet", SKIP, "no local manifest to compare the hosts' files with",
+                     f"`ossctl download {ctx.profile['model']}` or `ossctl adopt DIR --repo OWNER/REPO`")
+    ms = fleet.members(ctx.settings, ctx.profile)
+    rows = fleet.preflight(ctx.settings, ms, ctx.manifest)
+    return Check("fleet", PASS, f"{len(rows)} hosts agree: image {str(rows[0]['image_id'])[:19]}, build "
+                                f"{rows[0]['build']}, files = composite {ctx.manifest.composite_sha256[:12]}")
+
+
 CHECKS: list[Callable[[Context], Check]] = [
     _ossctl, _config, _profile, _docker, _nvidia_runtime, _gpu, _vram, _disk, _model, _image, _build, _flags,
-    _chain, _port,
+    _chain, _port, _fleet,
 ]
 
 

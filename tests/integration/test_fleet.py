@@ -121,6 +121,17 @@ def test_rolling_deploy_and_failed_deploy_under_load_lose_no_request(fs):
     assert [h["state"] for h in res["hosts"]] == ["updated"] * 3 and res["frontdoor"].endswith(f":{fs.fd_port}")
     assert _answer(fs.endpoint)["choices"]
 
+    doc = {c["name"]: c for c in fs.cli("--json", "doctor", "-p", fs.name).json()["checks"]}
+    assert doc["fleet"]["status"] == "PASS" and "3 hosts agree" in doc["fleet"]["detail"], doc["fleet"]
+
+    # a second rollout of the same fleet while one holds the locks: refused, names the holder
+    from ossctl.serve.docker_runtime import DockerRuntime
+    from ossctl.serve.releases import Ledger
+
+    with Ledger(DockerRuntime(fs.fleet.engine("ssh").docker_host)).lock(fs.name, "deploy"):
+        r2 = fs.cli("deploy", "-p", fs.name)
+    assert r2.code == 6 and f"profile {fs.name}" in r2.err and "is locked: deploy by" in r2.err, r2.err
+
     st = fs.cli("--json", "status", "-p", fs.name)
     assert st.code == 0, st.err
     rows = st.json()["releases"]
@@ -177,6 +188,13 @@ def test_preflight_refuses_before_changing_anything(fs, tmp_path):
     assert r.code == 4 and "differs from the manifest" in r.err and part.name in r.err and "nothing was changed" in r.err
     for e in fs.fleet.engines:
         assert not e.client.containers.list(all=True, filters={"label": [f"ossctl.profile={fs.name}"]})
+    doc = {c["name"]: c for c in fs.cli("--json", "doctor", "-p", fs.name).json()["checks"]}
+    assert doc["fleet"]["status"] == "FAIL" and "differs from the manifest" in doc["fleet"]["detail"], doc["fleet"]
+
+    # the image missing on one host
+    fs.write(image="ossctl-test/absent:nope")
+    r = fs.cli("deploy", "-p", fs.name)
+    assert r.code == 3 and "ossctl-test/absent:nope" in r.err and "nothing was changed" in r.err, r.err
 
     # an unreachable host: a clear line, quickly, nothing changed
     hosts = [dict(h) for h in fs.hosts] + [{"docker_host": "tcp://127.0.0.1:9", "model": str(fs.model_dir)}]
