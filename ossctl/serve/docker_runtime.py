@@ -235,6 +235,30 @@ def _ssh_socket_fixes() -> None:
     sock.connect, sock.close, sock._ossctl = connect, close, True
 
 
+def _import_docker(ssh: bool):
+    """The docker SDK. It imports paramiko (~0.1 s, a third of a `status`) only to offer
+    ssh://, so for other endpoints paramiko is kept out; a later ssh:// engine in the same
+    process (a fleet) brings the SDK's ssh transport back."""
+    import sys
+
+    if not ssh and "docker" not in sys.modules and "paramiko" not in sys.modules:
+        sys.modules["paramiko"] = None  # type: ignore[assignment] - makes `import paramiko` fail fast
+        try:
+            import docker
+        finally:
+            del sys.modules["paramiko"]
+        return docker
+    import docker
+
+    if ssh and not hasattr(docker.transport, "SSHHTTPAdapter"):
+        import docker.api.client
+        from docker.transport import sshconn
+
+        docker.transport.SSHHTTPAdapter = sshconn.SSHHTTPAdapter
+        docker.api.client.SSHHTTPAdapter = sshconn.SSHHTTPAdapter
+    return docker
+
+
 class DockerRuntime:
     """A connection to one Docker engine. ``base_url`` is checked first
     (:func:`check_docker_host`); ``ssh://`` goes through the ``ssh`` client like the docker
@@ -245,8 +269,6 @@ class DockerRuntime:
 
     def __init__(self, base_url: str, env: dict[str, str] | None = None, timeout: int = 60):
         check_docker_host(base_url, env if env is not None else None)
-        import docker
-
         self.host = base_url
         environment = {k: v for k, v in (env or {}).items() if k in ("DOCKER_TLS_VERIFY", "DOCKER_CERT_PATH")}
         ctx = context_endpoint(base_url, env or {}) if "://" not in base_url else None
@@ -255,6 +277,7 @@ class DockerRuntime:
             environment.update(tls)
         environment["DOCKER_HOST"] = base_url
         ssh = base_url.startswith("ssh://")
+        docker = _import_docker(ssh)
         if ssh:
             _ssh_probe(base_url, min(timeout, 30))
             _ssh_socket_fixes()
@@ -266,8 +289,8 @@ class DockerRuntime:
                 # requests would swap DOCKER_CERT_PATH's CA for $REQUESTS_CA_BUNDLE / $CURL_CA_BUNDLE
                 # (set on many machines) and then reject the engine's certificate
                 self.client.api.trust_env = False
+            # the one request a connection costs: it also proves the engine answers
             self.client.api._version = self.client.api._retrieve_server_version()
-            self.client.ping()
 
     def close(self) -> None:
         with contextlib.suppress(Exception):

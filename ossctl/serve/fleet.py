@@ -168,7 +168,7 @@ def _preflight_host(settings, m: Member, manifest, log: Log) -> dict[str, Any]:
     image = m.engine.rt.image_info(m.profile["image"])
     code, version = m.engine.rt.run_once(m.profile["image"], ["--version"], timeout=60)
     build = parse_build(version)
-    image_flags.read_help(m.engine.rt, m.profile["image"])
+    image_flags.read_help(m.engine.rt, m.profile["image"], settings.cache_dir, image["id"])
     model_dir = m.profile["model"] if m.profile["model"].startswith("/") else None
     if model_dir is None:
         raise UsageError(f"{m.docker_host}: the model directory on that host is not known",

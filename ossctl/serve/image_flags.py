@@ -3,19 +3,34 @@ spells flags from), for deploy, its dry run and doctor alike."""
 
 from __future__ import annotations
 
+import contextlib
+from pathlib import Path
 from typing import Any
 
 from ossctl.errors import OssctlError, RemoteError
 from ossctl.serve import llama_flags
 
 
-def read_help(rt, image: str) -> str:
+def read_help(rt, image: str, cache_dir: Path | None = None, image_id: str | None = None) -> str:
     """``llama-server --help`` as printed inside ``image`` (run with no network, removed
-    afterwards). Raises :class:`RemoteError` when the image does not print one."""
+    afterwards). With ``cache_dir`` and the image's id (a content hash: the same id is the
+    same binary) a help text read before is reused, which saves a container run on every
+    deploy. Raises :class:`RemoteError` when the image does not print one."""
+    cached = Path(cache_dir, "llama-help", image_id.replace(":", "-") + ".txt") if cache_dir and image_id else None
+    if cached is not None:
+        try:
+            return cached.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            pass
     code, out = rt.run_once(image, ["--help"])
     if not llama_flags.parse_help_flags(out):
         raise RemoteError(f"`llama-server --help` in {image} listed no flags (exit {code})",
                           hint="is it a llama.cpp server image? `ossctl doctor --profile NAME` checks it")
+    if cached is not None:
+        from ossctl.fsutil import atomic_write
+
+        with contextlib.suppress(OSError):  # a cache: a read-only home only costs the next run
+            atomic_write(cached, out)
     return out
 
 

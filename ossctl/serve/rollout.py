@@ -400,7 +400,7 @@ def deploy_locked(eng: Engine, profile: dict[str, Any], manifest, model_dir: Pat
     if profile["require_registered"]:
         preflight["registry"] = check_registered(eng.settings, manifest, log)
     image = eng.rt.image_info(profile["image"])
-    help_text = image_flags.read_help(eng.rt, profile["image"])
+    help_text = image_flags.read_help(eng.rt, profile["image"], eng.settings.cache_dir, image["id"])
     cur = book.current(name)
     cur_state = eng.running(cur)
     if profile["gpus"] == "none":

@@ -140,3 +140,21 @@ def test_shipped_profiles_say_gpt_oss():
     for p in got.values():
         assert (p["temperature"], p["top_p"], p["top_k"], p["min_p"], p["repeat_penalty"]) == (1.0, 1.0, 0, 0.0, 1.0)
         assert p["jinja"] and p["reasoning_format"] == "deepseek"
+
+
+def test_help_of_an_image_id_is_read_once(tmp_path):
+    from ossctl.serve import image_flags
+
+    class Rt:
+        runs = 0
+
+        def run_once(self, image, args):
+            Rt.runs += 1
+            return 0, "-m, --model FNAME  model path\n--metrics  enable metrics\n"
+
+    a = image_flags.read_help(Rt(), "img:1", tmp_path, "sha256:" + "ab" * 32)
+    b = image_flags.read_help(Rt(), "img:1", tmp_path, "sha256:" + "ab" * 32)
+    assert a == b and "--metrics" in a and Rt.runs == 1
+    image_flags.read_help(Rt(), "img:2", tmp_path, "sha256:" + "cd" * 32)  # another binary: read again
+    image_flags.read_help(Rt(), "img:1", None, None)  # no cache asked for
+    assert Rt.runs == 3
