@@ -256,6 +256,7 @@ def _step(eng: Engine, rec: Release, cur: Release | None, start: Callable[[], st
     started, ``rec`` becomes ``failed`` and ``cur`` serves again; raises
     :class:`DeployError` (exit 7) naming what serves now."""
     eng.ledger.save(rec)
+    t0 = time.monotonic()
     cur_state = eng.running(cur)
     stopped: Release | None = None
     try:
@@ -283,6 +284,7 @@ def _step(eng: Engine, rec: Release, cur: Release | None, start: Callable[[], st
     rec.props = facts.get("props")
     rec.bench = facts.get("bench")
     rec.vram = facts.get("vram")
+    rec.deploy_s = round(time.monotonic() - t0, 3)  # stop, start, gate: what the step cost
     eng.ledger.save(rec)  # the commit point: from here on rec is what serves
     return facts
 
@@ -447,10 +449,8 @@ def deploy_locked(eng: Engine, profile: dict[str, Any], manifest, model_dir: Pat
             facts["vram"] = measure_release(eng.settings, r.container_id, plan=vram["plan"])
         return facts
 
-    t0 = time.monotonic()
     _step(eng, rec, cur, start, lambda: _remove_release_containers(eng, rec), gate, timeout,
           f"deploy of profile {name!r} (release {rid})", side_by_side=side_by_side)
-    rec.deploy_s = round(time.monotonic() - t0, 3)
     _retain(eng, book, name, profile["keep_releases"])
     return rec
 
