@@ -14,8 +14,11 @@ What this module adds is the order and the safety around it:
    ``require_registered``. Nothing changes unless every host passes.
 2. **The lock of every host** is taken before the first change and held to the end, so two
    rollouts of one fleet never interleave anywhere.
-3. **Host by host** (``max_unavailable`` at a time): drain it at the front door (no new
-   requests; wait for those in flight), deploy, health gate, put it back.
+3. **Host by host** (``max_unavailable`` at a time): ``recreate`` drains it at the front
+   door (no new requests; wait for those in flight), deploys, gates, puts it back;
+   ``blue-green`` gates the new release on the other port of the pair beside the old one,
+   puts it in, then drains and stops the old one. A profile with a ``[frontdoor]`` and no
+   ``[[hosts]]`` is a fleet of one host (:func:`as_fleet`).
 4. **On the first failure**: that host's previous release is already back (the rollout step
    does that); the hosts already updated are rolled back the same way, so the fleet serves
    one version; exit 7 with a per-host account. ``keep_going`` leaves the updated ones.
@@ -225,11 +228,6 @@ def _locks(ms: list[Member], name: str, op: str, log: Log):
         for m in ms:
             stack.enter_context(m.engine.ledger.lock(name, op, log))
         yield
-
-
-def _serving(m: Member) -> bool:
-    book = m.engine.book(m.profile["name"])
-    return m.engine.running(book.current(m.profile["name"])) is not None
 
 
 def _strategy(profile: dict[str, Any], requested: str | None, ms: list[Member], log: Log) -> str:
