@@ -230,22 +230,20 @@ def _locks(ms: list[Member], name: str, op: str, log: Log):
         yield
 
 
-def _strategy(profile: dict[str, Any], requested: str | None, ms: list[Member], log: Log) -> str:
+def _strategy(profile: dict[str, Any], requested: str | None, ms: list[Member], model_size: int, log: Log) -> str:
     """``blue-green`` (the new release on the other port of the pair beside the old one,
     which is drained and stopped once the new one is in the front door) or ``recreate``
-    (drain, stop, start on the same port). ``auto``: blue-green on a single host this
-    machine can check for room (host RAM for CPU profiles, the VRAM plan for GPU ones),
-    else recreate."""
-    s = requested or profile["strategy"]
-    if s not in ("auto", "recreate", "blue-green"):
-        raise UsageError(f"unknown strategy {s!r}", hint="use auto, recreate or blue-green")
+    (drain, stop, start on the same port). ``auto``: blue-green on a single local host of a
+    CPU profile when host RAM holds two copies of the model (``model_size`` bytes), else
+    recreate (room on a remote host's, or on GPUs, is not checked from here)."""
+    from ossctl.serve.rollout import check_strategy
+
+    s = check_strategy(requested or profile["strategy"])
     if s != "auto":
         return s
-    local = len(ms) == 1 and ms[0].engine.rt.is_local
-    if local and profile["gpus"] == "none":
+    if len(ms) == 1 and ms[0].engine.rt.is_local and profile["gpus"] == "none":
         avail = _mem_available()
-        size = sum(f.size for f in ms[0].facts.get("manifest_files", []))
-        s = "blue-green" if avail and 2 * size < 0.8 * avail else "recreate"
+        s = "blue-green" if avail and 2 * model_size < 0.8 * avail else "recreate"
     else:
         s = "recreate"
     log(f"strategy auto → {s}")
@@ -295,11 +293,9 @@ def deploy(settings, profile: dict[str, Any], *, timeout: float | None = None, f
     ms = members(settings, profile)
     log(f"preflight of {len(ms)} host(s)")
     rows = preflight(settings, ms, manifest, log)
-    for m in ms:
-        m.facts["manifest_files"] = manifest.files
     if profile["require_registered"]:
         check_registered(settings, manifest, log)
-    strat = _strategy(profile, strategy, ms, log)
+    strat = _strategy(profile, strategy, ms, manifest.total_size, log)
     fd = _frontdoor(settings, profile, ms, log)
     account: list[dict[str, Any]] = [{"docker_host": m.docker_host, "state": "unchanged", "release": None,
                                       "upstream": m.upstream, "build": r.get("build")} for m, r in zip(ms, rows)]

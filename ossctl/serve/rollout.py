@@ -29,7 +29,7 @@ from typing import Any
 from ossctl.errors import ConflictError, DeployError, Interrupted, NotFoundError, OssctlError, UsageError
 from ossctl.serve import image_flags, llama_server
 from ossctl.serve.releases import Book, Ledger, Release, State, import_legacy, now_iso, whoami
-from ossctl.serve.profiles import check_against_model, resolve_profile
+from ossctl.serve.profiles import STRATEGIES, check_against_model, resolve_profile
 
 Log = Callable[[str], None]
 
@@ -119,8 +119,7 @@ class Engine:
     def book(self, profile: str | None = None) -> Book:
         """The ledger, with releases kept by ossctl 0.1 in ``OSSCTL_HOME`` imported once.
         Unreadable records (of ``profile``, else of any) are reported through ``log``."""
-        if import_legacy(self.settings, self.host, self.ledger, self.log):
-            self.ledger = Ledger(self.rt)
+        import_legacy(self.settings, self.host, self.ledger, self.log)
         book = self.ledger.load(profile)
         for u in book.unreadable:
             if profile and u.profile != profile:
@@ -320,9 +319,16 @@ def _retain(eng: Engine, book: Book, profile: str, keep: int) -> None:
         eng.ledger.save(*changed)
 
 
+def check_strategy(strategy: str) -> str:
+    """``strategy`` when ossctl knows it; :class:`UsageError` otherwise (``--strategy`` is
+    checked here, the profile key by the profile validator)."""
+    if strategy not in STRATEGIES:
+        raise UsageError(f"unknown strategy {strategy!r}", hint="use " + ", ".join(STRATEGIES[:-1]) + " or " + STRATEGIES[-1])
+    return strategy
+
+
 def _choose_strategy(strategy: str, log: Log) -> str:
-    if strategy not in ("auto", "recreate", "blue-green"):
-        raise UsageError(f"unknown strategy {strategy!r}", hint="use auto, recreate or blue-green")
+    check_strategy(strategy)
     if strategy == "blue-green":
         raise UsageError("blue-green would leave the service on another port: the profile's endpoint can only be "
                          "kept behind a front door, which this profile does not have",
