@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import datetime as _dt
 import io
+import json
 import os
 import re
 import signal
@@ -204,27 +205,37 @@ def _ssh_probe(url: str, timeout: int) -> None:
 
 
 def _ssh_socket_fixes() -> None:
-    """Two changes to the SDK's ssh-client socket (docker 7.x ``SSHSocket``): it starts
-    ``ssh`` with :func:`_ssh_options`; and closing it after ssh has exited (usual after an
-    exec stream) is not an error: the SDK's BrokenPipeError there loses the exec's output
-    (docker/docker-py#3218)."""
+    """Changes to the SDK's ssh-client transport (docker 7.x ``SSHSocket``,
+    ``SSHConnection``, ``SSHHTTPAdapter``): it starts ``ssh`` with :func:`_ssh_options`;
+    closing it after ssh has exited (usual after an exec stream) is not an error: the SDK's
+    BrokenPipeError there loses the exec's output (docker/docker-py#3218); and connections
+    are kept and reused (urllib3 2 only). The SDK made a new pool for every request, let
+    each response close ssh's stdout and asked whether a kept connection was alive on a
+    socket it never connected, so every API call paid a new ssh session and a new
+    ``docker system dial-stdio`` on the host (~0.15 s each; docker/docker-py#2966). Alive
+    now means: ssh still runs, the connection never carried a raw (hijacked exec/attach)
+    stream, and nothing is left unread on ssh's stdout."""
+    import select
+
+    import urllib3
     from docker.transport import sshconn
 
     sock = sshconn.SSHSocket
-    if getattr(sock, "_ossctl", False) or not all(hasattr(sock, a) for a in ("connect", "close")):
+    if getattr(sock, "_ossctl", False) or not all(hasattr(sock, a) for a in ("connect", "close", "makefile", "recv")):
         return
-    original_close = sock.close
+    original_close, original_recv = sock.close, sock.recv
 
     def connect(self, **_kwargs) -> None:
-        args = ["ssh", *_ssh_options()]
+        args = ["ssh", *_ssh_options(), "-o", "ConnectTimeout=30"]
         if self.user:
             args += ["-l", self.user]
         if self.port:
             args += ["-p", self.port]
         args += ["--", self.host, "docker system dial-stdio"]
         env = {k: v for k, v in os.environ.items() if k not in ("LD_LIBRARY_PATH", "SSL_CERT_FILE")}
+        # ssh's complaints are not printed: a failed connection is explained by _ssh_probe
         self.proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stdin=subprocess.PIPE,
-                                     preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+                                     stderr=subprocess.DEVNULL, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
 
     def close(self) -> None:
         try:
@@ -233,6 +244,64 @@ def _ssh_socket_fixes() -> None:
             self.proc.terminate()
 
     sock.connect, sock.close, sock._ossctl = connect, close, True
+    if int(urllib3.__version__.split(".")[0]) < 2 or not hasattr(sshconn, "SSHConnection"):
+        return
+
+    def makefile(self, mode):
+        if not self.proc:
+            self.connect()
+        self.proc.stdout.channel = self
+        return _KeepOpen(self.proc.stdout)
+
+    def recv(self, n):
+        self._ossctl_raw = True  # only the SDK's hijacked streams read the socket directly
+        return original_recv(self, n)
+
+    def is_connected(self) -> bool:
+        s = self.sock
+        if s is None or getattr(s, "proc", None) is None or s.proc.poll() is not None or getattr(s, "_ossctl_raw", False):
+            return False
+        try:
+            return not select.select([s.proc.stdout], [], [], 0)[0]
+        except (OSError, ValueError):
+            return False
+
+    def get_connection(self, url, proxies=None):
+        if getattr(self, "ssh_client", None) is not None:  # the SDK's paramiko path keeps its pools
+            return original_get_connection(self, url, proxies)
+        with self.pools.lock:
+            pool = self.pools.get("ossctl")
+            if pool is None:
+                pool = self.pools["ossctl"] = sshconn.SSHConnectionPool(
+                    ssh_client=None, timeout=self.timeout, maxsize=self.max_pool_size, host=self.ssh_host)
+        return pool
+
+    adapter = sshconn.SSHHTTPAdapter
+    original_get_connection = adapter.get_connection
+    sock.makefile, sock.recv = makefile, recv
+    sshconn.SSHConnection.is_connected = property(is_connected)
+    adapter.get_connection = get_connection
+
+
+class _KeepOpen:
+    """ssh's stdout as one HTTP response sees it: closing the response leaves the pipe open
+    for the next request on the same connection."""
+
+    def __init__(self, f):
+        self.__dict__["_f"] = f
+
+    def __getattr__(self, name):
+        return getattr(self._f, name)
+
+    def __setattr__(self, name, value):
+        setattr(self._f, name, value)
+
+    def close(self) -> None:
+        pass
+
+    @property
+    def closed(self) -> bool:
+        return False
 
 
 def _import_docker(ssh: bool):
@@ -276,21 +345,27 @@ class DockerRuntime:
             base_url, tls = ctx
             environment.update(tls)
         environment["DOCKER_HOST"] = base_url
+        self.host_url = base_url  # the endpoint itself (``host`` may be a context name)
+        self._exec_dirs: dict[str, str] = {}
         ssh = base_url.startswith("ssh://")
         docker = _import_docker(ssh)
         if ssh:
-            _ssh_probe(base_url, min(timeout, 30))
             _ssh_socket_fixes()
-        with _errors(base_url):
-            kwargs = docker.utils.kwargs_from_env(environment=environment)
-            # a placeholder version, so the SDK does not ask the engine before we set TLS up
-            self.client = docker.DockerClient(**kwargs, version="1.24", timeout=timeout, use_ssh_client=ssh)
-            if "tls" in kwargs:
-                # requests would swap DOCKER_CERT_PATH's CA for $REQUESTS_CA_BUNDLE / $CURL_CA_BUNDLE
-                # (set on many machines) and then reject the engine's certificate
-                self.client.api.trust_env = False
-            # the one request a connection costs: it also proves the engine answers
-            self.client.api._version = self.client.api._retrieve_server_version()
+        try:
+            with _errors(base_url):
+                kwargs = docker.utils.kwargs_from_env(environment=environment)
+                # a placeholder version, so the SDK does not ask the engine before we set TLS up
+                self.client = docker.DockerClient(**kwargs, version="1.24", timeout=timeout, use_ssh_client=ssh)
+                if "tls" in kwargs:
+                    # requests would swap DOCKER_CERT_PATH's CA for $REQUESTS_CA_BUNDLE / $CURL_CA_BUNDLE
+                    # (set on many machines) and then reject the engine's certificate
+                    self.client.api.trust_env = False
+                # the one request a connection costs: it also proves the engine answers
+                self.client.api._version = self.client.api._retrieve_server_version()
+        except OssctlError:
+            if ssh:  # ssh's own account of what failed (key, host key, no docker there), in one line
+                _ssh_probe(base_url, min(timeout, 30))
+            raise
 
     def close(self) -> None:
         with contextlib.suppress(Exception):
@@ -391,14 +466,51 @@ class DockerRuntime:
         except NotFoundError:
             pass
 
-    def exec(self, cid: str, argv: list[str], env: dict[str, str] | None = None) -> tuple[int, bytes, bytes]:
+    def exec(self, cid: str, argv: list[str], env: dict[str, str] | None = None,
+             timeout: float = 120.0) -> tuple[int, bytes, bytes]:
         """Run ``argv`` inside the running container ``cid``: (exit code, stdout, stderr).
         ``env`` reaches only that process (for a secret: not in argv). Raises
-        :class:`ConflictError` when the container is not running."""
+        :class:`ConflictError` when the container is not running.
+
+        Over ssh:// an attached exec needs a connection of its own: a new ssh session and
+        a ``docker system dial-stdio`` on the host (0.25-0.7 s). There, in a container with
+        ``sh``, the output goes to files read back through the archive API instead: a few
+        ordinary requests on the kept connection. Elsewhere (and without ``sh``): attached."""
+        if self.host_url.startswith("ssh://"):
+            res = self._exec_via_files(cid, argv, env, timeout)
+            if res is not None:
+                return res
         with _errors(self.host, cid):
             res = self.client.containers.get(cid).exec_run(argv, environment=env or None, demux=True)
         out, err = res.output if isinstance(res.output, tuple) else (res.output, b"")
         return int(res.exit_code if res.exit_code is not None else -1), out or b"", err or b""
+
+    def _exec_via_files(self, cid: str, argv: list[str], env: dict[str, str] | None,
+                        timeout: float) -> tuple[int, bytes, bytes] | None:
+        """:meth:`exec` with the output in ``/tmp/.ossctl-exec-*`` of the container (the
+        previous exec's files are removed by the next one); None when ``sh`` could not run."""
+        import time
+        import uuid
+
+        api = self.client.api
+        d = f"/tmp/.ossctl-exec-{uuid.uuid4().hex[:16]}"
+        script = 'd=$0; [ -z "$1" ] || rm -rf "$1"; shift; mkdir -p "$d" || exit 125; exec "$@" >"$d/out" 2>"$d/err"'
+        with _errors(self.host, cid):
+            eid = api.exec_create(cid, ["sh", "-c", script, d, self._exec_dirs.pop(cid, ""), *argv],
+                                  environment=env or None)["Id"]
+            api.exec_start(eid, detach=True)
+            t0, pause = time.monotonic(), 0.002
+            while (st := api.exec_inspect(eid)).get("Running"):
+                if time.monotonic() - t0 > timeout:
+                    raise RemoteError(f"{argv[0]} in {cid} did not finish within {timeout:g} s on {self.host}")
+                time.sleep(pause)
+                pause = min(pause * 2, 0.05)
+        files = self.read_tree(cid, d)
+        if "out" not in files:
+            return None
+        self._exec_dirs[cid] = d
+        code = st.get("ExitCode")
+        return int(code if code is not None else -1), files.get("out", b""), files.get("err", b"")
 
     def logs(self, cid: str, tail: int = 20) -> str:
         try:
@@ -468,6 +580,35 @@ class DockerRuntime:
                 if m.isfile() and m.name.startswith(top):
                     out[m.name[len(top):]] = tar.extractfile(m).read()
         return out
+
+    def stat_files(self, directory: str, names: list[str], image: str) -> dict[str, dict[str, Any] | None]:
+        """Size (bytes) and mtime (RFC 3339 text, ns) of ``directory/NAME`` on the engine's
+        host, per name (None: missing), without starting anything: a container of ``image``
+        (an empty one does) is created with the directory mounted read-only, each file is
+        looked at through the archive API, and the container is removed."""
+        import base64
+
+        from docker.types import Mount
+
+        with _errors(self.host, image):
+            hc = self.client.api.create_host_config(mounts=[Mount("/models", directory, type="bind", read_only=True)],
+                                                    network_mode="none")
+            cid = self.client.api.create_container(image, command=["none"], host_config=hc,
+                                                   labels={L.PROBE: "1"})["Id"]
+        try:
+            out: dict[str, dict[str, Any] | None] = {}
+            for name in names:
+                with _errors(self.host, directory):
+                    res = self.client.api.head(self.client.api._url("/containers/{0}/archive", cid),
+                                               params={"path": f"/models/{name}"})
+                raw = res.headers.get("X-Docker-Container-Path-Stat") if res.status_code == 200 else None
+                st = json.loads(base64.b64decode(raw)) if raw else None
+                out[name] = {"size": int(st["size"]), "mtime": str(st["mtime"])} \
+                    if st and not int(st.get("mode", 0)) & 0x80000000 else None  # a directory is not the file
+            return out
+        finally:
+            with contextlib.suppress(Exception):
+                self.client.api.remove_container(cid, force=True)
 
     def write_tree(self, cid: str, path: str, files: dict[str, bytes]) -> None:
         """Write ``files`` (relative path → bytes) under ``path`` in container ``cid``, in

@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from ossctl import labels as L
 from ossctl.errors import ConflictError, DeployError, IntegrityError, Interrupted, OssctlError, RemoteError, UsageError
 
 Log = Callable[[str], None]
@@ -114,14 +115,39 @@ def members(settings, profile: dict[str, Any]) -> list[Member]:
             for h in profile["hosts"]]
 
 
-def per_host(ms: list[Member], fn: Callable[[Member], Any],
-             timeout: float | None) -> list[tuple[Member, Any, OssctlError | None]]:
+class BatchInterrupted(Exception):
+    """Ctrl-C came while hosts were in a step; they finished it (``results`` as
+    :func:`per_host` returns them) so that none is left half-changed."""
+
+    def __init__(self, results: list[tuple[Member, Any, OssctlError | None]]):
+        super().__init__("interrupted")
+        self.results = results
+
+
+def per_host(ms: list[Member], fn: Callable[[Member], Any], timeout: float | None,
+             finish: Callable[[], None] | None = None) -> list[tuple[Member, Any, OssctlError | None]]:
     """``fn(member)`` for every member concurrently; a host that raises or does not answer
     within ``timeout`` seconds (None: wait, for steps that bound themselves) gets an error
-    instead of stalling the others."""
+    instead of stalling the others. With ``finish``: Ctrl-C (which only the main thread
+    sees) lets the running calls end, calling ``finish()`` first, then raises
+    :class:`BatchInterrupted` with their results; more Ctrl-Cs meanwhile are ignored."""
     pool = cf.ThreadPoolExecutor(max_workers=max(1, len(ms)), thread_name_prefix="ossctl-host")
     futs = {pool.submit(fn, m): m for m in ms}
-    done, _ = cf.wait(futs, timeout=timeout)
+    interrupted = False
+    try:
+        done, _ = cf.wait(futs, timeout=timeout)
+    except (KeyboardInterrupt, Interrupted):
+        if finish is None:
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+        interrupted = True
+        finish()
+        while True:
+            try:
+                done, _ = cf.wait(futs)
+                break
+            except (KeyboardInterrupt, Interrupted):
+                continue
     out = []
     for f, m in futs.items():
         if f not in done:
@@ -135,17 +161,42 @@ def per_host(ms: list[Member], fn: Callable[[Member], Any],
         else:
             out.append((m, None, RemoteError(f"{m.docker_host}: {type(exc).__name__}: {exc}")))
     pool.shutdown(wait=False, cancel_futures=True)
+    if interrupted:
+        raise BatchInterrupted(out)
     return out
 
 
 # ---------------------------------------------------------------------- preflight
 
-def verify_on_host(rt, image: str, model_dir: str, manifest) -> None:
-    """Hash the manifest's files where they are (a short-lived container of ``image`` with
-    the model directory mounted read-only runs ``sha256sum``) and compare. Raises
+def verify_on_host(rt, image: str, model_dir: str, manifest, ledger=None) -> bool:
+    """Check the manifest's files where they are, without moving model bytes: their sizes
+    and mtimes are read on the host (no container started); when a file changed since it
+    was last hashed there (the host's ledger keeps what ``model_dir`` held then), or was
+    never hashed, a short-lived container of ``image`` with the directory mounted read-only
+    runs ``sha256sum`` and the result is compared and recorded. The same trust as the local
+    fast re-verify: size + mtime as last hashed. Returns True when it hashed. Raises
     :class:`IntegrityError` naming the file, :class:`NotFoundError` for a missing one."""
-    files = [f"/models/{f.name}" for f in manifest.files]
-    code, out = rt.run_once(image, files, timeout=3600, entrypoint=["sha256sum"], read_only={model_dir: "/models"})
+    names = [f.name for f in manifest.files]
+    seen: dict[str, Any] | None = None
+    if ledger is not None:
+        from ossctl.serve.releases import LEDGER_IMAGE
+
+        rt.ensure_empty_image(LEDGER_IMAGE, {L.LEDGER: "1"})
+        seen = rt.stat_files(model_dir, names, LEDGER_IMAGE)
+        for f in manifest.files:
+            st = seen[f.name]
+            if st is None:
+                raise IntegrityError(f"{rt.host}: {model_dir}/{f.name} is missing",
+                                     hint="copy the model there, or point the host's `model` at its directory")
+            if st["size"] != f.size:
+                raise IntegrityError(f"{rt.host}: {model_dir}/{f.name} differs from the manifest "
+                                     f"({st['size']} bytes, expected {f.size})",
+                                     hint="copy the verified files there again (the composite must be the registered one)")
+        last = ledger.verified(model_dir)
+        if all(last.get(f.name) == {**seen[f.name], "sha256": f.sha256} for f in manifest.files):
+            return False
+    code, out = rt.run_once(image, [f"/models/{n}" for n in names], timeout=3600, entrypoint=["sha256sum"],
+                            read_only={model_dir: "/models"})
     got: dict[str, str] = {}
     for line in out.splitlines():
         parts = line.split()
@@ -160,6 +211,10 @@ def verify_on_host(rt, image: str, model_dir: str, manifest) -> None:
             raise IntegrityError(f"{rt.host}: {model_dir}/{f.name} differs from the manifest "
                                  f"(sha256 {got[f.name][:12]}…, expected {f.sha256[:12]}…)",
                                  hint="copy the verified files there again (the composite must be the registered one)")
+    if ledger is not None and seen is not None:
+        # the stat taken before hashing: a file changed meanwhile is hashed again next time
+        ledger.save_verified(model_dir, {f.name: {**seen[f.name], "sha256": f.sha256} for f in manifest.files})
+    return True
 
 
 def _preflight_host(settings, m: Member, manifest, log: Log) -> dict[str, Any]:
@@ -169,8 +224,7 @@ def _preflight_host(settings, m: Member, manifest, log: Log) -> dict[str, Any]:
 
     m.engine = Engine(settings, m.docker_host, lambda msg: log(f"[{m.docker_host}] {msg}"))
     image = m.engine.rt.image_info(m.profile["image"])
-    code, version = m.engine.rt.run_once(m.profile["image"], ["--version"], timeout=60)
-    build = parse_build(version)
+    build = parse_build(image_flags.read_version(m.engine.rt, m.profile["image"], settings.cache_dir, image["id"]))
     image_flags.read_help(m.engine.rt, m.profile["image"], settings.cache_dir, image["id"])
     model_dir = m.profile["model"] if m.profile["model"].startswith("/") else None
     if model_dir is None:
@@ -183,7 +237,9 @@ def _preflight_host(settings, m: Member, manifest, log: Log) -> dict[str, Any]:
         if require_verified(Path(model_dir)).composite_sha256 != manifest.composite_sha256:
             raise IntegrityError(f"{m.docker_host}: {model_dir} holds another model than the manifest")
     else:
-        verify_on_host(m.engine.rt, m.profile["image"], model_dir, manifest)
+        hashed = verify_on_host(m.engine.rt, m.profile["image"], model_dir, manifest, m.engine.ledger)
+        log(f"[{m.docker_host}] {model_dir}: " + ("hashed on the host, matches the manifest" if hashed else
+            "unchanged since it was hashed on the host (size and mtime)"))
     m.facts = {"image_id": image["id"], "image_digests": image["digests"], "build": build}
     return m.facts
 
@@ -219,15 +275,27 @@ def _frontdoor(settings, profile: dict[str, Any], ms: list[Member], log: Log):
     spec = FrontDoorSpec.from_profile(profile)
     where = profile["frontdoor"].get("docker_host") or ms[0].docker_host
     eng = next((m.engine for m in ms if m.docker_host == where and m.engine), None) or Engine(settings, where, log)
-    return FrontDoor(eng.rt, spec)
+    return FrontDoor(eng.rt, spec, log)
 
 
 @contextlib.contextmanager
 def _locks(ms: list[Member], name: str, op: str, log: Log):
-    with contextlib.ExitStack() as stack:
-        for m in ms:
-            stack.enter_context(m.engine.ledger.lock(name, op, log))
+    """The profile's lock on every host, taken (and given back) on all hosts at once; when
+    one is held elsewhere, the others taken here are given back and its error raised."""
+    cms = {id(m): m.engine.ledger.lock(name, op, log) for m in ms}
+
+    def release(held: list[Member]) -> None:
+        per_host(held, lambda m: cms[id(m)].__exit__(None, None, None), None)
+
+    res = per_host(ms, lambda m: cms[id(m)].__enter__(), None)
+    errors = [err for _, _, err in res if err is not None]
+    if errors:
+        release([m for m, _, err in res if err is None])
+        raise errors[0]
+    try:
         yield
+    finally:
+        release(ms)
 
 
 def _strategy(profile: dict[str, Any], requested: str | None, ms: list[Member], model_size: int, log: Log) -> str:
@@ -261,22 +329,6 @@ def _mem_available() -> int | None:
     return None
 
 
-def _swap(fd, old: str | None, new: str) -> None:
-    """Make ``new`` an enabled upstream and drop ``old`` (when it differs)."""
-    from dataclasses import replace as dc_replace
-
-    from ossctl.serve.frontdoor import Upstream, canonical_url
-
-    old = canonical_url(old) if old else None
-    new = canonical_url(new)
-    ups = [u for u in fd.upstreams() if u.url != old or old == new]
-    if any(u.url == new for u in ups):
-        ups = [dc_replace(u, enabled=True) if u.url == new else u for u in ups]
-    else:
-        ups.append(Upstream(new))
-    fd.set_upstreams(ups)
-
-
 def deploy(settings, profile: dict[str, Any], *, timeout: float | None = None, force: bool = False,
            keep_going: bool = False, strategy: str | None = None, log: Log = _nolog) -> dict[str, Any]:
     """Roll ``profile`` (resolved, with ``hosts``) across its hosts; see the module
@@ -302,8 +354,12 @@ def deploy(settings, profile: dict[str, Any], *, timeout: float | None = None, f
     gate_s = float(timeout if timeout is not None else profile["health_timeout"])
     t0 = time.monotonic()
     with _locks(ms, name, "deploy", log):
-        now = {m.docker_host: m.current() for m in ms}
-        fd.ensure([Upstream(m.url(cur.port)) for m in ms for cur, running in [now[m.docker_host]]
+        res = per_host(ms, Member.current, None)
+        for _, _, err in res:
+            if err is not None:
+                raise err
+        now = {m.docker_host: cur for m, cur, _ in res}
+        fd.prepare([Upstream(m.url(cur.port)) for m in ms for cur, running in [now[m.docker_host]]
                    if cur and running])
         log(f"front door {fd.spec.endpoint} on {fd.rt.host} over {sum(r for _, r in now.values())} serving host(s)")
         done: list[tuple[Member, dict[str, Any]]] = []
@@ -329,11 +385,11 @@ def deploy(settings, profile: dict[str, Any], *, timeout: float | None = None, f
                 raise
             new = m.url(rec.port)
             if side:
-                _swap(fd, None, new)
+                fd.swap(None, new)
                 log(f"{m.docker_host}: {new} in the front door; draining {old}")
                 fd.drain(old, timeout=DRAIN_TIMEOUT_S, api_key=api_key)
                 m.engine.rt.stop(cur.container_id)
-            _swap(fd, old, new)
+            fd.swap(old, new)
             return rec
 
         step = profile["max_unavailable"]
@@ -342,7 +398,11 @@ def deploy(settings, profile: dict[str, Any], *, timeout: float | None = None, f
                 batch = list(zip(ms[i:i + step], account[i:i + step]))
                 # no outer limit: a deploy bounds itself (health gate, drain), and one abandoned
                 # half-way would keep changing its host while the others are rolled back
-                results = per_host([m for m, _ in batch], one, timeout=None)
+                try:
+                    results, stop = per_host([m for m, _ in batch], one, timeout=None, finish=lambda: log(
+                        "Ctrl-C: the hosts in this batch finish their step, then the fleet is rolled back")), None
+                except BatchInterrupted as bi:
+                    results, stop = bi.results, bi
                 failed = None
                 for (m, acc), (_, rec, err) in zip(batch, results):
                     if err is None:
@@ -352,6 +412,8 @@ def deploy(settings, profile: dict[str, Any], *, timeout: float | None = None, f
                     else:
                         acc.update(state="failed", error=err.message, note=err.hint)
                         failed = failed or err
+                if stop is not None:
+                    raise KeyboardInterrupt
                 if failed is not None:
                     raise failed
         except BaseException as exc:
@@ -387,7 +449,7 @@ def _rollback_host(m: Member, fd, timeout: float | None, api_key: str | None):
             with contextlib.suppress(OssctlError):
                 fd.enable(old)
         raise
-    _swap(fd, old, m.url(rec.port))
+    fd.swap(old, m.url(rec.port))
     return rec
 
 

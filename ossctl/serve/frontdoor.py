@@ -273,22 +273,49 @@ def _check_unique(upstreams: list[Upstream]) -> None:
 
 # -- Docker + admin API -----------------------------------------------------------------
 
+# One exec in the front-door container per operation: an optional POST /load ($2, the new
+# configuration), then, when $3 names an upstream, Caddy's live counters and that
+# upstream's llama-server /slots (the key, when there is one, comes in the environment),
+# separated by a record separator. Exit 3: /load failed; 4: the counters could not be read.
+_SCRIPT = (
+    'a=$1; t=$0\n'
+    'if [ -n "$2" ]; then timeout "$t" wget -q -O /dev/null --header "Content-Type: application/json" '
+    '--post-data "$2" "$a/load" || exit 3; fi\n'
+    '[ -n "$3" ] || exit 0\n'
+    'timeout "$t" wget -q -O - "$a/reverse_proxy/upstreams" || exit 4\n'
+    "printf '\\036'\n"
+    'if [ -n "$OSSCTL_FRONTDOOR_KEY" ]; then timeout "$t" wget -q -O - '
+    '--header "Authorization: Bearer $OSSCTL_FRONTDOOR_KEY" "$3/slots"; else timeout "$t" wget -q -O - "$3/slots"; fi\n'
+    'exit 0\n')
+
+
 class FrontDoor:
     """The front door of ``spec.profile`` on the engine ``runtime`` talks to. Every method
     raises :class:`OssctlError`: NotFoundError when the container does not exist,
     RemoteError when it is not running or the admin API fails, ConflictError when it
-    cannot listen on its port."""
+    cannot listen on its port.
 
-    def __init__(self, runtime, spec: FrontDoorSpec):
+    The object remembers the upstream list it last read or set, so a rollout (which holds
+    the profile's lock: nobody else changes the list meanwhile) pays one ``docker exec``
+    per change instead of a read, a write and a read back."""
+
+    def __init__(self, runtime, spec: FrontDoorSpec, log=None):
         self.rt = runtime
         self.spec = spec
+        self.log = log or (lambda _msg: None)
+        self._known: list[Upstream] | None = None
 
     # lifecycle ------------------------------------------------------------------------
     def ensure(self, upstreams: list[Upstream] | None = None, timeout: float = 30.0) -> FrontDoorState:
-        """Make the front door run as ``spec`` says and return its state. A stopped
-        container is started again (it resumes its last upstreams); one whose image,
-        listen address or admin port differ is replaced (keeping its upstreams); none is
-        created. ``upstreams``, when given, then becomes the upstream list."""
+        """:meth:`prepare`, then the state (one more admin request)."""
+        self.prepare(upstreams, timeout)
+        return self.state()
+
+    def prepare(self, upstreams: list[Upstream] | None = None, timeout: float = 30.0) -> None:
+        """Make the front door run as ``spec`` says. A stopped container is started again
+        (it resumes its last upstreams); one whose image, listen address or admin port
+        differ is replaced (keeping its upstreams); none is created (and its Caddy version
+        checked). ``upstreams``, when given, then becomes the upstream list."""
         c = self.rt.find(self.spec.name)
         if c is not None and not self._matches(c):
             if upstreams is None and c["running"]:
@@ -301,13 +328,14 @@ class FrontDoor:
             self._wait_admin(timeout, cid, created=True)
             self._check_version(cid, created=True)
             self.rt.set_restart(cid, policy)
-            return self.state()
+            self._known = list(upstreams or [])
+            return
         if not c["running"]:
             self.rt.start(c["id"])
-        self._wait_admin(timeout, c["id"], created=False)
-        self._check_version(c["id"], created=False)
+            self._wait_admin(timeout, c["id"], created=False)
         self.rt.set_restart(c["id"], policy)
-        return self.set_upstreams(upstreams) if upstreams is not None else self.state()
+        if upstreams is not None:
+            self.route(upstreams)  # a running one answers at once; its Caddy was checked when it was made
 
     def remove(self) -> None:
         """Remove the container (clients lose the endpoint); nothing when there is none."""
@@ -321,41 +349,64 @@ class FrontDoor:
         return self._state(self._read_upstreams())
 
     def _state(self, ups: list[Upstream]) -> FrontDoorState:
-        live = {u.get("address"): u for u in self._get("/reverse_proxy/upstreams") or []}
+        live = {u.get("address"): u for u in self._admin("/reverse_proxy/upstreams") or []}
         return FrontDoorState(
             self.spec.name, self.rt.host, self.spec.endpoint, self.spec.image, True,
             [UpstreamState(u.url, u.weight, u.enabled, int(live.get(u.dial, {}).get("num_requests", 0)),
                            int(live.get(u.dial, {}).get("fails", 0))) for u in ups])
 
     def upstreams(self) -> list[Upstream]:
-        return self._read_upstreams()
+        """The upstream list (as this object last read or set it)."""
+        return list(self._known) if self._known is not None else self._read_upstreams()
+
+    def busy(self, url: str, api_key: str | None = None) -> int:
+        """Requests ``url`` serves now: the larger of the front door's in-flight count and
+        llama-server's processing slots (``/slots`` asked from the front door's host, with
+        ``api_key`` when the server needs one; 0 when it cannot tell)."""
+        return self._run(watch=canonical_url(url), api_key=api_key)
 
     # changing -------------------------------------------------------------------------
-    def set_upstreams(self, upstreams: list[Upstream]) -> FrontDoorState:
-        """Replace the upstream list. Caddy swaps its configuration gracefully: requests in
-        flight finish on the upstream they started on."""
+    def route(self, upstreams: list[Upstream]) -> None:
+        """Replace the upstream list (one admin request). Caddy swaps its configuration
+        gracefully: requests in flight finish on the upstream they started on."""
         ups = list(upstreams)
-        self._post("/load", caddy_config(self.spec, ups))
-        return self._state(ups)
+        _check_unique(ups)
+        self._run(load=ups)
+
+    def set_upstreams(self, upstreams: list[Upstream]) -> FrontDoorState:
+        """:meth:`route`, then the state."""
+        self.route(upstreams)
+        return self._state(list(upstreams))
+
+    def swap(self, old: str | None, new: str) -> None:
+        """Make ``new`` an enabled upstream and drop ``old`` when it differs (one request)."""
+        old = canonical_url(old) if old else None
+        new = canonical_url(new)
+        ups = [u for u in self.upstreams() if u.url != old or old == new]
+        if any(u.url == new for u in ups):
+            ups = [replace(u, enabled=True) if u.url == new else u for u in ups]
+        else:
+            ups.append(Upstream(new))
+        self.route(ups)
 
     def enable(self, url: str, weight: int | None = None) -> FrontDoorState:
         """Send new requests to ``url`` again (optionally with a new weight)."""
-        return self._update(url, lambda u: replace(u, enabled=True, weight=u.weight if weight is None else weight))
+        ups = self._changed(url, lambda u: replace(u, enabled=True, weight=u.weight if weight is None else weight))
+        return self.set_upstreams(ups)
 
     def drain(self, url: str, timeout: float = 120.0, api_key: str | None = None, poll: float = 0.2) -> DrainResult:
         """Stop sending new requests to ``url``, then wait until it is idle: no request in
         flight through the front door and no llama-server slot processing (``/slots``,
-        asked from the front door's host; ``api_key`` when the server needs one). Raises
+        asked from the front door's host; ``api_key`` when the server needs one). The
+        change and the first look are one request, each later look one more. Raises
         :class:`DrainTimeout` after ``timeout`` seconds (it stays disabled)."""
         target = canonical_url(url)
-        self._update(target, lambda u: replace(u, enabled=False))
+        load: list[Upstream] | None = self._changed(target, lambda u: replace(u, enabled=False))
         t0 = time.monotonic()
         first: int | None = None
-        dial = target.split("://", 1)[1]
         while True:
-            live = {u.get("address"): u for u in self._get("/reverse_proxy/upstreams") or []}
-            proxied = int(live.get(dial, {}).get("num_requests", 0))
-            busy = max(proxied, self._slots_busy(target, api_key))
+            busy = self._run(load=load, watch=target, api_key=api_key)
+            load = None
             if first is None:
                 first = busy
             waited = time.monotonic() - t0
@@ -367,41 +418,78 @@ class FrontDoor:
             time.sleep(poll)
 
     # internals ------------------------------------------------------------------------
-    def _update(self, url: str, change) -> FrontDoorState:
+    def _changed(self, url: str, change) -> list[Upstream]:
         target = canonical_url(url)
-        ups = self._read_upstreams()
+        ups = self.upstreams()
         if target not in {u.url for u in ups}:
             raise NotFoundError(f"{target} is not an upstream of the front door {self.spec.name}",
                                 hint="its upstreams: " + (", ".join(u.url for u in ups) or "none"))
-        return self.set_upstreams([change(u) if u.url == target else u for u in ups])
+        return [change(u) if u.url == target else u for u in ups]
 
     def _matches(self, c: dict[str, Any]) -> bool:
         want = self.spec.labels()
         return c["image"] == self.spec.image and all(c["labels"].get(k) == v for k, v in want.items())
 
     def _read_upstreams(self) -> list[Upstream]:
-        return upstreams_from_config(self._get("/config/") or {})
+        self._known = upstreams_from_config(self._admin("/config/") or {})
+        return list(self._known)
 
-    def _slots_busy(self, url: str, api_key: str | None) -> int:
-        """Slots processing on the llama-server at ``url``; 0 when /slots cannot tell
-        (unreachable, disabled): the front door's own count still holds."""
-        rc, out, _ = self._wget(url + "/slots", api_key=api_key)
-        if rc != 0:
-            return 0
+    def _run(self, load: list[Upstream] | None = None, watch: str | None = None, api_key: str | None = None) -> int:
+        """One exec of :data:`_SCRIPT`: set ``load`` as the upstream list, then, for
+        ``watch``, return how many requests it still serves (the larger of the front door's
+        in-flight count and llama-server's processing slots; /slots that cannot tell
+        counts 0). Returns 0 without ``watch``."""
+        body = json.dumps(caddy_config(self.spec, load), sort_keys=True) if load is not None else ""
+        argv = ["sh", "-c", _SCRIPT, str(HTTP_TIMEOUT_S), self.spec.admin_url, body, watch or ""]
+        env = {"OSSCTL_FRONTDOOR_KEY": api_key} if api_key else None
         try:
-            slots = json.loads(out)
-            return sum(1 for s in slots if isinstance(s, dict) and s.get("is_processing"))
-        except (ValueError, TypeError):
+            rc, out, err = self.rt.exec(self.spec.name, argv, env=env)
+        except OssctlError:
+            if not self._revive():
+                self._raise_not_running()
+                raise
+            rc, out, err = self.rt.exec(self.spec.name, argv, env=env)
+        if rc != 0:
+            self._raise_not_running()
+            why = (err.decode("utf-8", "replace").strip().splitlines() or [f"exit {rc}"])[-1]
+            what = "/load" if rc == 3 else "/reverse_proxy/upstreams" if rc == 4 else "request"
+            raise RemoteError(f"front door {self.spec.name} on {self.rt.host}: admin API {what} failed: {why}",
+                              hint=f"see `docker logs {self.spec.name}`")
+        if load is not None:
+            self._known = list(load)
+        if not watch:
             return 0
+        counters, _, slots = out.partition(b"\x1e")
+        try:
+            live = json.loads(counters) or []
+        except ValueError:
+            raise RemoteError(f"front door {self.spec.name}: admin API /reverse_proxy/upstreams answered non-JSON: "
+                              f"{counters[:80]!r}") from None
+        dial = watch.split("://", 1)[1]
+        proxied = sum(int(u.get("num_requests", 0)) for u in live if isinstance(u, dict) and u.get("address") == dial)
+        try:
+            busy = sum(1 for x in json.loads(slots) if isinstance(x, dict) and x.get("is_processing"))
+        except (ValueError, TypeError):
+            busy = 0  # unreachable, disabled: the front door's own count still holds
+        return max(proxied, busy)
 
-    def _get(self, path: str) -> Any:
-        return self._admin(path)
+    def _revive(self) -> bool:
+        """After an exec that Docker refused: start the front door again when it stopped
+        (killed, crashed, stopped by hand) and wait for its admin API; Caddy resumes the
+        upstream list it had. False when there is none (the caller says so)."""
+        c = self.rt.find(self.spec.name)
+        if c is None or c["labels"].get(ROLE_LABEL) != "frontdoor":
+            return False
+        if not c["running"]:
+            self.log(f"the front door {self.spec.name} on {self.rt.host} was not running "
+                     f"({c['status']}, exit code {c['exit_code']}); starting it again with its last upstreams")
+            self.rt.start(c["id"])
+        self._wait_admin(30.0, c["id"], created=False)
+        return True
 
-    def _post(self, path: str, body: dict[str, Any]) -> Any:
-        return self._admin(path, body)
-
-    def _admin(self, path: str, body: dict[str, Any] | None = None) -> Any:
-        rc, out, err = self._wget(self.spec.admin_url + path, body=body)
+    def _admin(self, path: str) -> Any:
+        """GET ``path`` of the admin API, as JSON."""
+        rc, out, err = self._wget(self.spec.admin_url + path)
         if rc != 0:
             self._raise_not_running()
             why = (err.decode("utf-8", "replace").strip().splitlines() or [f"exit {rc}"])[-1]
@@ -413,22 +501,12 @@ class FrontDoor:
         except ValueError:
             raise RemoteError(f"front door {self.spec.name}: admin API {path} answered non-JSON: {text[:80]}") from None
 
-    def _wget(self, url: str, body: dict[str, Any] | None = None, api_key: str | None = None) -> tuple[int, bytes, bytes]:
-        """One HTTP request made from inside the front-door container (its network is the
-        engine host's). The key goes in the process environment, never in argv."""
+    def _wget(self, url: str) -> tuple[int, bytes, bytes]:
+        """One GET made from inside the front-door container (its network is the engine
+        host's)."""
         # `timeout`, not wget -T: Debian's static busybox wget crashes with -T
-        argv = ["timeout", str(HTTP_TIMEOUT_S), "wget", "-q", "-O", "-"]
-        if body is not None:
-            argv += ["--header", "Content-Type: application/json", "--post-data", json.dumps(body, sort_keys=True)]
-        env = None
-        if api_key:
-            argv = ["sh", "-c", f'exec timeout {HTTP_TIMEOUT_S} wget -q -O - '
-                    '--header "Authorization: Bearer $OSSCTL_FRONTDOOR_KEY" "$0"', url]
-            env = {"OSSCTL_FRONTDOOR_KEY": api_key}
-        else:
-            argv.append(url)
         try:
-            return self.rt.exec(self.spec.name, argv, env=env)
+            return self.rt.exec(self.spec.name, ["timeout", str(HTTP_TIMEOUT_S), "wget", "-q", "-O", "-", url])
         except OssctlError:
             self._raise_not_running()
             raise

@@ -16,17 +16,31 @@ def read_help(rt, image: str, cache_dir: Path | None = None, image_id: str | Non
     afterwards). With ``cache_dir`` and the image's id (a content hash: the same id is the
     same binary) a help text read before is reused, which saves a container run on every
     deploy. Raises :class:`RemoteError` when the image does not print one."""
-    cached = Path(cache_dir, "llama-help", image_id.replace(":", "-") + ".txt") if cache_dir and image_id else None
+    def check(code: int, out: str) -> None:
+        if not llama_flags.parse_help_flags(out):
+            raise RemoteError(f"`llama-server --help` in {image} listed no flags (exit {code})",
+                              hint="is it a llama.cpp server image? `ossctl doctor --profile NAME` checks it")
+
+    return _cached_run(rt, image, "--help", "llama-help", check, cache_dir, image_id)
+
+
+def read_version(rt, image: str, cache_dir: Path | None = None, image_id: str | None = None) -> str:
+    """``llama-server --version`` as printed inside ``image`` (its build line), cached per
+    image id like :func:`read_help`. Not checked: :func:`llama_flags.parse_build` says what
+    it could read."""
+    return _cached_run(rt, image, "--version", "llama-version", lambda _code, _out: None, cache_dir, image_id)
+
+
+def _cached_run(rt, image: str, arg: str, kind: str, check, cache_dir: Path | None, image_id: str | None) -> str:
+    cached = Path(cache_dir, kind, image_id.replace(":", "-") + ".txt") if cache_dir and image_id else None
     if cached is not None:
         try:
             return cached.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError):
             pass
-    code, out = rt.run_once(image, ["--help"])
-    if not llama_flags.parse_help_flags(out):
-        raise RemoteError(f"`llama-server --help` in {image} listed no flags (exit {code})",
-                          hint="is it a llama.cpp server image? `ossctl doctor --profile NAME` checks it")
-    if cached is not None:
+    code, out = rt.run_once(image, [arg])
+    check(code, out)
+    if cached is not None and code == 0:
         from ossctl.fsutil import atomic_write
 
         with contextlib.suppress(OSError):  # a cache: a read-only home only costs the next run

@@ -302,8 +302,8 @@ class Ledger:
         bad: list[Unreadable] = []
         for path, data in files.items():
             parts = path.split("/")
-            if len(parts) != 2 or not parts[1].endswith(".json"):
-                continue
+            if len(parts) != 2 or not parts[1].endswith(".json") or parts[0].startswith("."):
+                continue  # ".verified/": what the model directories held when last hashed
             profile, name = parts[0], parts[1][:-5]
             try:
                 rec = Release.from_dict(json.loads(data.decode("utf-8")))
@@ -322,6 +322,23 @@ class Ledger:
         self.rt.write_tree(hid, LEDGER_DIR, {f"{r.profile}/{r.id}.json":
                                               (json.dumps(r.to_dict(), indent=1, sort_keys=True) + "\n").encode()
                                               for r in recs})
+
+    def verified(self, model_dir: str) -> dict[str, Any]:
+        """What ``model_dir`` on this engine's host held when it was last hashed there:
+        ``{file name: {"size", "mtime", "sha256"}}``, {} when never (or unreadable)."""
+        hid = self._holder_id(create=False)
+        data = self.rt.read_tree(hid, f"{LEDGER_DIR}/.verified").get(_verified_name(model_dir)) if hid else None
+        try:
+            rec = json.loads(data.decode("utf-8")) if data else {}
+        except (ValueError, UnicodeDecodeError):
+            return {}
+        return rec.get("files", {}) if isinstance(rec, dict) and rec.get("dir") == model_dir else {}
+
+    def save_verified(self, model_dir: str, files: dict[str, dict[str, Any]]) -> None:
+        """Record what ``model_dir`` held when hashed (see :meth:`verified`)."""
+        hid = self._holder_id(create=True)
+        body = json.dumps({"dir": model_dir, "at": now_iso(), "files": files}, indent=1, sort_keys=True) + "\n"
+        self.rt.write_tree(hid, LEDGER_DIR, {f".verified/{_verified_name(model_dir)}": body.encode()})
 
     # the lock -------------------------------------------------------------------------
     @contextlib.contextmanager
@@ -365,6 +382,10 @@ class Ledger:
             return None
         self.rt.remove(held["id"])
         return lock_info(held)
+
+
+def _verified_name(model_dir: str) -> str:
+    return hashlib.sha256(model_dir.encode()).hexdigest()[:16] + ".json"
 
 
 def lock_info(container: dict[str, Any]) -> dict[str, Any]:

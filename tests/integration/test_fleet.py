@@ -202,3 +202,94 @@ def test_preflight_refuses_before_changing_anything(fs, tmp_path):
     t0 = time.monotonic()
     r = fs.cli("deploy", "-p", fs.name)
     assert r.code == 5 and "tcp://127.0.0.1:9" in r.err and time.monotonic() - t0 < 60, r.err
+
+
+def test_remote_hash_is_kept_until_a_file_changes(fs, tmp_path):
+    """A remote host's files are hashed there once; later deploys read their sizes and
+    mtimes (no container) and hash again only what changed since."""
+    mine = tmp_path / "model-on-tls"
+    shutil.copytree(fs.model_dir, mine)
+    hosts = [dict(h) for h in fs.hosts]
+    hosts[1]["model"] = str(mine)
+    fs.write(hosts=hosts)
+    r = fs.cli("deploy", "-p", fs.name)
+    assert r.code == 0, r.err
+    assert f"{mine}: hashed on the host, matches the manifest" in r.err, r.err
+    r = fs.cli("deploy", "-p", fs.name)
+    assert r.code == 0, r.err
+    assert f"{mine}: unchanged since it was hashed on the host" in r.err, r.err
+
+    # one byte changed in place: same size, new mtime -> hashed again, refused, nothing changed
+    part = sorted(mine.glob("*.gguf"))[0]
+    data = bytearray(part.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    part.write_bytes(bytes(data))
+    r = fs.cli("deploy", "-p", fs.name)
+    assert r.code == 4 and f"{part.name} differs from the manifest" in r.err and "nothing was changed" in r.err, r.err
+    rows = fs.cli("--json", "status", "-p", fs.name).json()["releases"]
+    assert {r["release"] for r in rows} == {"r0002"}
+
+    # a size that differs is refused from the stat alone
+    part.write_bytes(bytes(data[:-1]))
+    r = fs.cli("deploy", "-p", fs.name)
+    assert r.code == 4 and f"{part.name} differs from the manifest" in r.err and "bytes, expected" in r.err, r.err
+
+
+def _on_start(engine, profile: str, release: str, action):
+    """Run ``action()`` the moment ``engine`` starts the container of ``release``; returns
+    the event stream (close it afterwards)."""
+    import threading
+
+    events = engine.client.events(decode=True, filters={"label": [f"ossctl.profile={profile}"], "event": ["start"]})
+
+    def watch():
+        for ev in events:
+            if ev["Actor"]["Attributes"].get("ossctl.release") == release:
+                action()
+                return
+
+    threading.Thread(target=watch, daemon=True).start()
+    return events
+
+
+def test_front_door_killed_mid_rollout_is_started_again(fs):
+    r = fs.cli("deploy", "-p", fs.name)
+    assert r.code == 0, r.err
+    door = fs.fd.client.containers.get(f"ossctl-frontdoor-{fs.name}")
+    # killed while the second host's new release is starting
+    events = _on_start(fs.fleet.engine("tls"), fs.name, "r0002", lambda: door.kill())
+    r = fs.cli("deploy", "-p", fs.name)
+    events.close()
+    assert r.code == 0, r.err
+    assert f"the front door ossctl-frontdoor-{fs.name}" in r.err and "starting it again with its last upstreams" in r.err
+    assert "Traceback" not in r.err
+    door.reload()
+    assert door.status == "running"
+    rows = fs.cli("--json", "status", "-p", fs.name).json()["releases"]
+    assert {r["release"] for r in rows} == {"r0002"} and all(r["health"] == "ok" for r in rows)
+    assert _answer(fs.endpoint)["choices"]
+
+
+def test_ctrl_c_mid_rollout_leaves_the_fleet_on_one_version(fs):
+    import signal
+
+    r = fs.cli("deploy", "-p", fs.name)
+    assert r.code == 0, r.err
+    proc = subprocess.Popen([sys.executable, "-m", "ossctl", "deploy", "-p", fs.name], env={**os.environ, **fs.env},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # Ctrl-C while the second host's new release is starting (the first one is updated)
+    events = _on_start(fs.fleet.engine("tls"), fs.name, "r0002", lambda: proc.send_signal(signal.SIGINT))
+    _, err = proc.communicate(timeout=300)
+    events.close()
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    lines = [ln for ln in err.splitlines() if ln.startswith("interrupted")]
+    assert len(lines) == 1 and "rolled back" in lines[0], err
+    rows = fs.cli("--json", "status", "-p", fs.name).json()["releases"]
+    # every host serves what r0001 served (host 1 through a rollback release made from it)
+    assert len(rows) == 3 and {r["source"] or r["release"] for r in rows} == {"r0001"}, \
+        [(r["docker_host"], r["release"], r["source"], r.get("state")) for r in rows]
+    assert all(r["health"] == "ok" for r in rows)
+    assert _answer(fs.endpoint)["choices"]
+    for e in fs.fleet.engines:  # no lock left behind
+        assert not e.client.containers.list(all=True, filters={"name": f"ossctl-lock-{fs.name}"})

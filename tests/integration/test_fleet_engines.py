@@ -133,3 +133,28 @@ def test_front_door_on_the_ssh_engine_balances_and_drains_over_the_other_two(fle
 
     with pytest.raises(httpx.ConnectError):
         httpx.get(f"http://{door.addr}:18091/config/", trust_env=False, timeout=3)
+
+
+def test_ssh_keeps_one_connection_and_execs_without_a_new_one(fleet_env, monkeypatch):
+    """Over ssh:// every new connection is an ssh session plus `docker system dial-stdio`
+    on the host: ordinary requests reuse one, and an exec in a container with sh (its
+    output read back through the archive API) needs none of its own."""
+    from docker.transport import sshconn
+
+    e = fleet_env.engine("ssh")
+    with e.runtime() as rt:
+        opened = []
+        original = sshconn.SSHSocket.connect
+        monkeypatch.setattr(sshconn.SSHSocket, "connect", lambda self, **kw: (opened.append(1), original(self, **kw)))
+        name = f"flx-{fleet_env.profile}"
+        rt.run({"name": name, "image": fleet_env.frontdoor_image, "command": ["caddy", "run"],
+                "labels": fleet_env.labels})
+        for _ in range(5):
+            assert rt.find(name)["running"]
+        code, out, err = rt.exec(name, ["sh", "-c", 'echo "out $1"; echo "err $KEYV" >&2; exit 3', "x", "arg1"],
+                                 env={"KEYV": "v1"})
+        assert (code, out, err) == (3, b"out arg1\n", b"err v1\n")
+        code, out, _ = rt.exec(name, ["sh", "-c", "ls -a /tmp"])
+        assert code == 0 and out.count(b".ossctl-exec-") == 1  # the previous exec's files were removed
+        assert len(opened) <= 1, f"{len(opened)} ssh connections for 9 requests and two execs"
+        rt.remove(name)

@@ -212,10 +212,10 @@ def test_drain_reads_slots_with_the_api_key_and_waits_for_direct_clients(frontdo
     direct = threading.Thread(target=lambda: done.update(chat(url, max_tokens=3500, api_key=key)))
     direct.start()
     deadline = time.monotonic() + 30
-    while frontdoor._slots_busy(url, key) == 0:
+    while frontdoor.busy(url, key) == 0:
         assert time.monotonic() < deadline, "the direct request never showed in /slots"
         time.sleep(0.05)
-    assert frontdoor._slots_busy(url, None) == 0  # without the key /slots says nothing (401)
+    assert frontdoor.busy(url) == 0  # without the key /slots says nothing (401)
     res = frontdoor.drain(url, timeout=60, api_key=key)
     assert res.in_flight_at_start == 1 and res.waited_s > 0
     direct.join(10)
