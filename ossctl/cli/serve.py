@@ -78,12 +78,25 @@ def rollback(
                                  f"(recorded as {res['id']}), healthy at {res['endpoint']}")
 
 
+def _vram(rec: dict | None) -> str:
+    """Measured GPU memory of a release per GPU ("0:8484M 1:8204M"), "-" where the host's
+    NVML was not read (a remote engine, no GPU)."""
+    measured = (rec or {}).get("measured") or {}
+    return " ".join(f"{g}:{int(b) // 2**20}M" for g, b in sorted(measured.items(), key=lambda kv: int(kv[0]))) or "-"
+
+
 def _uptime(s: int | None) -> str:
     if s is None:
         return "-"
     h, rem = divmod(int(s), 3600)
     m, sec = divmod(rem, 60)
     return f"{h}h{m:02d}m" if h else f"{m}m{sec:02d}s"
+
+
+def _warn_hosts(res: dict) -> None:
+    for h in res.get("hosts", []):
+        if not h["ok"]:
+            output.info(f"warning: {h['docker_host']}: {h['error']}")
 
 
 def status(
@@ -103,16 +116,17 @@ def status(
 
     def human() -> str:
         fleet = "hosts" in res
-        for h in res.get("hosts", []):
-            if not h["ok"]:
-                output.info(f"warning: {h['docker_host']}: {h['error']}")
+        _warn_hosts(res)
         if not res["releases"]:
             return f"nothing deployed on {res['docker_host'] or 'the fleet'}"
         return output.table(
-            (["HOST"] if fleet else []) + ["PROFILE", "RELEASE", "MODEL", "CTX", "HEALTH", "CONTAINER", "UPTIME", "ENDPOINT"],
+            (["HOST"] if fleet else []) + ["PROFILE", "RELEASE", "MODEL", "CTX", "HEALTH", "CONTAINER", "UPTIME", "ENDPOINT",
+                                           "BUILD", "IMAGE_ID", "VRAM"],
             [([r["docker_host"]] if fleet else []) + [
                 r["profile"], r["release"] + ("" if r["source"] == r["release"] else f" (= {r['source']})"), r["model"],
-                r["ctx"], r["health"], r["container"], _uptime(r["uptime_s"]), r["endpoint"]] for r in res["releases"]])
+                r["ctx"], r["health"], r["container"], _uptime(r["uptime_s"]), r["endpoint"],
+                f"b{r['build']}" if r["build"] else "-", (r["image_id"] or "-").removeprefix("sha256:")[:12],
+                _vram(r["vram"])] for r in res["releases"]])
 
     output.emit(st, res, human)
 
@@ -129,12 +143,15 @@ def releases_cmd(
     res = rollout.history(st.settings, profile, docker_host_flag=docker_host, log=output.info)
 
     def human() -> str:
+        fleet = "hosts" in res
+        _warn_hosts(res)
         if not res["releases"]:
-            return f"no releases on {res['docker_host']}"
+            return f"no releases on {res['docker_host'] or 'the fleet'}"
         return output.table(
-            ["", "ID", "PROFILE", "KIND", "STATE", "CREATED", "MODEL_ID", "IMAGE", "NOTE"],
-            [["*" if r["current"] else "", r["id"], r["profile"], r["kind"], r["state"], r["created"],
-              (r["model_id"] or "")[:12], r["image"],
+            ["", *(["HOST"] if fleet else []), "ID", "PROFILE", "KIND", "STATE", "CREATED", "MODEL_ID", "IMAGE", "BUILD",
+             "NOTE"],
+            [["*" if r["current"] else "", *([r["docker_host"]] if fleet else []), r["id"], r["profile"], r["kind"],
+              r["state"], r["created"], (r["model_id"] or "")[:12], r["image"], f"b{r['build']}" if r["build"] else "-",
               (f"= {r['source']}" if r["source"] != r["id"] else "") + (" rolled back" if r["rolled_back"] else "")
               + (f" {r['error'].splitlines()[0][:60]}" if r["error"] else "")] for r in res["releases"]])
 

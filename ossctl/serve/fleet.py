@@ -498,12 +498,26 @@ def status(settings, profile: dict[str, Any], log: Log = _nolog) -> dict[str, An
     are."""
     from ossctl.serve import rollout
 
+    return _every_host(settings, profile, lambda m: rollout.engine_status(settings, profile["name"], m.docker_host, log),
+                       {"unreadable": []})
+
+
+def history(settings, profile: dict[str, Any], log: Log = _nolog) -> dict[str, Any]:
+    """Every host's releases of the profile in one list, newest first (as :func:`status`
+    treats hosts that do not answer)."""
+    from ossctl.serve import rollout
+
+    res = _every_host(settings, profile, lambda m: rollout.engine_history(settings, profile["name"], m.docker_host, log))
+    res["releases"].sort(key=lambda r: (r["created"] or "", r["id"]), reverse=True)
+    return res
+
+
+def _every_host(settings, profile: dict[str, Any], fn: Callable[[Member], dict[str, Any]],
+                extra: dict[str, Any] | None = None) -> dict[str, Any]:
     ms = members(settings, profile)
-    res = per_host(ms, lambda m: rollout.engine_status(settings, profile["name"], m.docker_host, log), STATUS_TIMEOUT_S)
     rows: list[dict[str, Any]] = []
     hosts = []
-    for m, st, err in res:
+    for m, res, err in per_host(ms, fn, STATUS_TIMEOUT_S):
         hosts.append({"docker_host": m.docker_host, "ok": err is None, "error": err.message if err else None})
-        for r in (st or {}).get("releases", []):
-            rows.append({**r, "docker_host": m.docker_host})
-    return {"docker_host": None, "releases": rows, "unreadable": [], "hosts": hosts}
+        rows += [{**r, "docker_host": m.docker_host} for r in (res or {}).get("releases", [])]
+    return {"docker_host": None, "releases": rows, **(extra or {}), "hosts": hosts}

@@ -102,6 +102,7 @@ class Release:
     image: str = ""
     image_id: str | None = None
     image_digests: list[str] = field(default_factory=list)
+    build: int | None = None  # llama.cpp build number the image reports (None: unknown)
     model_dir: str = ""
     model_id: str | None = None
     composite_sha256: str | None = None
@@ -167,7 +168,7 @@ class Release:
         return {
             "id": self.id, "profile": self.profile, "kind": self.kind, "state": self.state.value,
             "current": self.id == current_id, "source": self.source, "created": self.created,
-            "image": self.image, "image_id": self.image_id, "model_id": self.model_id,
+            "image": self.image, "image_id": self.image_id, "build": self.build, "model_id": self.model_id,
             "composite_sha256": self.composite_sha256, "ctx": self.ctx, "endpoint": self.endpoint,
             "container_id": self.container_id, "rolled_back": self.rolled_back, "error": self.error,
             "owner": self.owner, "vram": self.vram,

@@ -28,6 +28,7 @@ from typing import Any
 
 from ossctl.errors import ConflictError, DeployError, Interrupted, NotFoundError, OssctlError, UsageError
 from ossctl.serve import image_flags, llama_server
+from ossctl.serve.llama_flags import parse_build
 from ossctl.serve.releases import Book, Ledger, Release, State, import_legacy, now_iso, whoami
 from ossctl.serve.profiles import STRATEGIES, check_against_model, resolve_profile
 
@@ -385,10 +386,14 @@ def deploy(settings, profile_name: str, *, dry_run: bool = False, timeout: float
                 "docker_run": llama_server.docker_run_line(spec),
                 "flags": image_flags.explain(profile, help_text, source)}
 
+    from ossctl.serve.fleet import reach_address
+
     eng = Engine(settings, docker_host_flag, log)
+    # a remote engine's release is health-gated where it publishes its port: that host
+    reach = reach_address(eng.host, None, dict(settings.env))
     with eng.ledger.lock(name, "deploy", log):
         return deploy_locked(eng, profile, manifest, model_dir, timeout=timeout, force=force, strategy=strategy,
-                             api_key=api_key, local_vram=True).public()
+                             api_key=api_key, local_vram=eng.rt.is_local, reach=reach).public()
 
 
 def deploy_locked(eng: Engine, profile: dict[str, Any], manifest, model_dir: Path, *, timeout: float, force: bool,
@@ -409,6 +414,7 @@ def deploy_locked(eng: Engine, profile: dict[str, Any], manifest, model_dir: Pat
         preflight["registry"] = check_registered(eng.settings, manifest, log)
     image = eng.rt.image_info(profile["image"])
     help_text = image_flags.read_help(eng.rt, profile["image"], eng.settings.cache_dir, image["id"])
+    build = parse_build(image_flags.read_version(eng.rt, profile["image"], eng.settings.cache_dir, image["id"]))
     cur = book.current(name)
     cur_state = eng.running(cur)
     if profile["gpus"] == "none":
@@ -432,7 +438,7 @@ def deploy_locked(eng: Engine, profile: dict[str, Any], manifest, model_dir: Pat
         id=rid, profile=name, kind="deploy", source=rid, created=now_iso(), owner=whoami(),
         docker_host=eng.host, endpoint=_endpoint(port, reach), host=profile["host"], port=port,
         container_name=spec["name"], image=profile["image"], image_id=image["id"],
-        image_digests=image["digests"], model_dir=str(model_dir), model_id=manifest.model_id,
+        image_digests=image["digests"], build=build, model_dir=str(model_dir), model_id=manifest.model_id,
         composite_sha256=manifest.composite_sha256, repo=manifest.repo, revision=manifest.revision,
         ctx=profile["ctx"], api_key_file=profile["api_key_file"] or None, strategy=strategy,
         previous=cur.id if cur else None, preflight=preflight, profile_resolved=profile, spec=spec)
@@ -638,7 +644,8 @@ def engine_status(settings, profile: str | None, docker_host_flag: str | None, l
         out.append({
             "profile": name, "release": cur.id, "kind": cur.kind, "source": cur.source,
             "model": cur.profile_resolved.get("model"), "model_id": cur.model_id,
-            "composite_sha256": cur.composite_sha256, "ctx": cur.ctx, "image": cur.image,
+            "composite_sha256": cur.composite_sha256, "ctx": cur.ctx, "image": cur.image, "image_id": cur.image_id,
+            "build": cur.build,
             "endpoint": cur.endpoint, "port": cur.port, "container_id": cur.container_id,
             "container": st["status"] if st else "missing",
             "health": (cur.endpoint, _api_key_quiet(cur)) if running else "down",
@@ -662,7 +669,18 @@ def engine_status(settings, profile: str | None, docker_host_flag: str | None, l
 
 def history(settings, profile: str | None = None, docker_host_flag: str | None = None,
             log: Log = _nolog) -> dict[str, Any]:
-    """Every release on the engine (of ``profile`` when given), newest first."""
+    """Every release on the engine (of ``profile`` when given), newest first. A fleet
+    profile: every host's (each row carries its ``docker_host``)."""
+    fleet_profile = _fleet_profile(settings, profile, docker_host_flag)
+    if fleet_profile is not None:
+        from ossctl.serve import fleet
+
+        return fleet.history(settings, fleet_profile, log)
+    return engine_history(settings, profile, docker_host_flag, log)
+
+
+def engine_history(settings, profile: str | None, docker_host_flag: str | None, log: Log = _nolog) -> dict[str, Any]:
+    """:func:`history` of one engine."""
     eng = Engine(settings, docker_host_flag, log)
     book = eng.book(profile)
     rows = []
@@ -670,7 +688,7 @@ def history(settings, profile: str | None = None, docker_host_flag: str | None =
         if profile and name != profile:
             continue
         cur = book.current(name)
-        rows += [r.summary(cur.id if cur else None) for r in book.history(name)]
+        rows += [{**r.summary(cur.id if cur else None), "docker_host": eng.host} for r in book.history(name)]
     rows.sort(key=lambda r: (r["created"] or "", r["id"]), reverse=True)
     return {"docker_host": eng.host, "releases": rows}
 

@@ -21,9 +21,11 @@ DEPLOY_KEYS = {"id", "profile", "kind", "state", "source", "previous", "strategy
                "container_id", "container_name", "image", "image_id", "model_id", "composite_sha256", "ctx",
                "api_key_file", "created", "ready_s"}
 STATUS_KEYS = {"profile", "release", "kind", "source", "model", "model_id", "composite_sha256", "ctx", "image",
-               "endpoint", "port", "container_id", "container", "health", "uptime_s", "leftovers", "owner", "created", "docker_host", "vram"}
+               "endpoint", "port", "container_id", "container", "health", "uptime_s", "leftovers", "owner", "created", "docker_host", "vram",
+               "image_id", "build"}
 RELEASE_KEYS = {"id", "profile", "kind", "state", "current", "source", "created", "image", "image_id", "model_id",
-                "composite_sha256", "ctx", "endpoint", "container_id", "rolled_back", "error", "owner", "vram"}
+                "composite_sha256", "ctx", "endpoint", "container_id", "rolled_back", "error", "owner", "vram", "build",
+                "docker_host"}
 
 
 def cli(env, *args):

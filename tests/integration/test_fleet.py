@@ -137,6 +137,14 @@ def test_rolling_deploy_and_failed_deploy_under_load_lose_no_request(fs):
     rows = st.json()["releases"]
     assert sorted(r["docker_host"] for r in rows) == sorted(h["docker_host"] for h in fs.hosts)
     assert all(r["release"] == "r0001" and r["health"] == "ok" for r in rows)
+    assert len({(r["build"], r["image_id"]) for r in rows}) == 1 and rows[0]["build"] and rows[0]["image_id"]
+    # the history of every host in one table
+    rel = fs.cli("--json", "releases", "-p", fs.name)
+    assert rel.code == 0, rel.err
+    assert sorted(r["docker_host"] for r in rel.json()["releases"]) == sorted(h["docker_host"] for h in fs.hosts)
+    assert all(h["ok"] for h in rel.json()["hosts"])
+    table = fs.cli("releases", "-p", fs.name).out
+    assert table.splitlines()[0].split()[:2] == ["HOST", "ID"] and table.count("r0001") == 3, table
 
     # a rolling deploy while clients use the front door: every request answered
     load = fs.bench(25)
@@ -293,3 +301,22 @@ def test_ctrl_c_mid_rollout_leaves_the_fleet_on_one_version(fs):
     assert _answer(fs.endpoint)["choices"]
     for e in fs.fleet.engines:  # no lock left behind
         assert not e.client.containers.list(all=True, filters={"name": f"ossctl-lock-{fs.name}"})
+
+
+def test_single_host_deploy_to_a_remote_engine_is_gated_where_it_runs(fs):
+    """A profile without [[hosts]] deployed to a remote engine (ssh://): the health gate and
+    the recorded endpoint use that host's address, not this machine's loopback."""
+    e = fs.fleet.engine("ssh")
+    name = f"{fs.name}-one"
+    doc = {"extends": "cpu", "image": fs.fleet.llama_image, "model": str(fs.model_dir), "ctx": 512, "host": "0.0.0.0",
+           "port": fs.port + 5, "api_key_file": str(fs.key_file), "health_timeout": 60, "batch": 64, "ubatch": 64,
+           "strategy": "recreate"}
+    (fs.home / "profiles" / f"{name}.toml").write_text(fs.tomli_w.dumps(doc))
+    try:
+        r = fs.cli("--json", "deploy", "-p", name, "--docker-host", e.docker_host)
+        assert r.code == 0, r.err
+        assert r.json()["endpoint"] == f"http://{e.addr}:{fs.port + 5}"
+        assert _answer(r.json()["endpoint"])["choices"]
+    finally:
+        for c in e.client.containers.list(all=True, filters={"label": [f"ossctl.profile={name}"]}):
+            c.remove(force=True)
