@@ -542,16 +542,17 @@ def load_facts(model: str | None, model_dir: Path | None, catalog_entry=None) ->
 
     if model_dir is not None and Path(model_dir).is_dir() and any(Path(model_dir).glob("*.gguf")):
         return model_facts.read_model_dir(Path(model_dir))
-    from ossctl.gpu.known_models import KNOWN_ARCH
+    from ossctl.catalog import CATALOG
 
     alias = getattr(catalog_entry, "alias", None) or model
-    if alias in KNOWN_ARCH and catalog_entry is None:
-        from ossctl import catalog
-
-        catalog_entry = catalog.resolve(alias)
+    known = CATALOG.get(alias) if alias else None
+    if known is not None and known.architecture is None:
+        known = None
+    if known is not None and catalog_entry is None:
+        catalog_entry = known
     size = getattr(catalog_entry, "approx_size", 0)
-    if alias in KNOWN_ARCH and size:
-        return model_facts.from_known(alias, size)
+    if known is not None and size:
+        return model_facts.from_known(known, size)
     raise NotFoundError(f"model {model or model_dir} is not downloaded and its architecture is unknown",
                         hint=f"download it first: `ossctl download {model or 'MODEL'}`")
 

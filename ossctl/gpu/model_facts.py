@@ -1,6 +1,7 @@
 """What the VRAM estimate needs to know about a model, read from its GGUF files (through
 :mod:`ossctl.artifacts.gguf`: headers and tensor table only, no numpy), or from
-:mod:`ossctl.gpu.known_models` when the model is not downloaded.
+the catalog's published architecture when the model is not downloaded (approximate:
+see :func:`synthetic_tensors`).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ossctl.artifacts.gguf import read_gguf_kv, tensor_bytes, tensor_entries
+from ossctl.catalog import Architecture, CatalogEntry
 from ossctl.errors import IntegrityError
 
 EXPS_RE = re.compile(r"\.ffn_(up|down|gate|gate_up)_(ch|)exps")  # llama.cpp LLM_FFN_EXPS_REGEX
@@ -53,17 +55,49 @@ def swa_pattern(n_layer: int, n_pattern: int, dense_first: bool = False) -> list
     return [n_pattern == 0 or i % n_pattern < n_pattern - 1 for i in range(n_layer)]
 
 
-def from_known(alias: str, total_bytes: int) -> ModelFacts:
-    from ossctl.gpu.known_models import KNOWN_ARCH, synthetic_tensors
-
-    a = KNOWN_ARCH[alias]
+def from_known(entry: CatalogEntry, total_bytes: int) -> ModelFacts:
+    """Approximate facts of a catalog model that is not downloaded: its published
+    architecture (``entry.architecture``, which must be set) and trained context, tensors
+    synthesised from ``total_bytes``."""
+    a = entry.architecture
+    assert a is not None, entry.alias
     return ModelFacts(
-        name=a["name"], arch=a["arch"], n_layer=a["n_layer"], n_embd=a["n_embd"], n_head=a["n_head"],
-        n_head_kv=[a["n_head_kv"]] * a["n_layer"], head_dim_k=a["head_dim"], head_dim_v=a["head_dim"],
-        n_vocab=a["n_vocab"], n_ctx_train=a["n_ctx_train"], n_swa=a["n_swa"],
-        swa_layers=swa_pattern(a["n_layer"], a["swa_pattern"]), n_expert=a["n_expert"],
-        n_expert_used=a["n_expert_used"], n_ff_exp=a["n_ff_exp"], tensors=synthetic_tensors(a, total_bytes),
+        name=a.name, arch=a.arch, n_layer=a.n_layer, n_embd=a.n_embd, n_head=a.n_head,
+        n_head_kv=[a.n_head_kv] * a.n_layer, head_dim_k=a.head_dim, head_dim_v=a.head_dim,
+        n_vocab=a.n_vocab, n_ctx_train=entry.context_length, n_swa=a.n_swa,
+        swa_layers=swa_pattern(a.n_layer, a.swa_pattern), n_expert=a.n_expert,
+        n_expert_used=a.n_expert_used, n_ff_exp=a.n_ff_exp, tensors=synthetic_tensors(a, total_bytes),
         source="known-architecture", approximate=True)
+
+
+# MXFP4: 32 weights in 17 bytes (4.25 bits each).
+_MXFP4 = 17 / 32
+
+
+def synthetic_tensors(a: Architecture, total_bytes: int) -> list[tuple[str, int]]:
+    """(name, bytes) for a model of architecture ``a`` whose files total ``total_bytes``:
+    expert tensors at MXFP4 from the parameter count, the rest (embeddings, output,
+    attention, norms) scaled so that everything sums to ``total_bytes``.
+
+    APPROXIMATE: the per-tensor split is synthesised from the catalog's total size, so
+    per-layer weights are within a few percent, not exact. A plan built from these carries
+    ``approximate: true`` and a warning; once the model is downloaded, the plan reads the
+    real GGUF instead."""
+    L, e, ff = a.n_layer, a.n_embd, a.n_ff_exp
+    hd, nh, nkv = a.head_dim, a.n_head, a.n_head_kv
+    expert_each = int(e * ff * a.n_expert * _MXFP4)  # one of gate / up / down, per layer
+    experts = 3 * expert_each * L
+    embd = a.n_vocab * e  # parameters of token_embd, and of output
+    attn = e * hd * (2 * nh + 2 * nkv)  # q, k, v, o per layer
+    rest = max(total_bytes - experts, 0)
+    dense_params = 2 * embd + attn * L
+    scale = rest / dense_params if dense_params else 0.0
+    out = [("token_embd.weight", int(embd * scale))]
+    for i in range(L):
+        out += [(f"blk.{i}.attn.weight", int(attn * scale))]
+        out += [(f"blk.{i}.ffn_{w}_exps.weight", expert_each) for w in ("gate", "up", "down")]
+    out.append(("output.weight", total_bytes - sum(b for _, b in out)))  # rounding lands here
+    return out
 
 
 def read_facts(paths: list[Path]) -> ModelFacts:
