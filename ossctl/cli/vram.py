@@ -65,11 +65,10 @@ def watch(
     prints one JSON object per sample per line."""
     from ossctl.errors import EXIT_ALERT, UsageError
     from ossctl.gpu import nvml, watch as w
-    from ossctl.gpu.units import parse_gpu_ids, parse_threshold
 
     st = output.state(ctx)
-    ids = parse_gpu_ids(gpu) if gpu is not None else []
-    threshold = parse_threshold(alert_above) if alert_above is not None else None
+    ids = w.parse_gpu_ids(gpu) if gpu is not None else []
+    threshold = w.parse_threshold(alert_above) if alert_above is not None else None
     if exit_on_alert and threshold is None:
         raise UsageError("--exit-on-alert needs --alert-above", hint="e.g. --alert-above 95GiB --exit-on-alert")
     n = 1 if once else count
@@ -162,11 +161,10 @@ def plan(
     figures are approximate)."""
     from ossctl.errors import EXIT_NO_FIT, OssctlError, UsageError
     from ossctl.gpu import fit, nvml
-    from ossctl.gpu.units import parse_gpu_spec
 
     st = output.state(ctx)
     settings = st.settings
-    specs = parse_gpu_spec(gpus) if gpus is not None else None
+    specs = fit.parse_gpu_spec(gpus) if gpus is not None else None
     if profile:
         try:
             from ossctl.serve.profiles import resolve_profile

@@ -48,6 +48,7 @@ from typing import Any
 
 from ossctl.errors import UsageError
 from ossctl.gpu.model_facts import EXPS_RE as _EXPS_RE, ModelFacts
+from ossctl.units import parse_size
 
 MiB = 1024 ** 2
 GiB = 1024 ** 3
@@ -78,6 +79,27 @@ class Device:
     name: str = ""
     total: int | None = None
     free: int | None = None
+
+
+def parse_gpu_spec(text: str) -> list[int]:
+    """Planning targets: ``"4x80GiB"``, ``"1x97GB"`` or ``"80GiB,40GiB"`` → memory per GPU
+    in bytes."""
+    t = (text or "").strip()
+    hint = "write COUNTxSIZE like 1x97GiB or 4x80GiB, or sizes like 80GiB,40GiB"
+    m = re.match(r"^(\d+)\s*[xX*]\s*(.+)$", t)
+    try:
+        if m:
+            n = int(m.group(1))
+            if not 1 <= n <= 64:
+                raise UsageError(f"malformed --gpus {text!r}: {n} GPUs", hint=hint)
+            sizes = [parse_size(m.group(2), "--gpus size")] * n
+        else:
+            sizes = [parse_size(x, "--gpus size") for x in t.split(",")]
+    except UsageError as exc:
+        raise UsageError(f"malformed --gpus {text!r}", hint=hint) from exc
+    if any(s <= 0 for s in sizes):
+        raise UsageError(f"malformed --gpus {text!r}: a GPU needs memory", hint=hint)
+    return sizes
 
 
 @dataclass(frozen=True)
