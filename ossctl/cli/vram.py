@@ -63,7 +63,7 @@ def watch(
     """GPU memory, utilization, temperature, power and the processes (and ossctl releases)
     holding memory. A table refreshed in place on a terminal; `ossctl --json vram watch`
     prints one JSON object per sample per line."""
-    from ossctl.errors import EXIT_ALERT, UsageError
+    from ossctl.errors import UsageError
     from ossctl.gpu import nvml, watch as w
 
     st = output.state(ctx)
@@ -72,9 +72,17 @@ def watch(
     if exit_on_alert and threshold is None:
         raise UsageError("--exit-on-alert needs --alert-above", hint="e.g. --alert-above 95GiB --exit-on-alert")
     n = 1 if once else count
-    backend = nvml.open_backend(st.settings.env)
-    backend.init()
-    labels = _label_lookup(backend, st.settings)
+    with nvml.Session(st.settings.env) as backend:
+        labels = _label_lookup(backend, st.settings)
+        _show(st, w, w.samples(lambda: nvml.snapshot(backend, ids, container_labels=labels), interval, n),
+              threshold, exit_on_alert)
+
+
+def _show(st, w, samples, threshold, exit_on_alert: bool) -> None:
+    """Render each sample (a table in place on a terminal, else frames or JSON lines);
+    alerts go to stderr."""
+    from ossctl.errors import EXIT_ALERT
+
     state = w.WatchState(threshold=threshold)
     tty = not st.json and sys.stdout.isatty()
     enc = getattr(sys.stdout, "encoding", None)
@@ -83,7 +91,7 @@ def watch(
     try:
         if tty:
             sys.stdout.write(w.HIDE_CURSOR)
-        for k, snap in enumerate(w.samples(lambda: nvml.snapshot(backend, ids, container_labels=labels), interval, n)):
+        for k, snap in enumerate(samples):
             if isinstance(snap, Exception):
                 output.info(f"warning: {snap}")
                 if st.json:
@@ -117,7 +125,6 @@ def watch(
         if tty:
             sys.stdout.write(w.SHOW_CURSOR)
             sys.stdout.flush()
-        backend.shutdown()
 
 
 def _silence_stdout() -> None:
@@ -238,16 +245,16 @@ def last_release_record(settings, profile_name: str | None) -> dict | None:
 def _live_devices(nvml, fit, settings, want):
     from ossctl.errors import OssctlError
 
-    be = nvml.open_backend(settings.env)
+    session, started = nvml.Session(settings.env), False
     try:
-        be.init()
+        with session as be:
+            started = True
+            snap = nvml.snapshot(be, want if isinstance(want, list) else None)
     except OssctlError as exc:
+        if started:  # NVML is there but the snapshot failed: that is an error
+            raise
         output.info(f"note: {exc.message}; planning without free-memory figures (pass --gpus 1x80GiB to compare)")
         return [fit.Device(i) for i in (want if isinstance(want, list) else [0])], None
-    try:
-        snap = nvml.snapshot(be, want if isinstance(want, list) else None)
-    finally:
-        be.shutdown()
     return [fit.Device(d.index, d.name or "", d.memory_total, d.memory_free) for d in snap.devices], "nvml"
 
 
