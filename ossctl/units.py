@@ -13,11 +13,12 @@ _SIZE_UNITS = {
     "k": 1000, "kb": 1000, "m": 1000 ** 2, "mb": 1000 ** 2, "g": 1000 ** 3, "gb": 1000 ** 3, "t": 1000 ** 4, "tb": 1000 ** 4,
     "kib": 1024, "mib": 1024 ** 2, "gib": 1024 ** 3, "tib": 1024 ** 4,
 }
-_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$")
+# patterns compile on first use (re caches them): `ossctl --help` imports this module
+_SIZE_RE = r"^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$"
 
 # seconds per time unit, for durations and for the times in an SLA
 TIME_UNITS = {"us": 1e-6, "µs": 1e-6, "ms": 0.001, "s": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0}
-_DUR = re.compile(r"([0-9]*\.?[0-9]+)\s*(ms|min|s|m|h)?")
+_DUR = r"([0-9]*\.?[0-9]+)\s*(ms|min|s|m|h)?"
 
 
 def human_size(n: int | float | None) -> str:
@@ -34,7 +35,7 @@ def human_size(n: int | float | None) -> str:
 
 def parse_size(text: str, what: str = "size") -> int:
     """``"95GiB"`` → bytes. Decimal (GB) and binary (GiB) units; a bare number is bytes."""
-    m = _SIZE_RE.match(text or "")
+    m = re.match(_SIZE_RE, text or "")
     unit = m.group(2).lower() if m else None
     if not m or unit not in _SIZE_UNITS:
         raise UsageError(f"malformed {what} {text!r}", hint="write a size like 95GiB, 80GB or 81920MiB")
@@ -52,9 +53,10 @@ def parse_duration(text: str) -> float:
     Raises :class:`UsageError`."""
     raw = (text or "").strip().lower()
     hint = "write a duration like 60s, 2m, 1m30s or 500ms"
+    dur = re.compile(_DUR)
     pos, total, n = 0, 0.0, 0
     while pos < len(raw):
-        m = _DUR.match(raw, pos)
+        m = dur.match(raw, pos)
         if not m or m.end() == pos:
             raise UsageError(f"duration {text!r} is malformed", hint=hint)
         if m.group(2) is None and (pos != 0 or m.end() != len(raw)):
