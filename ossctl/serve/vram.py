@@ -114,10 +114,9 @@ def last_release_record(settings, profile_name: str | None) -> dict | None:
     if not profile_name:
         return None
     try:
-        from ossctl.serve.docker_runtime import DockerRuntime, docker_host
         from ossctl.serve.releases import Ledger
 
-        book = Ledger(DockerRuntime(docker_host(settings), dict(settings.env), timeout=5)).load(profile_name)
+        book = Ledger(_runtime(settings)).load(profile_name)
     except OssctlError:
         return None
     rec = next((r for r in reversed(book.history(profile_name)) if r.vram and r.vram.get("measured")), None)
@@ -142,10 +141,7 @@ def container_labels(backend, settings) -> Callable[[str], dict | None]:
             return None
         try:
             if "rt" not in state:
-                from ossctl.serve import docker_runtime
-
-                state["rt"] = docker_runtime.DockerRuntime(docker_runtime.docker_host(settings), dict(settings.env),
-                                                           timeout=5)
+                state["rt"] = _runtime(settings)
             info = state["rt"].find(cid)  # type: ignore[attr-defined]
         except Exception:  # no docker SDK / engine: rows show the container id only
             state["broken"] = True
@@ -154,3 +150,11 @@ def container_labels(backend, settings) -> Callable[[str], dict | None]:
         return cache[cid]
 
     return lookup
+
+
+def _runtime(settings):
+    """The Docker engine of ``settings`` with a short timeout: what the plan and the
+    watch read from it is a nicety they go on without."""
+    from ossctl.serve.docker_runtime import DockerRuntime, docker_host
+
+    return DockerRuntime(docker_host(settings), dict(settings.env), timeout=5)
