@@ -1,4 +1,5 @@
-"""Model aliases: "20b", "120b" -> hub repo, file pattern and defaults.
+"""Model aliases: "20b", "120b" -> hub repo, file pattern, defaults, trained context and
+the published architecture (for planning before a model is downloaded).
 
 File names are resolved from the repo listing by pattern (upstream renamed the 20b file
 once), never hard-coded.
@@ -17,6 +18,27 @@ REASONING_EFFORTS = ("low", "medium", "high")
 
 
 @dataclass(frozen=True)
+class Architecture:
+    """The published architecture of a catalog model, as in the GGUF headers of its hub
+    repo; the VRAM plan uses it (approximately) until the model is downloaded. The
+    trained context is the entry's ``context_length``."""
+
+    name: str
+    arch: str
+    n_layer: int
+    n_embd: int
+    n_head: int
+    n_head_kv: int
+    head_dim: int
+    n_swa: int  # sliding window (tokens)
+    swa_pattern: int  # every n-th layer is full attention (llama.cpp's set_swa_pattern)
+    n_expert: int
+    n_expert_used: int
+    n_ff_exp: int
+    n_vocab: int
+
+
+@dataclass(frozen=True)
 class CatalogEntry:
     alias: str
     repo: str
@@ -25,6 +47,7 @@ class CatalogEntry:
     approx_size: int  # bytes, for planning before anything is downloaded
     context_length: int  # trained context (tokens)
     description: str
+    architecture: Architecture | None = None  # None: unknown until downloaded
 
 
 CATALOG: dict[str, CatalogEntry] = {
@@ -36,6 +59,9 @@ CATALOG: dict[str, CatalogEntry] = {
         approx_size=63_387_346_464,
         context_length=131072,
         description="gpt-oss-120b, MXFP4, 3 parts (~63 GB)",
+        architecture=Architecture(
+            name="gpt-oss-120b", arch="gpt-oss", n_layer=36, n_embd=2880, n_head=64, n_head_kv=8, head_dim=64,
+            n_swa=128, swa_pattern=2, n_expert=128, n_expert_used=4, n_ff_exp=2880, n_vocab=201088),
     ),
     "20b": CatalogEntry(
         alias="20b",
@@ -45,6 +71,9 @@ CATALOG: dict[str, CatalogEntry] = {
         approx_size=12_109_566_560,
         context_length=131072,
         description="gpt-oss-20b, MXFP4, single file (~12 GB)",
+        architecture=Architecture(
+            name="gpt-oss-20b", arch="gpt-oss", n_layer=24, n_embd=2880, n_head=64, n_head_kv=8, head_dim=64,
+            n_swa=128, swa_pattern=2, n_expert=32, n_expert_used=4, n_ff_exp=2880, n_vocab=201088),
     ),
 }
 

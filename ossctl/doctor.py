@@ -130,19 +130,13 @@ def _has_nvidia_cdi(d: Path) -> bool:
 def _gpu(ctx: Context) -> Check:
     from ossctl.gpu import nvml
 
-    be = nvml.open_backend(ctx.settings.env)
+    session = nvml.Session(ctx.settings.env)
     try:
-        be.init()
-    except OssctlError as exc:
-        status = FAIL if _wants_gpu(ctx) else WARN
-        return Check("gpu", status, exc.message,
+        with session as be:
+            snap = nvml.snapshot(be)
+    except OssctlError as exc:  # no driver, no library, no GPU (each says what to do)
+        return Check("gpu", FAIL if _wants_gpu(ctx) else WARN, exc.message,
                      exc.hint or "install the NVIDIA driver, or use a CPU profile")
-    try:
-        snap = nvml.snapshot(be)
-    except OssctlError as exc:
-        return Check("gpu", FAIL if _wants_gpu(ctx) else WARN, exc.message, exc.hint or "")
-    finally:
-        be.shutdown()
     if not snap.devices:
         return Check("gpu", FAIL if _wants_gpu(ctx) else WARN, "the driver sees no GPU", "check `nvidia-smi`")
     parts = [f"{d.index}: {d.name} free {human_size(d.memory_free)}" for d in snap.devices]

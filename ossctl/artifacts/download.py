@@ -249,15 +249,14 @@ def _kept_partials(target: Path) -> str:
 
 
 def gguf_facts(directory: Path, ordered: list[str]) -> dict:
-    from ossctl.artifacts.shards import read_gguf_kv
+    from ossctl.artifacts.gguf import arch_value, read_gguf_kv
 
-    # one pass over the header: the context key is named after the architecture
     kv = read_gguf_kv(directory / ordered[0])
     arch = kv.get("general.architecture")
     facts = {"parts": len(ordered)}
     if arch:
         facts["architecture"] = arch
-        ctx = kv.get(f"{arch}.context_length")
+        ctx = arch_value(kv, "context_length")
         if ctx:
             facts["context_length"] = int(ctx)
     return facts

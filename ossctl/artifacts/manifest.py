@@ -232,6 +232,18 @@ class VerifyResult:
     manifest: Manifest
 
 
+def model_files(model_dir: Path) -> list[Path]:
+    """The GGUF parts of a model directory in order (manifest order when there is one).
+    Raises :class:`NotFoundError` when there is none."""
+    model_dir = Path(model_dir)
+    if (model_dir / MANIFEST_NAME).exists():
+        return [model_dir / f.name for f in read_manifest(model_dir).files]
+    names = [p.name for p in model_dir.glob("*.gguf")] if model_dir.is_dir() else []
+    if not names:
+        raise NotFoundError(f"no GGUF files in {model_dir}", hint="download the model first: `ossctl download MODEL`")
+    return [model_dir / n for n in order_parts(names)]
+
+
 def is_side_file(name: str) -> bool:
     """Files ossctl itself keeps next to the parts (partials, quarantined copies)."""
     return name.endswith(PARTIAL_SUFFIX) or QUARANTINE_MARK in name or name.startswith(".")

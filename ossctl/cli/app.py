@@ -48,7 +48,7 @@ def _root(
 
 def _register() -> None:
     # typer + stdlib imports only: each module imports its library inside its commands
-    from ossctl.cli import bench, doctor, metrics, models, profile, registry, serve
+    from ossctl.cli import bench, doctor, metrics, models, profile, registry, serve, vram
 
     for name, fn in (("models", models.models_cmd), ("download", models.download_cmd),
                      ("verify", models.verify_cmd), ("hash", models.hash_cmd), ("adopt", models.adopt_cmd),
@@ -59,9 +59,7 @@ def _register() -> None:
         app.command(name)(fn)
     app.add_typer(registry.registry_app, name="registry")
     app.add_typer(profile.profile_app, name="profile")
-    # cli/vram.py still adds itself (it imports `app`) until its rewrite exports vram_app;
-    # then this line becomes app.add_typer(vram.vram_app, name="vram")
-    from ossctl.cli import vram  # noqa: F401
+    app.add_typer(vram.vram_app, name="vram")
     app.add_typer(metrics.metrics_app, name="metrics")
 
 

@@ -12,41 +12,10 @@ from typing import Optional
 import typer
 
 from ossctl.cli import output
-from ossctl.cli.app import app
+from ossctl.cli.options import ProfileOpt
 
 vram_app = typer.Typer(help="GPU memory: watch usage live, plan whether a profile fits.",
                        no_args_is_help=True, pretty_exceptions_show_locals=False)
-app.add_typer(vram_app, name="vram")
-
-
-def _label_lookup(backend, settings):
-    """``container_id -> labels``: the fake's own, else through the serve Docker adapter
-    when it is importable and the engine answers; cached for the whole watch."""
-    own = getattr(backend, "container_labels", None)
-    if own is not None:
-        return own
-    cache: dict[str, dict | None] = {}
-    state: dict[str, object] = {}
-
-    def lookup(cid: str) -> dict | None:
-        if cid in cache:
-            return cache[cid]
-        if state.get("broken"):
-            return None
-        try:
-            if "rt" not in state:
-                from ossctl.serve import docker_runtime
-
-                state["rt"] = docker_runtime.DockerRuntime(docker_runtime.docker_host(settings), dict(settings.env),
-                                                           timeout=5)
-            info = state["rt"].find(cid)  # type: ignore[attr-defined]
-        except Exception:  # no docker SDK / engine: rows show the container id only
-            state["broken"] = True
-            return None
-        cache[cid] = info["labels"] if info else None
-        return cache[cid]
-
-    return lookup
 
 
 @vram_app.command("watch", short_help="GPU memory, processes and ossctl releases, live.")
@@ -63,19 +32,27 @@ def watch(
     """GPU memory, utilization, temperature, power and the processes (and ossctl releases)
     holding memory. A table refreshed in place on a terminal; `ossctl --json vram watch`
     prints one JSON object per sample per line."""
-    from ossctl.errors import EXIT_ALERT, UsageError
+    from ossctl.errors import UsageError
     from ossctl.gpu import nvml, watch as w
-    from ossctl.gpu.units import parse_gpu_ids, parse_threshold
+    from ossctl.serve.vram import container_labels
 
     st = output.state(ctx)
-    ids = parse_gpu_ids(gpu) if gpu is not None else []
-    threshold = parse_threshold(alert_above) if alert_above is not None else None
+    ids = w.parse_gpu_ids(gpu) if gpu is not None else []
+    threshold = w.parse_threshold(alert_above) if alert_above is not None else None
     if exit_on_alert and threshold is None:
         raise UsageError("--exit-on-alert needs --alert-above", hint="e.g. --alert-above 95GiB --exit-on-alert")
     n = 1 if once else count
-    backend = nvml.open_backend(st.settings.env)
-    backend.init()
-    labels = _label_lookup(backend, st.settings)
+    with nvml.Session(st.settings.env) as backend:
+        labels = container_labels(backend, st.settings)
+        _show(st, w, w.samples(lambda: nvml.snapshot(backend, ids, container_labels=labels), interval, n),
+              threshold, exit_on_alert)
+
+
+def _show(st, w, samples, threshold, exit_on_alert: bool) -> None:
+    """Render each sample (a table in place on a terminal, else frames or JSON lines);
+    alerts go to stderr."""
+    from ossctl.errors import EXIT_ALERT
+
     state = w.WatchState(threshold=threshold)
     tty = not st.json and sys.stdout.isatty()
     enc = getattr(sys.stdout, "encoding", None)
@@ -84,7 +61,7 @@ def watch(
     try:
         if tty:
             sys.stdout.write(w.HIDE_CURSOR)
-        for k, snap in enumerate(w.samples(lambda: nvml.snapshot(backend, ids, container_labels=labels), interval, n)):
+        for k, snap in enumerate(samples):
             if isinstance(snap, Exception):
                 output.info(f"warning: {snap}")
                 if st.json:
@@ -118,7 +95,6 @@ def watch(
         if tty:
             sys.stdout.write(w.SHOW_CURSOR)
             sys.stdout.flush()
-        backend.shutdown()
 
 
 def _silence_stdout() -> None:
@@ -142,7 +118,7 @@ def _frame(w, snap, state, threshold, ascii_only: bool) -> str:
 @vram_app.command("plan", short_help="Will a profile fit in GPU memory? Breakdown and fixes.")
 def plan(
     ctx: typer.Context,
-    profile: Optional[str] = typer.Option(None, "--profile", "-p", metavar="NAME", help="Profile to plan (see `ossctl profile list`)."),
+    profile: ProfileOpt = None,
     model: Optional[str] = typer.Option(None, "--model", "-m", metavar="MODEL|DIR", help="Model instead of the profile's (alias, owner/repo, dir)."),
     gpus: Optional[str] = typer.Option(None, "--gpus", metavar="SPEC",
                                        help="Plan for these GPUs instead of the live ones: 1x97GiB, 4x80GiB, 80GiB,40GiB."),
@@ -159,98 +135,18 @@ def plan(
     GPU), compare it with free memory (live NVML, or --gpus), and say what to change when
     it does not fit (exit code 10, so scripts can gate on it; --json keeps `fits`).
     Works before the model is downloaded (from the catalog size; a warning says the
-    figures are approximate)."""
-    from ossctl.errors import EXIT_NO_FIT, OssctlError, UsageError
-    from ossctl.gpu import fit, nvml
-    from ossctl.gpu.units import parse_gpu_spec
+    figures are approximate). Without --profile, --model names what to plan."""
+    from ossctl.errors import EXIT_NO_FIT
+    from ossctl.serve.vram import plan_vram
 
     st = output.state(ctx)
-    settings = st.settings
-    specs = parse_gpu_spec(gpus) if gpus is not None else None
-    if profile:
-        try:
-            from ossctl.serve.profiles import resolve_profile
-        except ModuleNotFoundError:
-            raise UsageError("profiles are not available in this installation",
-                             hint="plan without one: `ossctl vram plan --model 120b --ctx 131072`") from None
-        prof = dict(resolve_profile(settings, profile))
-    elif model:
-        prof = {"name": None, "model": model, "gpus": "all"}
-    else:
-        raise UsageError("nothing to plan", hint="pass --profile NAME, or --model MODEL (with --ctx, --parallel, ...)")
     overrides = {"model": model, "ctx": ctx_size, "parallel": parallel, "n_gpu_layers": n_gpu_layers,
                  "n_cpu_moe": n_cpu_moe, "ubatch": ubatch, "cache_type_k": cache_type_k,
                  "cache_type_v": cache_type_v, "flash_attn": flash_attn}
-    prof.update({k: v for k, v in overrides.items() if v is not None})
-    if flash_attn is not None and flash_attn not in ("on", "off", "auto"):
-        raise UsageError(f"--flash-attn {flash_attn!r}", hint="use on, off or auto")
-
-    model_dir = None
-    try:
-        from ossctl.artifacts.manifest import locate_model_dir
-
-        model_dir = locate_model_dir(settings, str(prof["model"]))
-    except OssctlError:
-        model_dir = None
-
-    want = prof.get("gpus", "all")
-    if specs is not None:
-        devices = [fit.Device(i, "", s, s) for i, s in enumerate(specs)]
-        against = "--gpus"
-    elif want == "none":
-        devices, against = [], None
-    else:
-        devices, against = _live_devices(nvml, fit, settings, want)
-    result = fit.plan_profile(prof, model_dir, devices=devices, compared_against=against)
-    for msg in result.warnings:
-        output.info(f"warning: {msg}")
-    from ossctl.gpu.release_vram import drift
-
-    record = last_release_record(settings, prof.get("name")) if profile else None
-    rows = drift(record)
-    data = result.to_dict()
-    data["profile"] = prof.get("name")
-    data["last_release"] = {"release": (record or {}).get("release") or (record or {}).get("id"),
-                            "gpus": rows} if rows else None
-    output.emit(st, data, lambda: _render_plan(result, prof.get("name"), data["last_release"]))
-    if result.fits is False:  # scripts gate on it: `ossctl vram plan -p prod || exit`
+    result = plan_vram(st.settings, profile=profile, gpus=gpus, overrides=overrides, log=output.info)
+    output.emit(st, result.to_dict(), lambda: _render_plan(result.plan, result.profile, result.last_release))
+    if result.plan.fits is False:  # scripts gate on it: `ossctl vram plan -p prod || exit`
         raise typer.Exit(EXIT_NO_FIT)
-
-
-def last_release_record(settings, profile_name: str | None) -> dict | None:
-    """The last release record of ``profile_name`` holding ``plan`` / ``measured``
-    (see :mod:`ossctl.gpu.release_vram`), for "how far off was the plan last time".
-    Read from the Docker engine's release ledger; None when there is none or the engine
-    does not answer (the plan itself never depends on it)."""
-    from ossctl.errors import OssctlError
-
-    if not profile_name:
-        return None
-    try:
-        from ossctl.serve.docker_runtime import DockerRuntime, docker_host
-        from ossctl.serve.releases import Ledger
-
-        book = Ledger(DockerRuntime(docker_host(settings), dict(settings.env), timeout=5)).load(profile_name)
-    except OssctlError:
-        return None
-    rec = next((r for r in reversed(book.history(profile_name)) if r.vram and r.vram.get("measured")), None)
-    return {"release": rec.id, **rec.vram} if rec else None
-
-
-def _live_devices(nvml, fit, settings, want):
-    from ossctl.errors import OssctlError
-
-    be = nvml.open_backend(settings.env)
-    try:
-        be.init()
-    except OssctlError as exc:
-        output.info(f"note: {exc.message}; planning without free-memory figures (pass --gpus 1x80GiB to compare)")
-        return [fit.Device(i) for i in (want if isinstance(want, list) else [0])], None
-    try:
-        snap = nvml.snapshot(be, want if isinstance(want, list) else None)
-    finally:
-        be.shutdown()
-    return [fit.Device(d.index, d.name or "", d.memory_total, d.memory_free) for d in snap.devices], "nvml"
 
 
 def _g(n) -> str:

@@ -1,4 +1,4 @@
-"""A fake NVML behind the same :class:`~ossctl.gpu.nvml.NvmlBackend` interface as the real
+"""A fake NVML behind the same :class:`~ossctl.gpu.backend.NvmlBackend` interface as the real
 adapter, for machines without a GPU (tests, benches, demos).
 
 Select it with ``OSSCTL_FAKE_NVML=<scenario>`` (one of :data:`SCENARIOS`) or
@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from ossctl.errors import UsageError
-from ossctl.gpu.nvml import GpuUnavailable, NotSupported, NvmlError
+from ossctl.gpu.backend import GpuUnavailable, NotSupported, NvmlError
 
 GiB = 1024 ** 3
 MiB = 1024 ** 2

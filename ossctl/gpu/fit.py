@@ -48,6 +48,7 @@ from typing import Any
 
 from ossctl.errors import UsageError
 from ossctl.gpu.model_facts import EXPS_RE as _EXPS_RE, ModelFacts
+from ossctl.units import parse_size
 
 MiB = 1024 ** 2
 GiB = 1024 ** 3
@@ -78,6 +79,27 @@ class Device:
     name: str = ""
     total: int | None = None
     free: int | None = None
+
+
+def parse_gpu_spec(text: str) -> list[int]:
+    """Planning targets: ``"4x80GiB"``, ``"1x97GB"`` or ``"80GiB,40GiB"`` → memory per GPU
+    in bytes."""
+    t = (text or "").strip()
+    hint = "write COUNTxSIZE like 1x97GiB or 4x80GiB, or sizes like 80GiB,40GiB"
+    m = re.match(r"^(\d+)\s*[xX*]\s*(.+)$", t)
+    try:
+        if m:
+            n = int(m.group(1))
+            if not 1 <= n <= 64:
+                raise UsageError(f"malformed --gpus {text!r}: {n} GPUs", hint=hint)
+            sizes = [parse_size(m.group(2), "--gpus size")] * n
+        else:
+            sizes = [parse_size(x, "--gpus size") for x in t.split(",")]
+    except UsageError as exc:
+        raise UsageError(f"malformed --gpus {text!r}", hint=hint) from exc
+    if any(s <= 0 for s in sizes):
+        raise UsageError(f"malformed --gpus {text!r}: a GPU needs memory", hint=hint)
+    return sizes
 
 
 @dataclass(frozen=True)
@@ -542,16 +564,17 @@ def load_facts(model: str | None, model_dir: Path | None, catalog_entry=None) ->
 
     if model_dir is not None and Path(model_dir).is_dir() and any(Path(model_dir).glob("*.gguf")):
         return model_facts.read_model_dir(Path(model_dir))
-    from ossctl.gpu.known_models import KNOWN_ARCH
+    from ossctl.catalog import CATALOG
 
     alias = getattr(catalog_entry, "alias", None) or model
-    if alias in KNOWN_ARCH and catalog_entry is None:
-        from ossctl import catalog
-
-        catalog_entry = catalog.resolve(alias)
+    known = CATALOG.get(alias) if alias else None
+    if known is not None and known.architecture is None:
+        known = None
+    if known is not None and catalog_entry is None:
+        catalog_entry = known
     size = getattr(catalog_entry, "approx_size", 0)
-    if alias in KNOWN_ARCH and size:
-        return model_facts.from_known(alias, size)
+    if known is not None and size:
+        return model_facts.from_known(known, size)
     raise NotFoundError(f"model {model or model_dir} is not downloaded and its architecture is unknown",
                         hint=f"download it first: `ossctl download {model or 'MODEL'}`")
 

@@ -1,6 +1,7 @@
-"""What the VRAM estimate needs to know about a model, read from its GGUF files (headers
-and tensor table only: milliseconds even for a 60 GB split set, no numpy), or from
-:mod:`ossctl.gpu.known_models` when the model is not downloaded.
+"""What the VRAM estimate needs to know about a model, read from its GGUF files (through
+:mod:`ossctl.artifacts.gguf`: headers and tensor table only, no numpy), or from
+the catalog's published architecture when the model is not downloaded (approximate:
+see :func:`synthetic_tensors`).
 """
 
 from __future__ import annotations
@@ -10,19 +11,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ossctl.errors import IntegrityError, NotFoundError
+from ossctl.artifacts.gguf import read_gguf_kv, tensor_bytes, tensor_entries
+from ossctl.catalog import Architecture, CatalogEntry
+from ossctl.errors import IntegrityError
 
 EXPS_RE = re.compile(r"\.ffn_(up|down|gate|gate_up)_(ch|)exps")  # llama.cpp LLM_FFN_EXPS_REGEX
-
-# ggml type id -> (block size in elements, bytes per block); as gguf.GGML_QUANT_SIZES
-# (a unit test checks this table against the gguf package).
-GGML_TYPE_SIZE: dict[int, tuple[int, int]] = {
-    0: (1, 4), 1: (1, 2), 2: (32, 18), 3: (32, 20), 6: (32, 22), 7: (32, 24), 8: (32, 34), 9: (32, 40),
-    10: (256, 84), 11: (256, 110), 12: (256, 144), 13: (256, 176), 14: (256, 210), 15: (256, 292),
-    16: (256, 66), 17: (256, 74), 18: (256, 98), 19: (256, 50), 20: (32, 18), 21: (256, 110), 22: (256, 82),
-    23: (256, 136), 24: (1, 1), 25: (1, 2), 26: (1, 4), 27: (1, 8), 28: (1, 8), 29: (256, 56), 30: (1, 2),
-    34: (256, 54), 35: (256, 66), 39: (32, 17), 40: (64, 36), 41: (128, 18),
-}
 
 
 @dataclass
@@ -62,43 +55,58 @@ def swa_pattern(n_layer: int, n_pattern: int, dense_first: bool = False) -> list
     return [n_pattern == 0 or i % n_pattern < n_pattern - 1 for i in range(n_layer)]
 
 
-def from_known(alias: str, total_bytes: int) -> ModelFacts:
-    from ossctl.gpu.known_models import KNOWN_ARCH, synthetic_tensors
-
-    a = KNOWN_ARCH[alias]
+def from_known(entry: CatalogEntry, total_bytes: int) -> ModelFacts:
+    """Approximate facts of a catalog model that is not downloaded: its published
+    architecture (``entry.architecture``, which must be set) and trained context, tensors
+    synthesised from ``total_bytes``."""
+    a = entry.architecture
+    assert a is not None, entry.alias
     return ModelFacts(
-        name=a["name"], arch=a["arch"], n_layer=a["n_layer"], n_embd=a["n_embd"], n_head=a["n_head"],
-        n_head_kv=[a["n_head_kv"]] * a["n_layer"], head_dim_k=a["head_dim"], head_dim_v=a["head_dim"],
-        n_vocab=a["n_vocab"], n_ctx_train=a["n_ctx_train"], n_swa=a["n_swa"],
-        swa_layers=swa_pattern(a["n_layer"], a["swa_pattern"]), n_expert=a["n_expert"],
-        n_expert_used=a["n_expert_used"], n_ff_exp=a["n_ff_exp"], tensors=synthetic_tensors(a, total_bytes),
+        name=a.name, arch=a.arch, n_layer=a.n_layer, n_embd=a.n_embd, n_head=a.n_head,
+        n_head_kv=[a.n_head_kv] * a.n_layer, head_dim_k=a.head_dim, head_dim_v=a.head_dim,
+        n_vocab=a.n_vocab, n_ctx_train=entry.context_length, n_swa=a.n_swa,
+        swa_layers=swa_pattern(a.n_layer, a.swa_pattern), n_expert=a.n_expert,
+        n_expert_used=a.n_expert_used, n_ff_exp=a.n_ff_exp, tensors=synthetic_tensors(a, total_bytes),
         source="known-architecture", approximate=True)
 
 
-def model_files(model_dir: Path) -> list[Path]:
-    """The GGUF parts of a model directory in order (manifest order when there is one).
-    Raises :class:`NotFoundError` when there is none."""
-    from ossctl.artifacts.manifest import MANIFEST_NAME, read_manifest
-    from ossctl.artifacts.shards import order_parts
+# MXFP4: 32 weights in 17 bytes (4.25 bits each).
+_MXFP4 = 17 / 32
 
-    model_dir = Path(model_dir)
-    if (model_dir / MANIFEST_NAME).exists():
-        return [model_dir / f.name for f in read_manifest(model_dir).files]
-    names = [p.name for p in model_dir.glob("*.gguf")] if model_dir.is_dir() else []
-    if not names:
-        raise NotFoundError(f"no GGUF files in {model_dir}", hint="download the model first: `ossctl download MODEL`")
-    return [model_dir / n for n in order_parts(names)]
+
+def synthetic_tensors(a: Architecture, total_bytes: int) -> list[tuple[str, int]]:
+    """(name, bytes) for a model of architecture ``a`` whose files total ``total_bytes``:
+    expert tensors at MXFP4 from the parameter count, the rest (embeddings, output,
+    attention, norms) scaled so that everything sums to ``total_bytes``.
+
+    APPROXIMATE: the per-tensor split is synthesised from the catalog's total size, so
+    per-layer weights are within a few percent, not exact. A plan built from these carries
+    ``approximate: true`` and a warning; once the model is downloaded, the plan reads the
+    real GGUF instead."""
+    L, e, ff = a.n_layer, a.n_embd, a.n_ff_exp
+    hd, nh, nkv = a.head_dim, a.n_head, a.n_head_kv
+    expert_each = int(e * ff * a.n_expert * _MXFP4)  # one of gate / up / down, per layer
+    experts = 3 * expert_each * L
+    embd = a.n_vocab * e  # parameters of token_embd, and of output
+    attn = e * hd * (2 * nh + 2 * nkv)  # q, k, v, o per layer
+    rest = max(total_bytes - experts, 0)
+    dense_params = 2 * embd + attn * L
+    scale = rest / dense_params if dense_params else 0.0
+    out = [("token_embd.weight", int(embd * scale))]
+    for i in range(L):
+        out += [(f"blk.{i}.attn.weight", int(attn * scale))]
+        out += [(f"blk.{i}.ffn_{w}_exps.weight", expert_each) for w in ("gate", "up", "down")]
+    out.append(("output.weight", total_bytes - sum(b for _, b in out)))  # rounding lands here
+    return out
 
 
 def read_facts(paths: list[Path]) -> ModelFacts:
     """Architecture from the first part's header; tensor sizes from every part's tensor
     table. Raises :class:`IntegrityError` for a malformed file or missing key."""
-    from ossctl.artifacts.shards import read_gguf_kv
-
     kv = read_gguf_kv(paths[0])
     tensors: list[tuple[str, int]] = []
     for p in paths:
-        tensors += _tensor_table(p)
+        tensors += tensor_bytes(p)
     arch = kv.get("general.architecture")
     if not arch:
         raise IntegrityError(f"{paths[0].name}: GGUF header has no general.architecture")
@@ -155,34 +163,15 @@ def _first(v: Any) -> int:
 
 
 def read_model_dir(model_dir: Path) -> ModelFacts:
+    """:func:`read_facts` of the model's parts, in order (see
+    :func:`ossctl.artifacts.manifest.model_files`)."""
+    from ossctl.artifacts.manifest import model_files
+
     return read_facts(model_files(model_dir))
 
 
-# --- tensor table (stdlib) -------------------------------------------------------------
-
-def _tensor_entries(path: Path) -> list[tuple[str, list[int], int]]:
-    """(name, dims, ggml type) of every tensor in one GGUF file."""
-    from ossctl.artifacts.shards import read_gguf
-
-    return read_gguf(path, keys=set(), tensors=True)[1]
-
-
-def _tensor_table(path: Path) -> list[tuple[str, int]]:
-    out = []
-    for name, dims, ttype in _tensor_entries(path):
-        if ttype not in GGML_TYPE_SIZE:
-            raise IntegrityError(f"{path.name}: tensor {name} has unknown ggml type {ttype}",
-                                 hint="ossctl is older than this model's quantisation; upgrade ossctl")
-        block, size = GGML_TYPE_SIZE[ttype]
-        n = 1
-        for d in dims:
-            n *= d
-        out.append((name, n // block * size))
-    return out
-
-
 def _vocab_from_shapes(path: Path) -> int | None:
-    for name, dims, _ in _tensor_entries(path):
+    for name, dims, _ in tensor_entries(path):
         if name == "token_embd.weight" and len(dims) == 2:
             return int(dims[1])
     return None

@@ -19,45 +19,12 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from ossctl import labels as L
-from ossctl.errors import OssctlError, EXIT_REMOTE
+from ossctl.gpu.backend import GpuUnavailable, NotSupported, NvmlBackend, NvmlError
 
 _CONTAINER_RE = re.compile(r"(?<![0-9a-f])([0-9a-f]{64})(?![0-9a-f])")
-
-
-class GpuUnavailable(OssctlError):
-    """No NVIDIA driver, no NVML library, or no GPU."""
-
-    exit_code = EXIT_REMOTE
-
-
-class NotSupported(Exception):
-    """The GPU does not support this query (rendered as n/a)."""
-
-
-class NvmlError(Exception):
-    """A query failed (GPU lost, permission, ...): the GPU is marked, others go on."""
-
-
-class NvmlBackend(Protocol):
-    """The small slice of NVML ossctl uses. Handles are opaque. Every per-device method
-    may raise :class:`NotSupported` or :class:`NvmlError`."""
-
-    def init(self) -> None: ...  # raises GpuUnavailable
-    def shutdown(self) -> None: ...
-    def driver_version(self) -> str | None: ...
-    def device_count(self) -> int: ...
-    def handle(self, index: int) -> Any: ...
-    def name(self, h: Any) -> str: ...
-    def uuid(self, h: Any) -> str: ...
-    def memory(self, h: Any) -> tuple[int, int, int]: ...  # total, used, free (bytes)
-    def utilization(self, h: Any) -> tuple[int, int]: ...  # gpu %, memory %
-    def temperature(self, h: Any) -> int: ...  # °C
-    def power(self, h: Any) -> float: ...  # W
-    def power_limit(self, h: Any) -> float: ...  # W
-    def processes(self, h: Any) -> list[tuple[int, int | None, str]]: ...  # pid, bytes, "compute"|"graphics"
 
 
 @dataclass
@@ -210,6 +177,27 @@ def open_backend(env: Mapping[str, str] | None = None) -> NvmlBackend:
 
         return FakeNvml.load(fake)
     return PynvmlBackend()
+
+
+class Session:
+    """One NVML session: ``with nvml.Session(env) as backend: nvml.snapshot(backend)``.
+    Entering initialises the backend (raises :class:`GpuUnavailable`: no driver, no
+    library, no GPU), leaving shuts it down, whatever happened; a query that fails inside
+    the block outside :func:`snapshot` (which keeps a failing GPU to itself) leaves it as
+    :class:`GpuUnavailable`. The backend is chosen when the session is made, not when it
+    is entered, so an unknown ``OSSCTL_FAKE_NVML`` raises :class:`UsageError` there."""
+
+    def __init__(self, env: Mapping[str, str] | None = None, backend: NvmlBackend | None = None):
+        self.backend = backend if backend is not None else open_backend(env)
+
+    def __enter__(self) -> NvmlBackend:
+        self.backend.init()
+        return self.backend
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self.backend.shutdown()
+        if isinstance(exc, (NvmlError, NotSupported)):
+            raise GpuUnavailable(f"NVML query failed: {exc or type(exc).__name__}", hint="check `nvidia-smi`") from None
 
 
 # --- snapshot ----------------------------------------------------------------------

@@ -44,25 +44,20 @@ def check_vram(settings, profile: dict[str, Any], model_dir: Path | None,
     of the same profile still counts as used: serve re-checks after stopping it when it
     recreates). ``backend`` defaults to
     :func:`ossctl.gpu.nvml.open_backend` (``OSSCTL_FAKE_NVML`` in ``settings.env`` selects
-    the fake)."""
+    the fake; an unknown one raises :class:`UsageError`)."""
     from ossctl.gpu import fit, nvml
 
     gpus = profile.get("gpus", "all")
     if gpus == "none":
         return VramCheck("skipped", "VRAM check skipped: the profile runs without GPUs (gpus = \"none\")")
-    be = backend or nvml.open_backend(settings.env)
+    session = nvml.Session(settings.env, backend)
     try:
-        be.init()
-    except OssctlError as exc:
-        return VramCheck("skipped", f"VRAM check skipped: {exc.message}")
-    try:
-        snap = nvml.snapshot(be, gpus if isinstance(gpus, list) else None)
+        with session as be:
+            snap = nvml.snapshot(be, gpus if isinstance(gpus, list) else None)
     except UsageError as exc:  # the profile names a GPU this host does not have
         return VramCheck("fail", f"{exc.message} (profile `gpus` = {gpus})", hint=exc.hint)
-    except OssctlError as exc:
+    except OssctlError as exc:  # no driver, no GPU
         return VramCheck("skipped", f"VRAM check skipped: {exc.message}")
-    finally:
-        be.shutdown()
     bad = [d for d in snap.devices if d.memory_free is None]
     if bad:
         return VramCheck("skipped", "VRAM check skipped: " + "; ".join(

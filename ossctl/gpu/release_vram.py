@@ -42,17 +42,12 @@ def measure_release(settings, container_id: str, plan: Mapping[str, Any] | None 
     ``OSSCTL_FAKE_NVML`` in ``settings.env`` selects. Never raises for the GPU stack."""
     from ossctl.gpu import nvml
 
-    be = backend or nvml.open_backend(settings.env)
+    session = nvml.Session(settings.env, backend)
     try:
-        be.init()
+        with session as be:
+            snap = nvml.snapshot(be)
     except OssctlError:
         return None
-    try:
-        snap = nvml.snapshot(be)
-    except OssctlError:
-        return None
-    finally:
-        be.shutdown()
     short = container_id[:12]
     measured: dict[int, int] = {}
     for dev in snap.devices:

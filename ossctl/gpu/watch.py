@@ -23,8 +23,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from ossctl.errors import UsageError
 from ossctl.gpu.nvml import GpuUnavailable, Snapshot
-from ossctl.gpu.units import Threshold
+from ossctl.units import parse_size
 
 SPARK = "▁▂▃▄▅▆▇█"
 SPARK_ASCII = "_.-:=+*#"
@@ -33,6 +34,60 @@ GPU_HEADERS = ("GPU", "NAME", "MEMORY USED", "USE%", "UTIL", "TEMP", "POWER", "H
 GPU_ALIGN = "llrrrrrl"
 PROC_HEADERS = ("GPU", "PID", "PROCESS", "MEMORY", "CONTAINER", "RELEASE", "PROFILE")
 PROC_ALIGN = "rrlrlll"
+
+
+# --- the options of `vram watch`: --alert-above and --gpu
+
+@dataclass(frozen=True)
+class Threshold:
+    """An alert level: bytes used, or a percentage of a GPU's memory."""
+
+    bytes: int | None = None
+    percent: float | None = None
+
+    def limit(self, total: int | None) -> int | None:
+        """The threshold in bytes for a GPU of ``total`` bytes (None when unknown)."""
+        if self.bytes is not None:
+            return self.bytes
+        if total is None or self.percent is None:
+            return None
+        return int(total * self.percent / 100)
+
+    def __str__(self) -> str:
+        if self.percent is not None:
+            return f"{self.percent:g}%"
+        return f"{self.bytes / 1024 ** 3:.1f} GiB"
+
+
+def parse_threshold(text: str) -> Threshold:
+    """``"90%"`` or a size (``"95GiB"``)."""
+    t = (text or "").strip()
+    if t.endswith("%"):
+        try:
+            pct = float(t[:-1])
+        except ValueError:
+            pct = -1.0
+        if not 0 < pct <= 100:
+            raise UsageError(f"malformed --alert-above {text!r}", hint="a percentage is between 0 and 100, e.g. 90%")
+        return Threshold(percent=pct)
+    try:
+        return Threshold(bytes=parse_size(t, "--alert-above"))
+    except UsageError:
+        raise UsageError(f"malformed --alert-above {text!r}", hint="use a size like 95GiB or a percentage like 90%") from None
+
+
+def parse_gpu_ids(text: str) -> list[int]:
+    """``"0,2"`` → [0, 2]; ``"all"`` → [] (meaning every GPU)."""
+    t = (text or "").strip()
+    if t.lower() == "all":
+        return []
+    try:
+        ids = [int(x) for x in t.split(",")]
+    except ValueError:
+        ids = []
+    if not ids or any(i < 0 for i in ids):
+        raise UsageError(f"malformed --gpu {text!r}", hint="list GPU indexes like 0 or 0,2 (see `ossctl vram watch --once`)")
+    return sorted(set(ids))
 
 
 @dataclass

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 from ossctl.errors import OssctlError, UsageError
 from ossctl.loadtest import sla as _sla
+from ossctl.units import parse_duration
 
 DEFAULTS = {"users": [1], "requests": 4, "max_tokens": 16, "stream": True, "sla": "errors<5%"}
 KEYS = ("users", "requests", "duration", "max_tokens", "stream", "sla")
@@ -63,7 +64,7 @@ def validate_bench_cfg(cfg: dict) -> dict:
     if "duration" in cfg:
         if not isinstance(cfg["duration"], str):
             raise UsageError(f"`bench.duration` must be a string like \"30s\" or \"1m30s\", got {cfg['duration']!r}")
-        duration_s = _sla.parse_duration(cfg["duration"])
+        duration_s = parse_duration(cfg["duration"])
     else:
         requests = cfg.get("requests", DEFAULTS["requests"])
         if isinstance(requests, bool) or not isinstance(requests, int) or requests < 1:

@@ -8,6 +8,7 @@ from pathlib import Path
 from ossctl.errors import EXIT_SLA, OssctlError, RemoteError, UsageError
 from ossctl.loadtest import sla as _sla
 from ossctl.loadtest.stats import Sample, error_label, summarize
+from ossctl.units import format_seconds
 
 REPORT_KEYS = ("target", "model", "stream", "max_tokens", "duration_s", "requests_per_level", "levels", "sla",
                "interrupted", "aborted")
@@ -53,7 +54,7 @@ def apply_sla(report: dict, spec: str, users_requested: list[int]) -> dict:
 
 
 def _s(v: float | None) -> str:
-    return "-" if v is None else _sla.format_seconds(v)
+    return "-" if v is None else format_seconds(v)
 
 
 def _n(v: float | None, fmt: str = "{:.1f}") -> str:

@@ -5,7 +5,7 @@ Metrics (all per concurrency level):
   ``ttft_p95`` (streaming runs only); values take ``ms``, ``s`` (default) or ``m``.
 - ``errors``: error rate, in percent (``5%`` or ``5``).
 - ``rpm``: completed requests per minute; ``tps``: output tokens per second.
-Operators: ``<``, ``<=``, ``>``, ``>=``. Also the duration parser used for ``--duration``.
+Operators: ``<``, ``<=``, ``>``, ``>=``. Also the ``--users`` list parser.
 """
 
 from __future__ import annotations
@@ -14,12 +14,12 @@ import re
 from dataclasses import dataclass
 
 from ossctl.errors import UsageError
+from ossctl.units import TIME_UNITS, format_seconds
 
 LATENCY_METRICS = ("avg", "p50", "p90", "p95", "p99", "ttft_p50", "ttft_p95")
 RATE_METRICS = ("rpm", "tps")
 METRICS = LATENCY_METRICS + ("errors",) + RATE_METRICS
 _OPS = ("<=", ">=", "<", ">")
-_UNITS = {"us": 1e-6, "µs": 1e-6, "ms": 0.001, "s": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0}
 _HINT = 'write conditions like "p95<90s,errors<5%,avg<=90s,ttft_p95<2s,rpm>10" (metrics: ' + ", ".join(METRICS) + ")"
 
 
@@ -56,9 +56,9 @@ def parse_sla(text: str) -> list[Condition]:
             raise UsageError(f"SLA condition {raw!r}: unknown metric {metric!r}", hint=_HINT)
         value = float(num)
         if metric in LATENCY_METRICS:
-            if unit not in ("", *_UNITS):
+            if unit not in ("", *TIME_UNITS):
                 raise UsageError(f"SLA condition {raw!r}: {metric} takes a time (us, ms, s, m)", hint=_HINT)
-            value *= _UNITS.get(unit, 1.0)
+            value *= TIME_UNITS.get(unit, 1.0)
         elif metric == "errors":
             if unit not in ("", "%"):
                 raise UsageError(f"SLA condition {raw!r}: errors takes a percentage like 5%", hint=_HINT)
@@ -103,35 +103,6 @@ def _fmt(metric: str, v: float | None) -> str:
     if metric == "errors":
         return f"{v:g}%"
     return f"{v:.4g}"
-
-
-def format_seconds(v: float) -> str:
-    if v < 1:
-        return f"{v * 1000:.0f}ms" if v >= 0.01 else f"{v * 1000:.2f}ms"
-    return f"{v:.2f}s"
-
-
-_DUR = re.compile(r"([0-9]*\.?[0-9]+)\s*(ms|min|s|m|h)?")
-
-
-def parse_duration(text: str) -> float:
-    """``"60s"``, ``"2m"``, ``"1m30s"``, ``"500ms"``, ``"90"`` (seconds) → seconds (> 0).
-    Raises :class:`UsageError`."""
-    raw = (text or "").strip().lower()
-    hint = "write a duration like 60s, 2m, 1m30s or 500ms"
-    pos, total, n = 0, 0.0, 0
-    while pos < len(raw):
-        m = _DUR.match(raw, pos)
-        if not m or m.end() == pos:
-            raise UsageError(f"duration {text!r} is malformed", hint=hint)
-        if m.group(2) is None and (pos != 0 or m.end() != len(raw)):
-            raise UsageError(f"duration {text!r} is malformed", hint=hint)
-        total += float(m.group(1)) * _UNITS[m.group(2) or "s"]
-        pos, n = m.end(), n + 1
-    if n == 0 or total <= 0:
-        raise UsageError(f"duration {text!r} is malformed" if n == 0 else f"duration {text!r} must be more than 0",
-                         hint=hint)
-    return total
 
 
 def parse_users(text: str) -> list[int]:

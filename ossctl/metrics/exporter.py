@@ -25,6 +25,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future
+from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import Any
 
@@ -98,7 +99,7 @@ class Exporter:
         self._releases = releases or (lambda: _status(settings, profile, docker_host_flag))
         self._docker_host = None if releases else _docker_host(settings, docker_host_flag)
         self._backend = backend
-        self._nvml_ready = False
+        self._nvml: ExitStack | None = None  # the NVML session, open from one scrape to the next
         self._log = log or (lambda _m: None)
         self._host = hostname or socket.gethostname()
         self._lock = threading.Lock()
@@ -115,11 +116,11 @@ class Exporter:
         from ossctl.gpu import nvml
 
         try:
-            if self._backend is None:
-                self._backend = nvml.open_backend(self.settings.env)
-            if not self._nvml_ready:
-                self._backend.init()
-                self._nvml_ready = True
+            if self._nvml is None:
+                session = nvml.Session(self.settings.env, self._backend)
+                self._backend = session.backend  # the same one after a failure (a fake keeps its script)
+                self._nvml = ExitStack()
+                self._nvml.enter_context(session)
             be = self._backend
             return nvml.snapshot(be, None, container_labels=getattr(be, "container_labels", None)), None
         except OssctlError as exc:
@@ -127,12 +128,12 @@ class Exporter:
             return None, exc.message
 
     def _close_nvml(self) -> None:
-        if self._backend is not None and self._nvml_ready:
+        stack, self._nvml = self._nvml, None
+        if stack is not None:
             try:
-                self._backend.shutdown()
+                stack.close()
             except Exception:  # noqa: BLE001 - the driver is already gone
                 pass
-        self._nvml_ready = False
 
     def _once(self, key: str, fn: Callable[[], Any]) -> Future:
         """The future of ``fn`` under ``key``: a new one, or the one an earlier scrape

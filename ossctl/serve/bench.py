@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from ossctl.errors import UsageError
 from ossctl.loadtest import DEFAULT_DURATION, DEFAULT_USERS
 from ossctl.loadtest.prompts import Prompt
+from ossctl.units import parse_duration
 
 
 @dataclass(frozen=True)
@@ -46,9 +47,9 @@ def bench_options(settings, *, users: str | None, duration: str | None, requests
     efforts = openai.parse_efforts(reasoning_effort, len(levels)) if reasoning_effort is not None else None
     duration_s = None
     if requests is None:
-        duration_s = slamod.parse_duration(duration or str(settings.value("bench.duration", None,
+        duration_s = parse_duration(duration or str(settings.value("bench.duration", None,
                                                                           default=DEFAULT_DURATION)))
-    timeout_s = slamod.parse_duration(timeout)
+    timeout_s = parse_duration(timeout)
     if sla is not None:
         slamod.parse_sla(sla)
     if plot is not None:

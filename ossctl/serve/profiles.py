@@ -455,14 +455,13 @@ def _validate_frontdoor(t: Any, p: dict[str, Any]) -> dict[str, Any]:
 def trained_context(model_dir: Path, first_file: str) -> int | None:
     """The model's trained context in tokens, from the GGUF metadata of the first part
     (``<arch>.context_length``); None when unreadable."""
-    from ossctl.artifacts.shards import read_gguf_kv
+    from ossctl.artifacts.gguf import arch_value, read_gguf_kv
 
     try:
         kv = read_gguf_kv(Path(model_dir) / first_file)
     except Exception:  # noqa: BLE001 - a broken file is reported by verification, not here
         return None
-    arch = kv.get("general.architecture")
-    v = kv.get(f"{arch}.context_length") if arch else None
+    v = arch_value(kv, "context_length")
     return int(v) if isinstance(v, int) else None
 
 

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pytest
 
+from ossctl.artifacts.manifest import model_files
 from ossctl.gpu import fit, model_facts
 from tests.conftest import require_env
 
@@ -89,7 +90,7 @@ def test_estimate_matches_llama_server_log(which, profile, args, tiny_llama_dir,
     model_dir = tiny_llama_dir if which == "llama" else tiny_oss_dir
     facts = model_facts.read_model_dir(model_dir)
     plan = fit.estimate(facts, fit.params_from_profile(profile, facts), [])  # no GPU: all on the CPU
-    first = model_facts.model_files(model_dir)[0]
+    first = model_files(model_dir)[0]
     logged = server_buffers(bin_dir, first, args)
 
     assert logged["kv_lines"] == (2 if facts.n_swa else 1)  # one line per cache (full, sliding-window)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from ossctl.artifacts.gguf import GGML_TYPE_SIZE
 from ossctl.errors import NotFoundError, UsageError
 from ossctl.gpu import fit, model_facts
 from ossctl.gpu.fit import Device
@@ -37,7 +38,7 @@ def test_ggml_type_table_matches_the_gguf_package():
     import gguf
 
     expected = {int(t): v for t, v in gguf.GGML_QUANT_SIZES.items()}
-    assert model_facts.GGML_TYPE_SIZE == expected
+    assert GGML_TYPE_SIZE == expected
 
 
 def test_facts_from_split_llama(llama):

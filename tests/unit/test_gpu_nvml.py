@@ -169,3 +169,19 @@ def test_real_adapter_translates_nvml_errors(monkeypatch):
     assert [(p.pid, p.used_bytes, p.type, p.name) for p in d0.processes] == [(1, None, "compute", "init")]
     assert d1.memory_used is None and d1.error and d1.temperature_c == 35  # marked, the rest still read
     assert s.driver_version == "550.54.15"
+
+
+def test_session_inits_shuts_down_and_converts_query_errors():
+    be = nvml.open_backend({"OSSCTL_FAKE_NVML": "4x80gb"})
+    with nvml.Session(backend=be) as got:
+        assert got is be and be.initialised
+    assert not be.initialised
+    with pytest.raises(nvml.GpuUnavailable, match="NVML query failed: Invalid Argument"):
+        with nvml.Session(backend=be) as got:
+            got.handle(99)
+    assert not be.initialised
+    with pytest.raises(nvml.GpuUnavailable, match="Shared Library Not Found"):
+        with nvml.Session({"OSSCTL_FAKE_NVML": "no-driver"}):
+            pass
+    with pytest.raises(UsageError, match="unknown fake NVML scenario"):
+        nvml.Session({"OSSCTL_FAKE_NVML": "nope"})  # chosen when made, not when entered

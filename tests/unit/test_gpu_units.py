@@ -1,11 +1,14 @@
-"""Parsing of sizes, alert thresholds, GPU id lists and planning targets."""
+"""Parsing of sizes (ossctl/units.py), alert thresholds and GPU id lists (the options of
+`vram watch`, gpu/watch.py) and planning targets (`vram plan --gpus`, gpu/fit.py)."""
 
 from __future__ import annotations
 
 import pytest
 
 from ossctl.errors import UsageError
-from ossctl.gpu.units import parse_gpu_ids, parse_gpu_spec, parse_size, parse_threshold
+from ossctl.gpu.fit import parse_gpu_spec
+from ossctl.gpu.watch import parse_gpu_ids, parse_threshold
+from ossctl.units import parse_size
 
 
 @pytest.mark.parametrize("text,n", [

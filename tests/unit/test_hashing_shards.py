@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from ossctl.artifacts import hashing
-from ossctl.artifacts.shards import (check_split_headers, order_parts, parse_split, read_gguf_kv,
-                                     safe_relpath)
+from ossctl.artifacts.gguf import read_gguf_kv
+from ossctl.artifacts.shards import check_split_headers, order_parts, parse_split, safe_relpath
 from ossctl.errors import IntegrityError, UsageError
 from tests.support.ggufgen import write_model
 

@@ -38,11 +38,7 @@ def test_no_module_reaches_another_modules_private_names():
     assert bad == []
 
 
-# cli/vram.py is being rewritten on its own branch; it stops adding itself to `app` there
-_STILL_SELF_REGISTERING = {"vram.py"}
-
-
 def test_command_modules_do_not_import_the_root_app():
     importers = sorted(p.name for p in (ROOT / "cli").glob("*.py")
                        if p.name != "app.py" and "ossctl.cli.app" in p.read_text(encoding="utf-8"))
-    assert set(importers) <= _STILL_SELF_REGISTERING, importers
+    assert importers == []

@@ -1,7 +1,8 @@
 import pytest
 
 from ossctl.errors import EXIT_USAGE, UsageError
-from ossctl.loadtest.sla import evaluate, parse_duration, parse_sla, parse_users
+from ossctl.loadtest.sla import evaluate, parse_sla, parse_users
+from ossctl.units import parse_duration
 
 
 def _level(**kw):
