@@ -11,7 +11,7 @@ local HTTP servers replaying a llama-server exposition. The release list is hand
 the exporter directly. With --docker-host and --image (a llama-server image on that
 engine, e.g. ossctl-test/llama-server:cpu-b0 that the docker tests build), the bench
 also deploys 4 real releases of the tiny model with `ossctl deploy`, times the full
-scrape with the Docker source (`ossctl.serve.rollout.status`: one engine connection,
+scrape with the Docker source (`ossctl.serve.service.status`: one engine connection,
 container look-ups and a /health probe per release), and removes them afterwards.
 
 Reported (median and p95 over --iterations):
@@ -188,14 +188,14 @@ def stats(xs: list[float]) -> dict:
 
 def bench_with_engine(tmp: Path, env: dict[str, str], docker_host: str, image: str, n: int) -> dict:
     """Deploy N_RELEASES releases with `ossctl deploy`, time full scrapes (Docker source
-    included) and rollout.status alone, then remove the containers this run created."""
+    included) and service.status alone, then remove the containers this run created."""
     import uuid
 
     import docker
 
     from ossctl.metrics.exporter import Exporter
     from ossctl.metrics.promclient import render_text
-    from ossctl.serve import rollout
+    from ossctl.serve import service
     from ossctl.settings import load_settings
     from tests.plugins.docker_engine import free_port_pair, make_model_dir
 
@@ -221,7 +221,7 @@ def bench_with_engine(tmp: Path, env: dict[str, str], docker_host: str, image: s
             print(f"warning: sources failing with the engine: {bad}", file=sys.stderr)
         scrape = stats(cpu_ms(lambda: render_text(exp.scrape().families), n)[0])
         exp.close()
-        status = stats(cpu_ms(lambda: rollout.status(settings), n)[0])
+        status = stats(cpu_ms(lambda: service.status(settings), n)[0])
         return {"scrape": scrape, "status": status, "releases": N_RELEASES}
     finally:
         for name in names:
@@ -312,7 +312,7 @@ def main() -> int:
     if status_cpu:
         print(f"with {N_RELEASES} real releases on {a.docker_host}: full scrape CPU median "
               f"{status_cpu['scrape']['median_ms']:.2f} ms, p95 {status_cpu['scrape']['p95_ms']:.2f} ms, "
-              f"of which rollout.status {status_cpu['status']['median_ms']:.2f} ms; "
+              f"of which service.status {status_cpu['status']['median_ms']:.2f} ms; "
               f"{status_cpu['scrape']['median_ms'] / (INTERVAL_S * 10):.3f} % of a core at {INTERVAL_S:g} s")
     if a.json_out:
         Path(a.json_out).write_text(json.dumps(res, indent=2) + "\n")

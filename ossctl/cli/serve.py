@@ -31,9 +31,9 @@ def deploy(
     previous release serves again and the exit code is 7. A profile with [[hosts]] rolls
     host by host behind its front door."""
     st = output.state(ctx)
-    from ossctl.serve import rollout
+    from ossctl.serve import service
 
-    res = rollout.deploy(st.settings, profile, dry_run=dry_run, timeout=timeout, force=force, strategy=strategy,
+    res = service.deploy(st.settings, profile, dry_run=dry_run, timeout=timeout, force=force, strategy=strategy,
                          docker_host_flag=docker_host, keep_going=keep_going, log=_log(st))
     if dry_run:
         output.emit(st, res, lambda: json.dumps(res["spec"], indent=2) + "\n\n" + res["docker_run"]
@@ -68,9 +68,9 @@ def rollback(
     """Go back to the previous healthy release (or --to RELEASE), health-gated; recorded
     as a new release. Without --profile: the profile deployed last."""
     st = output.state(ctx)
-    from ossctl.serve import rollout
+    from ossctl.serve import service
 
-    res = rollout.rollback(st.settings, profile, to, timeout=timeout, docker_host_flag=docker_host, log=_log(st))
+    res = service.rollback(st.settings, profile, to, timeout=timeout, docker_host_flag=docker_host, log=_log(st))
     if "hosts" in res:
         output.emit(st, res, lambda: _fleet_text(res))
         return
@@ -106,9 +106,9 @@ def status(
 ) -> None:
     """What runs now: release, profile, model, ctx, health, uptime, port."""
     st = output.state(ctx)
-    from ossctl.serve import rollout
+    from ossctl.serve import service
 
-    res = rollout.status(st.settings, profile, docker_host_flag=docker_host, log=output.info)
+    res = service.status(st.settings, profile, docker_host_flag=docker_host, log=output.info)
     for r in res["releases"]:
         if r["leftovers"]:
             output.info(f"warning: {r['profile']}: containers left by an interrupted deploy: {', '.join(r['leftovers'])} "
@@ -138,9 +138,9 @@ def releases_cmd(
 ) -> None:
     """Release history on the Docker host, newest first (* = serving now)."""
     st = output.state(ctx)
-    from ossctl.serve import rollout
+    from ossctl.serve import service
 
-    res = rollout.history(st.settings, profile, docker_host_flag=docker_host, log=output.info)
+    res = service.history(st.settings, profile, docker_host_flag=docker_host, log=output.info)
 
     def human() -> str:
         fleet = "hosts" in res

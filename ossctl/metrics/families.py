@@ -68,7 +68,7 @@ def host_label(docker_host: str | None, local_name: str) -> str:
 
 def release_labels(rel: dict[str, Any], host: str) -> dict[str, str]:
     """The label set of one release (keys of :data:`RELEASE_LABELS`) from a
-    ``rollout.status`` entry."""
+    ``service.status`` entry."""
     return {"profile": str(rel.get("profile") or ""), "release": str(rel.get("release") or ""),
             "model_id": str(rel.get("model_id") or ""),
             "composite_sha256": str(rel.get("composite_sha256") or "")[:SHORT_SHA],

@@ -154,6 +154,18 @@ def _errors(host: str, what: str = "") -> Iterator[None]:
         raise _translate(exc, host, what) from None
 
 
+def engine_address(docker_host: str, env: dict[str, str]) -> str:
+    """Where ports an engine publishes are reached from here: the host part of its endpoint
+    (a ``docker context`` name is looked up), 127.0.0.1 for a local socket."""
+    url = docker_host
+    if "://" not in url:
+        ctx = context_endpoint(url, env)
+        url = ctx[0] if ctx else url
+    if url.startswith(("unix://", "npipe://")):
+        return "127.0.0.1"
+    return urlsplit(url).hostname or "127.0.0.1"
+
+
 def _ssh_options() -> list[str]:
     """Options for every ``ssh`` ossctl starts: batch mode (a prompt would hang), and one
     multiplexed connection per host, kept 60 s, so each Docker API call does not pay a
@@ -205,25 +217,17 @@ def _ssh_probe(url: str, timeout: int) -> None:
 
 
 def _ssh_socket_fixes() -> None:
-    """Changes to the SDK's ssh-client transport (docker 7.x ``SSHSocket``,
-    ``SSHConnection``, ``SSHHTTPAdapter``): it starts ``ssh`` with :func:`_ssh_options`;
-    closing it after ssh has exited (usual after an exec stream) is not an error: the SDK's
-    BrokenPipeError there loses the exec's output (docker/docker-py#3218); and connections
-    are kept and reused (urllib3 2 only). The SDK made a new pool for every request, let
-    each response close ssh's stdout and asked whether a kept connection was alive on a
-    socket it never connected, so every API call paid a new ssh session and a new
-    ``docker system dial-stdio`` on the host (~0.15 s each; docker/docker-py#2966). Alive
-    now means: ssh still runs, the connection never carried a raw (hijacked exec/attach)
-    stream, and nothing is left unread on ssh's stdout."""
-    import select
-
-    import urllib3
+    """Changes to the SDK's ssh-client socket (docker 7.x ``SSHSocket``): it starts ``ssh``
+    with :func:`_ssh_options` and a connect timeout, its complaints not printed (a failed
+    connection is explained by :func:`_ssh_probe`); closing it after ssh has exited (usual
+    after an exec stream) is not an error: the SDK's BrokenPipeError there loses the exec's
+    output (docker/docker-py#3218). Then :func:`_ssh_keepalive_fixes`."""
     from docker.transport import sshconn
 
     sock = sshconn.SSHSocket
     if getattr(sock, "_ossctl", False) or not all(hasattr(sock, a) for a in ("connect", "close", "makefile", "recv")):
         return
-    original_close, original_recv = sock.close, sock.recv
+    original_close = sock.close
 
     def connect(self, **_kwargs) -> None:
         args = ["ssh", *_ssh_options(), "-o", "ConnectTimeout=30"]
@@ -233,9 +237,9 @@ def _ssh_socket_fixes() -> None:
             args += ["-p", self.port]
         args += ["--", self.host, "docker system dial-stdio"]
         env = {k: v for k, v in os.environ.items() if k not in ("LD_LIBRARY_PATH", "SSL_CERT_FILE")}
-        # ssh's complaints are not printed: a failed connection is explained by _ssh_probe
         self.proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stdin=subprocess.PIPE,
-                                     stderr=subprocess.DEVNULL, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+                                     stderr=subprocess.DEVNULL,
+                                     preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
 
     def close(self) -> None:
         try:
@@ -244,8 +248,24 @@ def _ssh_socket_fixes() -> None:
             self.proc.terminate()
 
     sock.connect, sock.close, sock._ossctl = connect, close, True
+    _ssh_keepalive_fixes(sshconn)
+
+
+def _ssh_keepalive_fixes(sshconn) -> None:
+    """Keep and reuse ssh connections (urllib3 2 only). The SDK made a new pool for every
+    request, let each response close ssh's stdout and asked whether a kept connection was
+    alive on a socket it never connected, so every API call paid a new ssh session and a
+    new ``docker system dial-stdio`` on the host (~0.15 s each; docker/docker-py#2966).
+    Alive now means: ssh still runs, the connection never carried a raw (hijacked
+    exec/attach) stream, and nothing is left unread on ssh's stdout."""
+    import select
+
+    import urllib3
+
     if int(urllib3.__version__.split(".")[0]) < 2 or not hasattr(sshconn, "SSHConnection"):
         return
+    sock = sshconn.SSHSocket
+    original_recv = sock.recv
 
     def makefile(self, mode):
         if not self.proc:

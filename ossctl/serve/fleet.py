@@ -35,7 +35,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from ossctl import labels as L
 from ossctl.errors import ConflictError, DeployError, IntegrityError, Interrupted, OssctlError, RemoteError, UsageError
@@ -77,22 +76,6 @@ class Member:
         return cur, self.engine.running(cur) is not None
 
 
-def reach_address(docker_host: str, override: str | None, env: dict[str, str]) -> str:
-    """Where a host's published port is reached: the ``upstream`` override, else the host
-    part of its Docker endpoint (a context name is looked up), 127.0.0.1 for a local socket."""
-    from ossctl.serve.docker_runtime import context_endpoint
-
-    if override:
-        return override
-    url = docker_host
-    if "://" not in url:
-        ctx = context_endpoint(url, env)
-        url = ctx[0] if ctx else url
-    if url.startswith(("unix://", "npipe://")):
-        return "127.0.0.1"
-    return urlsplit(url).hostname or "127.0.0.1"
-
-
 def as_fleet(settings, profile: dict[str, Any], docker_host_flag: str | None) -> dict[str, Any]:
     """``profile`` with ``hosts``: a profile with a ``[frontdoor]`` but no ``[[hosts]]`` is a
     fleet of one host, the engine it targets (``--docker-host``, DOCKER_HOST, ...)."""
@@ -108,10 +91,13 @@ def as_fleet(settings, profile: dict[str, Any], docker_host_flag: str | None) ->
 
 
 def members(settings, profile: dict[str, Any]) -> list[Member]:
+    """The profile's hosts; each is reached at its ``upstream`` override, else at its
+    engine's address."""
+    from ossctl.serve.docker_runtime import engine_address
     from ossctl.serve.profiles import host_profile
 
-    return [Member(h["docker_host"], host_profile(profile, h), reach_address(h["docker_host"], h.get("upstream"),
-                                                                              dict(settings.env)))
+    return [Member(h["docker_host"], host_profile(profile, h),
+                   h.get("upstream") or engine_address(h["docker_host"], dict(settings.env)))
             for h in profile["hosts"]]
 
 
@@ -337,7 +323,7 @@ def deploy(settings, profile: dict[str, Any], *, timeout: float | None = None, f
     :class:`Interrupted` on Ctrl-C (after putting the fleet back on one version)."""
     from ossctl.artifacts.manifest import locate_model_dir, read_manifest
     from ossctl.serve.frontdoor import Upstream
-    from ossctl.serve.rollout import check_registered, deploy_locked, profile_api_key
+    from ossctl.serve.rollout import check_registered, profile_api_key
 
     name = profile["name"]
     manifest = read_manifest(locate_model_dir(settings, profile["model"]).resolve())
@@ -363,59 +349,9 @@ def deploy(settings, profile: dict[str, Any], *, timeout: float | None = None, f
                    if cur and running])
         log(f"front door {fd.spec.endpoint} on {fd.rt.host} over {sum(r for _, r in now.values())} serving host(s)")
         done: list[tuple[Member, dict[str, Any]]] = []
-
-        def one(m: Member):
-            cur, running = now[m.docker_host]
-            old = m.url(cur.port) if cur and running else None
-            side = strat == "blue-green" and old is not None
-            hp = dict(m.profile)
-            if side and cur.port == hp["port"]:
-                hp["port"] = hp["port"] + 1  # the other port of the pair
-            if old and not side:
-                log(f"draining {old} at the front door")
-                fd.drain(old, timeout=DRAIN_TIMEOUT_S, api_key=api_key)
-            try:
-                rec = deploy_locked(m.engine, hp, manifest, Path(hp["model"]), timeout=gate_s, force=force,
-                                    strategy=strat, api_key=api_key, local_vram=m.engine.rt.is_local, reach=m.reach,
-                                    side_by_side=side)
-            except BaseException:
-                if old and not side:
-                    with contextlib.suppress(OssctlError):
-                        fd.enable(old)  # the step brought the old release back
-                raise
-            new = m.url(rec.port)
-            if side:
-                fd.swap(None, new)
-                log(f"{m.docker_host}: {new} in the front door; draining {old}")
-                fd.drain(old, timeout=DRAIN_TIMEOUT_S, api_key=api_key)
-                m.engine.rt.stop(cur.container_id)
-            fd.swap(old, new)
-            return rec
-
-        step = profile["max_unavailable"]
         try:
-            for i in range(0, len(ms), step):
-                batch = list(zip(ms[i:i + step], account[i:i + step]))
-                # no outer limit: a deploy bounds itself (health gate, drain), and one abandoned
-                # half-way would keep changing its host while the others are rolled back
-                try:
-                    results, stop = per_host([m for m, _ in batch], one, timeout=None, finish=lambda: log(
-                        "Ctrl-C: the hosts in this batch finish their step, then the fleet is rolled back")), None
-                except BatchInterrupted as bi:
-                    results, stop = bi.results, bi
-                failed = None
-                for (m, acc), (_, rec, err) in zip(batch, results):
-                    if err is None:
-                        acc.update(state="updated", release=rec.id, upstream=m.url(rec.port))
-                        done.append((m, acc))
-                        log(f"{m.docker_host}: release {rec.id} serves at {m.url(rec.port)} behind the front door")
-                    else:
-                        acc.update(state="failed", error=err.message, note=err.hint)
-                        failed = failed or err
-                if stop is not None:
-                    raise KeyboardInterrupt
-                if failed is not None:
-                    raise failed
+            _roll_batches(ms, account, profile["max_unavailable"], done, log, lambda m: _deploy_host(
+                m, now[m.docker_host], fd, manifest, strat, dict(timeout=gate_s, force=force, api_key=api_key), log))
         except BaseException as exc:
             interrupted = isinstance(exc, (KeyboardInterrupt, Interrupted))
             if not keep_going or interrupted:
@@ -431,6 +367,69 @@ def deploy(settings, profile: dict[str, Any], *, timeout: float | None = None, f
             raise
     return {"profile": name, "frontdoor": fd.spec.endpoint, "frontdoor_host": fd.rt.host, "strategy": strat,
             "hosts": account, "wall_s": round(time.monotonic() - t0, 3)}
+
+
+def _deploy_host(m: Member, now, fd, manifest, strat: str, gate: dict[str, Any], log: Log):
+    """One host's turn: drain it at the front door (recreate), run the rollout step,
+    swap the front door over to the new release (blue-green: add it, then drain and stop
+    the old one). ``now``: (its current release, whether it runs); ``gate``: timeout,
+    force, api_key. A failed step has brought the old release back: it is enabled again."""
+    from ossctl.serve.rollout import deploy_locked
+
+    cur, running = now
+    old = m.url(cur.port) if cur and running else None
+    side = strat == "blue-green" and old is not None
+    hp = dict(m.profile)
+    if side and cur.port == hp["port"]:
+        hp["port"] = hp["port"] + 1  # the other port of the pair
+    if old and not side:
+        log(f"draining {old} at the front door")
+        fd.drain(old, timeout=DRAIN_TIMEOUT_S, api_key=gate["api_key"])
+    try:
+        rec = deploy_locked(m.engine, hp, manifest, Path(hp["model"]), strategy=strat, local_vram=m.engine.rt.is_local,
+                            reach=m.reach, side_by_side=side, **gate)
+    except BaseException:
+        if old and not side:
+            with contextlib.suppress(OssctlError):
+                fd.enable(old)
+        raise
+    new = m.url(rec.port)
+    if side:
+        fd.swap(None, new)
+        log(f"{m.docker_host}: {new} in the front door; draining {old}")
+        fd.drain(old, timeout=DRAIN_TIMEOUT_S, api_key=gate["api_key"])
+        m.engine.rt.stop(cur.container_id)
+    fd.swap(old, new)
+    return rec
+
+
+def _roll_batches(ms: list[Member], account: list[dict[str, Any]], step: int,
+                  done: list[tuple[Member, dict[str, Any]]], log: Log, fn: Callable[[Member], Any]) -> None:
+    """``fn`` over the hosts, ``step`` at a time, filling ``account`` and ``done`` (the
+    updated hosts). Raises the first host error of a batch once the batch ended, and
+    KeyboardInterrupt after a Ctrl-C (once the batch's steps finished)."""
+    for i in range(0, len(ms), step):
+        batch = list(zip(ms[i:i + step], account[i:i + step]))
+        # no outer limit: a step bounds itself (health gate, drain), and one abandoned
+        # half-way would keep changing its host while the others are rolled back
+        try:
+            results, stop = per_host([m for m, _ in batch], fn, timeout=None, finish=lambda: log(
+                "Ctrl-C: the hosts in this batch finish their step, then the fleet is rolled back")), None
+        except BatchInterrupted as bi:
+            results, stop = bi.results, bi
+        failed = None
+        for (m, acc), (_, rec, err) in zip(batch, results):
+            if err is None:
+                acc.update(state="updated", release=rec.id, upstream=m.url(rec.port))
+                done.append((m, acc))
+                log(f"{m.docker_host}: release {rec.id} serves at {m.url(rec.port)} behind the front door")
+            else:
+                acc.update(state="failed", error=err.message, note=err.hint)
+                failed = failed or err
+        if stop is not None:
+            raise KeyboardInterrupt
+        if failed is not None:
+            raise failed
 
 
 def _rollback_host(m: Member, fd, timeout: float | None, api_key: str | None):

@@ -343,7 +343,7 @@ def _choose_strategy(strategy: str, log: Log) -> str:
 
 def deploy(settings, profile_name: str, *, dry_run: bool = False, timeout: float | None = None,
            force: bool = False, strategy: str | None = None, docker_host_flag: str | None = None,
-           keep_going: bool = False, log: Log = _nolog) -> dict[str, Any]:
+           log: Log = _nolog) -> dict[str, Any]:
     """Deploy ``profile_name`` (see the module docstring). Returns the release (or, with
     ``dry_run``, the spec and the ``docker run`` line without touching anything).
 
@@ -355,13 +355,6 @@ def deploy(settings, profile_name: str, *, dry_run: bool = False, timeout: float
 
     profile = resolve_profile(settings, profile_name)
     name = profile["name"]
-    if (profile.get("hosts") or profile.get("frontdoor")) and not dry_run:
-        from ossctl.serve import fleet
-
-        if docker_host_flag and profile.get("hosts"):
-            raise UsageError(f"profile {name!r} is a fleet: its [[hosts]] name the engines, --docker-host does not")
-        return fleet.deploy(settings, fleet.as_fleet(settings, profile, docker_host_flag), timeout=timeout,
-                            force=force, keep_going=keep_going, strategy=strategy, log=log)
     strategy = _choose_strategy(strategy or profile["strategy"], log if not dry_run else _nolog)
     timeout = float(timeout if timeout is not None else profile["health_timeout"])
     if timeout <= 0:
@@ -386,11 +379,11 @@ def deploy(settings, profile_name: str, *, dry_run: bool = False, timeout: float
                 "docker_run": llama_server.docker_run_line(spec),
                 "flags": image_flags.explain(profile, help_text, source)}
 
-    from ossctl.serve.fleet import reach_address
+    from ossctl.serve.docker_runtime import engine_address
 
     eng = Engine(settings, docker_host_flag, log)
     # a remote engine's release is health-gated where it publishes its port: that host
-    reach = reach_address(eng.host, None, dict(settings.env))
+    reach = engine_address(eng.host, dict(settings.env))
     with eng.ledger.lock(name, "deploy", log):
         return deploy_locked(eng, profile, manifest, model_dir, timeout=timeout, force=force, strategy=strategy,
                              api_key=api_key, local_vram=eng.rt.is_local, reach=reach).public()
@@ -517,11 +510,6 @@ def rollback(settings, profile: str | None = None, to: str | None = None, *, tim
     container, or recreate it from the recorded spec; health-gated; recorded as a new
     release of kind "rollback". On failure the release that was serving is restored and
     :class:`DeployError` is raised."""
-    fleet_profile = _fleet_profile(settings, profile, docker_host_flag)
-    if fleet_profile is not None:
-        from ossctl.serve import fleet
-
-        return fleet.rollback(settings, fleet_profile, timeout=timeout, log=log)
     eng = Engine(settings, docker_host_flag, log)
     name = profile or _pick_profile(eng.book(), None)
     with eng.ledger.lock(name, "rollback", log):
@@ -588,37 +576,10 @@ def rollback_locked(eng: Engine, name: str, to: str | None, timeout: float | Non
 
 # ------------------------------------------------------------------ status / history / unlock
 
-def _fleet_profile(settings, name: str | None, docker_host_flag: str | None = None) -> dict[str, Any] | None:
-    """The resolved profile ``name`` when it is a fleet (has ``[[hosts]]``), else None. A
-    name that is not a profile here (a release deployed from elsewhere) is no fleet."""
-    if not name:
-        return None
-    try:
-        p = resolve_profile(settings, name)
-    except OssctlError:  # unknown or broken here: what the engine records still shows
-        return None
-    if p.get("hosts") or p.get("frontdoor"):
-        from ossctl.serve import fleet
-
-        return fleet.as_fleet(settings, p, docker_host_flag)
-    return None
-
-
-def status(settings, profile: str | None = None, docker_host_flag: str | None = None,
-           log: Log = _nolog) -> dict[str, Any]:
-    """What runs now on the Docker host: one entry per profile with a current release
-    (container state, /health, uptime), plus containers of releases that are not ok
-    (leftovers of interrupted runs, or unknown to the ledger). A fleet profile: every host."""
-    fleet_profile = _fleet_profile(settings, profile, docker_host_flag)
-    if fleet_profile is not None:
-        from ossctl.serve import fleet
-
-        return fleet.status(settings, fleet_profile, log)
-    return engine_status(settings, profile, docker_host_flag, log)
-
-
 def engine_status(settings, profile: str | None, docker_host_flag: str | None, log: Log = _nolog) -> dict[str, Any]:
-    """:func:`status` of one engine (a fleet's status asks each of its engines)."""
+    """What runs now on one Docker engine: one entry per profile with a current release
+    (container state, /health, uptime), plus containers of releases that are not ok
+    (leftovers of interrupted runs, or unknown to the ledger)."""
     from ossctl import labels as L
     from ossctl.serve import health
 
@@ -667,20 +628,9 @@ def engine_status(settings, profile: str | None, docker_host_flag: str | None, l
                            if not profile or u.profile == profile]}
 
 
-def history(settings, profile: str | None = None, docker_host_flag: str | None = None,
-            log: Log = _nolog) -> dict[str, Any]:
-    """Every release on the engine (of ``profile`` when given), newest first. A fleet
-    profile: every host's (each row carries its ``docker_host``)."""
-    fleet_profile = _fleet_profile(settings, profile, docker_host_flag)
-    if fleet_profile is not None:
-        from ossctl.serve import fleet
-
-        return fleet.history(settings, fleet_profile, log)
-    return engine_history(settings, profile, docker_host_flag, log)
-
-
 def engine_history(settings, profile: str | None, docker_host_flag: str | None, log: Log = _nolog) -> dict[str, Any]:
-    """:func:`history` of one engine."""
+    """Every release on one engine (of ``profile`` when given), newest first; each row
+    carries its ``docker_host``."""
     eng = Engine(settings, docker_host_flag, log)
     book = eng.book(profile)
     rows = []
