@@ -372,8 +372,12 @@ class Ledger:
         try:
             yield
         finally:
-            with contextlib.suppress(OssctlError):
+            try:
                 self.rt.remove(cid)
+            except OssctlError as exc:
+                log(f"warning: could not release the lock of profile {profile} on {self.rt.host} ({exc.message}); "
+                    f"the next deploy or rollback from this machine breaks it, another machine needs "
+                    f"`ossctl unlock --profile {profile}`")
 
     def unlock(self, profile: str) -> dict[str, Any] | None:
         """Break the lock of ``profile`` whoever holds it; returns the holder's info, or

@@ -320,3 +320,39 @@ def test_single_host_deploy_to_a_remote_engine_is_gated_where_it_runs(fs):
     finally:
         for c in e.client.containers.list(all=True, filters={"label": [f"ossctl.profile={name}"]}):
             c.remove(force=True)
+
+
+def test_host_unreachable_mid_rollout_rolls_the_fleet_back_and_the_door_keeps_serving(fs):
+    """The second host's engine stops answering (its port rejects) while the first host's
+    new release starts: that host fails in one line, the first is rolled back, clients of
+    the front door see no failed request, and once the engine answers again the next
+    deploy goes through (the lock left on it by a process that is gone is broken)."""
+    if shutil.which("iptables") is None:
+        pytest.fail("iptables is not installed (docker.io depends on it)")
+    r = fs.cli("deploy", "-p", fs.name)
+    assert r.code == 0, r.err
+    tls = fs.fleet.engine("tls")
+    rule = ["OUTPUT", "-d", tls.addr, "-p", "tcp", "--dport", "2376", "-j", "REJECT", "--reject-with", "tcp-reset"]
+    cut = []
+    events = _on_start(fs.fleet.engine("unix"), fs.name, "r0002",
+                       lambda: cut.append(subprocess.run(["iptables", "-I", *rule], check=True)))
+    load = fs.bench(25)
+    time.sleep(3)
+    try:  # a process of its own: the lock it cannot give back on the cut engine names a pid that ends
+        p = subprocess.run([sys.executable, "-m", "ossctl", "deploy", "-p", fs.name], env={**os.environ, **fs.env},
+                           capture_output=True, text=True, timeout=300)
+    finally:
+        events.close()
+        if cut:
+            subprocess.run(["iptables", "-D", *rule], check=True)
+    b = _bench_result(load)
+    assert cut, "the first host's release never started"
+    assert p.returncode == 7 and "Traceback" not in p.stderr, p.stderr
+    assert "tlsbox: failed" in p.stderr and "rolled back" in p.stderr, p.stderr
+    assert "could not release the lock of profile" in p.stderr, p.stderr
+    assert b["requests"] > 0 and b["errors"] == 0, b
+    rows = fs.cli("--json", "status", "-p", fs.name).json()["releases"]
+    assert len(rows) == 3 and {r["source"] or r["release"] for r in rows} == {"r0001"}, \
+        [(r["docker_host"], r["release"], r["source"]) for r in rows]
+    r = fs.cli("deploy", "-p", fs.name)
+    assert r.code == 0 and "broke a stale lock" in r.err, r.err
