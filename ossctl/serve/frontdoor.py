@@ -369,9 +369,7 @@ class FrontDoor:
     def route(self, upstreams: list[Upstream]) -> None:
         """Replace the upstream list (one admin request). Caddy swaps its configuration
         gracefully: requests in flight finish on the upstream they started on."""
-        ups = list(upstreams)
-        _check_unique(ups)
-        self._run(load=ups)
+        self._run(load=list(upstreams))
 
     def set_upstreams(self, upstreams: list[Upstream]) -> FrontDoorState:
         """:meth:`route`, then the state."""
