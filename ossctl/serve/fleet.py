@@ -453,14 +453,33 @@ def _rollback_host(m: Member, fd, timeout: float | None, api_key: str | None):
 
 
 def _undo(done: list[tuple[Member, dict[str, Any]]], fd, timeout: float | None, api_key: str | None, log: Log) -> None:
-    """Roll back the hosts already updated (newest first), each drained then put back."""
-    for m, acc in reversed(done):
-        try:
-            rec = _rollback_host(m, fd, timeout, api_key)
-            acc.update(state="rolled back", release=rec.id, upstream=m.url(rec.port))
-            log(f"{m.docker_host}: rolled back to release {rec.source}")
-        except OssctlError as exc:
-            acc.update(state="rollback failed", error=exc.message)
+    """Roll back the hosts already updated (newest first), each drained then put back.
+    Ctrl-C meanwhile is said and ignored: stopping half-way would leave two versions."""
+    with _ctrl_c_ignored(lambda: log("Ctrl-C: still rolling the fleet back to one version; it ends by itself")):
+        for m, acc in reversed(done):
+            try:
+                rec = _rollback_host(m, fd, timeout, api_key)
+                acc.update(state="rolled back", release=rec.id, upstream=m.url(rec.port))
+                log(f"{m.docker_host}: rolled back to release {rec.source}")
+            except OssctlError as exc:
+                acc.update(state="rollback failed", error=exc.message)
+
+
+@contextlib.contextmanager
+def _ctrl_c_ignored(say: Callable[[], None]):
+    """SIGINT calls ``say`` instead of interrupting (main thread only; elsewhere nothing
+    changes)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, lambda _sig, _frame: say())
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def rollback(settings, profile: dict[str, Any], *, timeout: float | None = None, log: Log = _nolog) -> dict[str, Any]:

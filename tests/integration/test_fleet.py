@@ -285,10 +285,14 @@ def test_ctrl_c_mid_rollout_leaves_the_fleet_on_one_version(fs):
     assert r.code == 0, r.err
     proc = subprocess.Popen([sys.executable, "-m", "ossctl", "deploy", "-p", fs.name], env={**os.environ, **fs.env},
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    # Ctrl-C while the second host's new release is starting (the first one is updated)
+    # Ctrl-C while the second host's new release is starting (the first one is updated),
+    # and again while the first host's rollback release starts: the rollback goes on
     events = _on_start(fs.fleet.engine("tls"), fs.name, "r0002", lambda: proc.send_signal(signal.SIGINT))
+    again = _on_start(fs.fleet.engine("unix"), fs.name, "r0001", lambda: proc.send_signal(signal.SIGINT))
     _, err = proc.communicate(timeout=300)
     events.close()
+    again.close()
+    assert "Ctrl-C: still rolling the fleet back to one version" in err, err
     assert proc.returncode == 130, err
     assert "Traceback" not in err
     lines = [ln for ln in err.splitlines() if ln.startswith("interrupted")]
