@@ -38,15 +38,11 @@ from typing import Any
 
 from ossctl import labels as L
 from ossctl.errors import ConflictError, DeployError, IntegrityError, Interrupted, OssctlError, RemoteError, UsageError
+from ossctl.serve import Log, nolog
 
-Log = Callable[[str], None]
 PREFLIGHT_TIMEOUT_S = 120.0  # one host's preflight, hashing its model files included
 STATUS_TIMEOUT_S = 15.0
 DRAIN_TIMEOUT_S = 300.0
-
-
-def _nolog(_msg: str) -> None:
-    pass
 
 
 @dataclass
@@ -154,33 +150,31 @@ def per_host(ms: list[Member], fn: Callable[[Member], Any], timeout: float | Non
 
 # ---------------------------------------------------------------------- preflight
 
-def verify_on_host(rt, image: str, model_dir: str, manifest, ledger=None) -> bool:
+def verify_on_host(rt, image: str, model_dir: str, manifest, ledger) -> bool:
     """Check the manifest's files where they are, without moving model bytes: their sizes
     and mtimes are read on the host (no container started); when a file changed since it
-    was last hashed there (the host's ledger keeps what ``model_dir`` held then), or was
-    never hashed, a short-lived container of ``image`` with the directory mounted read-only
-    runs ``sha256sum`` and the result is compared and recorded. The same trust as the local
-    fast re-verify: size + mtime as last hashed. Returns True when it hashed. Raises
-    :class:`IntegrityError` naming the file, :class:`NotFoundError` for a missing one."""
-    names = [f.name for f in manifest.files]
-    seen: dict[str, Any] | None = None
-    if ledger is not None:
-        from ossctl.serve.releases import LEDGER_IMAGE
+    was last hashed there (``ledger``, the host's, keeps what ``model_dir`` held then), or
+    was never hashed, a short-lived container of ``image`` with the directory mounted
+    read-only runs ``sha256sum`` and the result is compared and recorded. The same trust as
+    the local fast re-verify: size + mtime as last hashed. Returns True when it hashed.
+    Raises :class:`IntegrityError` naming the file."""
+    from ossctl.serve.releases import LEDGER_IMAGE
 
-        rt.ensure_empty_image(LEDGER_IMAGE, {L.LEDGER: "1"})
-        seen = rt.stat_files(model_dir, names, LEDGER_IMAGE)
-        for f in manifest.files:
-            st = seen[f.name]
-            if st is None:
-                raise IntegrityError(f"{rt.host}: {model_dir}/{f.name} is missing",
-                                     hint="copy the model there, or point the host's `model` at its directory")
-            if st["size"] != f.size:
-                raise IntegrityError(f"{rt.host}: {model_dir}/{f.name} differs from the manifest "
-                                     f"({st['size']} bytes, expected {f.size})",
-                                     hint="copy the verified files there again (the composite must be the registered one)")
-        last = ledger.verified(model_dir)
-        if all(last.get(f.name) == {**seen[f.name], "sha256": f.sha256} for f in manifest.files):
-            return False
+    names = [f.name for f in manifest.files]
+    rt.ensure_empty_image(LEDGER_IMAGE, {L.LEDGER: "1"})
+    seen = rt.stat_files(model_dir, names, LEDGER_IMAGE)
+    for f in manifest.files:
+        st = seen[f.name]
+        if st is None:
+            raise IntegrityError(f"{rt.host}: {model_dir}/{f.name} is missing",
+                                 hint="copy the model there, or point the host's `model` at its directory")
+        if st["size"] != f.size:
+            raise IntegrityError(f"{rt.host}: {model_dir}/{f.name} differs from the manifest "
+                                 f"({st['size']} bytes, expected {f.size})",
+                                 hint="copy the verified files there again (the composite must be the registered one)")
+    last = ledger.verified(model_dir)
+    if all(last.get(f.name) == {**seen[f.name], "sha256": f.sha256} for f in manifest.files):
+        return False
     code, out = rt.run_once(image, [f"/models/{n}" for n in names], timeout=3600, entrypoint=["sha256sum"],
                             read_only={model_dir: "/models"})
     got: dict[str, str] = {}
@@ -197,9 +191,8 @@ def verify_on_host(rt, image: str, model_dir: str, manifest, ledger=None) -> boo
             raise IntegrityError(f"{rt.host}: {model_dir}/{f.name} differs from the manifest "
                                  f"(sha256 {got[f.name][:12]}…, expected {f.sha256[:12]}…)",
                                  hint="copy the verified files there again (the composite must be the registered one)")
-    if ledger is not None and seen is not None:
-        # the stat taken before hashing: a file changed meanwhile is hashed again next time
-        ledger.save_verified(model_dir, {f.name: {**seen[f.name], "sha256": f.sha256} for f in manifest.files})
+    # the stat taken before hashing: a file changed meanwhile is hashed again next time
+    ledger.save_verified(model_dir, {f.name: {**seen[f.name], "sha256": f.sha256} for f in manifest.files})
     return True
 
 
@@ -230,7 +223,7 @@ def _preflight_host(settings, m: Member, manifest, log: Log) -> dict[str, Any]:
     return m.facts
 
 
-def preflight(settings, ms: list[Member], manifest, log: Log = _nolog) -> list[dict[str, Any]]:
+def preflight(settings, ms: list[Member], manifest, log: Log = nolog) -> list[dict[str, Any]]:
     """Check every host (concurrently, each within :data:`PREFLIGHT_TIMEOUT_S`) and that
     they agree. Returns one row per host; raises the first host's error (its exit code)
     with every host's account when any fails."""
@@ -316,16 +309,17 @@ def _mem_available() -> int | None:
 
 
 def deploy(settings, profile: dict[str, Any], *, timeout: float | None = None, force: bool = False,
-           keep_going: bool = False, strategy: str | None = None, log: Log = _nolog) -> dict[str, Any]:
+           keep_going: bool = False, strategy: str | None = None, log: Log = nolog) -> dict[str, Any]:
     """Roll ``profile`` (resolved, with ``hosts``) across its hosts; see the module
     docstring. Returns the per-host account. Raises preflight errors (nothing changed),
     :class:`DeployError` (exit 7) with the per-host account when a host failed, and
     :class:`Interrupted` on Ctrl-C (after putting the fleet back on one version)."""
     from ossctl.artifacts.manifest import locate_model_dir, read_manifest
     from ossctl.serve.frontdoor import Upstream
-    from ossctl.serve.rollout import check_registered, profile_api_key
+    from ossctl.serve.rollout import check_registered, gate_timeout, profile_api_key
 
     name = profile["name"]
+    gate_s = gate_timeout(profile, timeout)
     manifest = read_manifest(locate_model_dir(settings, profile["model"]).resolve())
     api_key = profile_api_key(profile)
     ms = members(settings, profile)
@@ -337,7 +331,6 @@ def deploy(settings, profile: dict[str, Any], *, timeout: float | None = None, f
     fd = _frontdoor(settings, profile, ms, log)
     account: list[dict[str, Any]] = [{"docker_host": m.docker_host, "state": "unchanged", "release": None,
                                       "upstream": m.upstream, "build": r.get("build")} for m, r in zip(ms, rows)]
-    gate_s = float(timeout if timeout is not None else profile["health_timeout"])
     t0 = time.monotonic()
     with _locks(ms, name, "deploy", log):
         res = per_host(ms, Member.current, None)
@@ -482,7 +475,7 @@ def _ctrl_c_ignored(say: Callable[[], None]):
         signal.signal(signal.SIGINT, previous)
 
 
-def rollback(settings, profile: dict[str, Any], *, timeout: float | None = None, log: Log = _nolog) -> dict[str, Any]:
+def rollback(settings, profile: dict[str, Any], *, timeout: float | None = None, log: Log = nolog) -> dict[str, Any]:
     """Roll every host of the fleet back to its previous release, host by host behind the
     front door, health-gated. Raises :class:`DeployError` with the per-host account when a
     host's rollback fails (that host serves what it served before)."""
@@ -510,7 +503,7 @@ def rollback(settings, profile: dict[str, Any], *, timeout: float | None = None,
     return {"profile": name, "frontdoor": fd.spec.endpoint, "hosts": account}
 
 
-def status(settings, profile: dict[str, Any], log: Log = _nolog) -> dict[str, Any]:
+def status(settings, profile: dict[str, Any], log: Log = nolog) -> dict[str, Any]:
     """Every host's current release in one list (each row carries its ``docker_host``); a
     host that does not answer within :data:`STATUS_TIMEOUT_S` is reported, the others still
     are."""
@@ -520,7 +513,7 @@ def status(settings, profile: dict[str, Any], log: Log = _nolog) -> dict[str, An
                        {"unreadable": []})
 
 
-def history(settings, profile: dict[str, Any], log: Log = _nolog) -> dict[str, Any]:
+def history(settings, profile: dict[str, Any], log: Log = nolog) -> dict[str, Any]:
     """Every host's releases of the profile in one list, newest first (as :func:`status`
     treats hosts that do not answer)."""
     from ossctl.serve import rollout

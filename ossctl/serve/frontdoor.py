@@ -448,11 +448,7 @@ class FrontDoor:
                 raise
             rc, out, err = self.rt.exec(self.spec.name, argv, env=env)
         if rc != 0:
-            self._raise_not_running()
-            why = (err.decode("utf-8", "replace").strip().splitlines() or [f"exit {rc}"])[-1]
-            what = "/load" if rc == 3 else "/reverse_proxy/upstreams" if rc == 4 else "request"
-            raise RemoteError(f"front door {self.spec.name} on {self.rt.host}: admin API {what} failed: {why}",
-                              hint=f"see `docker logs {self.spec.name}`")
+            raise self._failed("/load" if rc == 3 else "/reverse_proxy/upstreams" if rc == 4 else "request", rc, err)
         if load is not None:
             self._known = list(load)
         if not watch:
@@ -489,10 +485,7 @@ class FrontDoor:
         """GET ``path`` of the admin API, as JSON."""
         rc, out, err = self._wget(self.spec.admin_url + path)
         if rc != 0:
-            self._raise_not_running()
-            why = (err.decode("utf-8", "replace").strip().splitlines() or [f"exit {rc}"])[-1]
-            raise RemoteError(f"front door {self.spec.name} on {self.rt.host}: admin API {path} failed: {why}",
-                              hint=f"see `docker logs {self.spec.name}`")
+            raise self._failed(path, rc, err)
         text = out.decode("utf-8", "replace").strip()
         try:
             return json.loads(text) if text else None
@@ -508,6 +501,14 @@ class FrontDoor:
         except OssctlError:
             self._raise_not_running()
             raise
+
+    def _failed(self, what: str, rc: int, err: bytes) -> RemoteError:
+        """The error for an admin request ``what`` that exited ``rc``; raises the
+        not-running error instead when the container stopped."""
+        self._raise_not_running()
+        why = (err.decode("utf-8", "replace").strip().splitlines() or [f"exit {rc}"])[-1]
+        return RemoteError(f"front door {self.spec.name} on {self.rt.host}: admin API {what} failed: {why}",
+                           hint=f"see `docker logs {self.spec.name}`")
 
     def _raise_not_running(self) -> None:
         c = self.rt.find(self.spec.name)

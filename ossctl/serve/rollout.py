@@ -27,17 +27,10 @@ from pathlib import Path
 from typing import Any
 
 from ossctl.errors import ConflictError, DeployError, Interrupted, NotFoundError, OssctlError, UsageError
-from ossctl.serve import image_flags, llama_server
+from ossctl.serve import Log, image_flags, llama_server, nolog
 from ossctl.serve.llama_flags import parse_build
 from ossctl.serve.releases import Book, Ledger, Release, State, import_legacy, now_iso, whoami
 from ossctl.serve.profiles import STRATEGIES, check_against_model, resolve_profile
-
-Log = Callable[[str], None]
-
-
-def _nolog(_msg: str) -> None:
-    pass
-
 
 # ------------------------------------------------------------------ preflight pieces
 
@@ -108,7 +101,7 @@ def _check_port(rt, profile: dict[str, Any], port: int, allowed: set[str]) -> No
 class Engine:
     """One Docker engine with its ledger: what every command below works on."""
 
-    def __init__(self, settings, docker_host_flag: str | None, log: Log = _nolog):
+    def __init__(self, settings, docker_host_flag: str | None, log: Log = nolog):
         from ossctl.serve.docker_runtime import DockerRuntime, docker_host
 
         self.host = docker_host(settings, docker_host_flag)
@@ -341,9 +334,18 @@ def _choose_strategy(strategy: str, log: Log) -> str:
 
 # ------------------------------------------------------------------ deploy
 
+def gate_timeout(profile: dict[str, Any], timeout: float | None) -> float:
+    """Seconds a new release may take to pass its health gate: ``--timeout``, else the
+    profile's ``health_timeout``. Raises :class:`UsageError` for one that is not positive."""
+    gate = float(timeout if timeout is not None else profile["health_timeout"])
+    if gate <= 0:
+        raise UsageError("--timeout must be a positive number of seconds")
+    return gate
+
+
 def deploy(settings, profile_name: str, *, dry_run: bool = False, timeout: float | None = None,
            force: bool = False, strategy: str | None = None, docker_host_flag: str | None = None,
-           log: Log = _nolog) -> dict[str, Any]:
+           log: Log = nolog) -> dict[str, Any]:
     """Deploy ``profile_name`` (see the module docstring). Returns the release (or, with
     ``dry_run``, the spec and the ``docker run`` line without touching anything).
 
@@ -355,10 +357,8 @@ def deploy(settings, profile_name: str, *, dry_run: bool = False, timeout: float
 
     profile = resolve_profile(settings, profile_name)
     name = profile["name"]
-    strategy = _choose_strategy(strategy or profile["strategy"], log if not dry_run else _nolog)
-    timeout = float(timeout if timeout is not None else profile["health_timeout"])
-    if timeout <= 0:
-        raise UsageError("--timeout must be a positive number of seconds")
+    strategy = _choose_strategy(strategy or profile["strategy"], log if not dry_run else nolog)
+    timeout = gate_timeout(profile, timeout)
     model_dir = locate_model_dir(settings, profile["model"]).resolve()
     if dry_run:
         manifest = read_manifest(model_dir)
@@ -505,7 +505,7 @@ def _rollback_target(book: Book, name: str, cur: Release | None, to: str | None)
 
 
 def rollback(settings, profile: str | None = None, to: str | None = None, *, timeout: float | None = None,
-             docker_host_flag: str | None = None, log: Log = _nolog) -> dict[str, Any]:
+             docker_host_flag: str | None = None, log: Log = nolog) -> dict[str, Any]:
     """Go back to the previous healthy release (or release ``to``): restart its kept
     container, or recreate it from the recorded spec; health-gated; recorded as a new
     release of kind "rollback". On failure the release that was serving is restored and
@@ -576,7 +576,7 @@ def rollback_locked(eng: Engine, name: str, to: str | None, timeout: float | Non
 
 # ------------------------------------------------------------------ status / history / unlock
 
-def engine_status(settings, profile: str | None, docker_host_flag: str | None, log: Log = _nolog) -> dict[str, Any]:
+def engine_status(settings, profile: str | None, docker_host_flag: str | None, log: Log = nolog) -> dict[str, Any]:
     """What runs now on one Docker engine: one entry per profile with a current release
     (container state, /health, uptime), plus containers of releases that are not ok
     (leftovers of interrupted runs, or unknown to the ledger)."""
@@ -628,7 +628,7 @@ def engine_status(settings, profile: str | None, docker_host_flag: str | None, l
                            if not profile or u.profile == profile]}
 
 
-def engine_history(settings, profile: str | None, docker_host_flag: str | None, log: Log = _nolog) -> dict[str, Any]:
+def engine_history(settings, profile: str | None, docker_host_flag: str | None, log: Log = nolog) -> dict[str, Any]:
     """Every release on one engine (of ``profile`` when given), newest first; each row
     carries its ``docker_host``."""
     eng = Engine(settings, docker_host_flag, log)

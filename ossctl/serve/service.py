@@ -5,16 +5,10 @@ neither imports the other's caller (fleet builds on rollout's step, never the re
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from ossctl.errors import OssctlError, UsageError
-
-Log = Callable[[str], None]
-
-
-def _nolog(_msg: str) -> None:
-    pass
+from ossctl.serve import Log, nolog
 
 
 def _fleet_profile(settings, name: str | None, docker_host_flag: str | None = None,
@@ -44,15 +38,13 @@ def _fleet_profile(settings, name: str | None, docker_host_flag: str | None = No
 
 def deploy(settings, profile_name: str, *, dry_run: bool = False, timeout: float | None = None,
            force: bool = False, strategy: str | None = None, docker_host_flag: str | None = None,
-           keep_going: bool = False, log: Log = _nolog) -> dict[str, Any]:
+           keep_going: bool = False, log: Log = nolog) -> dict[str, Any]:
     """Deploy ``profile_name``: :func:`ossctl.serve.fleet.deploy` for a fleet,
     :func:`ossctl.serve.rollout.deploy` otherwise (and for every ``dry_run``, which
     touches nothing). Raises as those do."""
     from ossctl.serve import rollout
 
     if not dry_run:
-        if timeout is not None and timeout <= 0:
-            raise UsageError("--timeout must be a positive number of seconds")
         fp = _fleet_profile(settings, profile_name, docker_host_flag)
         if fp is not None:
             from ossctl.serve import fleet
@@ -64,7 +56,7 @@ def deploy(settings, profile_name: str, *, dry_run: bool = False, timeout: float
 
 
 def rollback(settings, profile: str | None = None, to: str | None = None, *, timeout: float | None = None,
-             docker_host_flag: str | None = None, log: Log = _nolog) -> dict[str, Any]:
+             docker_host_flag: str | None = None, log: Log = nolog) -> dict[str, Any]:
     """Roll ``profile`` back: the whole fleet (:func:`ossctl.serve.fleet.rollback`) or one
     engine (:func:`ossctl.serve.rollout.rollback`). Raises as those do."""
     fp = _fleet_profile(settings, profile, docker_host_flag)
@@ -82,7 +74,7 @@ def rollback(settings, profile: str | None = None, to: str | None = None, *, tim
 
 
 def status(settings, profile: str | None = None, docker_host_flag: str | None = None,
-           log: Log = _nolog) -> dict[str, Any]:
+           log: Log = nolog) -> dict[str, Any]:
     """What runs now: on the engine, or on every host of a fleet profile (rows carry their
     ``docker_host``; ``hosts`` says which answered; ``--docker-host`` picks one of them)."""
     fp = _fleet_profile(settings, profile, docker_host_flag, changes=False)
@@ -96,7 +88,7 @@ def status(settings, profile: str | None = None, docker_host_flag: str | None = 
 
 
 def history(settings, profile: str | None = None, docker_host_flag: str | None = None,
-            log: Log = _nolog) -> dict[str, Any]:
+            log: Log = nolog) -> dict[str, Any]:
     """Release history, newest first: of the engine, or of every host of a fleet profile."""
     fp = _fleet_profile(settings, profile, docker_host_flag, changes=False)
     if fp is not None:
