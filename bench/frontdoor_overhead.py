@@ -45,7 +45,8 @@ def main() -> None:
     from ossctl.loadtest import engine
     from ossctl.loadtest.prompts import builtin_prompts
     from ossctl.serve.docker_runtime import DockerRuntime
-    from ossctl.serve.frontdoor import FrontDoor, FrontDoorSpec, Upstream
+    from ossctl.fleet.frontdoor.base import FrontDoorSpec, Upstream
+    from ossctl.fleet.frontdoor.caddy import CaddyFrontDoor as FrontDoor
     from tests.plugins.docker_engine import free_port_pair, llama_image_into, llama_server_binary, make_model_dir
     from tests.plugins.frontdoor import frontdoor_image_into, start_llama, wait_healthy
 

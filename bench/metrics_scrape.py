@@ -11,7 +11,7 @@ local HTTP servers replaying a llama-server exposition. The release list is hand
 the exporter directly. With --docker-host and --image (a llama-server image on that
 engine, e.g. ossctl-test/llama-server:cpu-b0 that the docker tests build), the bench
 also deploys 4 real releases of the tiny model with `ossctl deploy`, times the full
-scrape with the Docker source (`ossctl.serve.service.status`: one engine connection,
+scrape with the Docker source (`ossctl.ops.service.status`: one engine connection,
 container look-ups and a /health probe per release), and removes them afterwards.
 
 Reported (median and p95 over --iterations):
@@ -195,7 +195,7 @@ def bench_with_engine(tmp: Path, env: dict[str, str], docker_host: str, image: s
 
     from ossctl.metrics.exporter import Exporter
     from ossctl.metrics.promclient import render_text
-    from ossctl.serve import service
+    from ossctl.ops import service
     from ossctl.settings import load_settings
     from tests.plugins.docker_engine import free_port_pair, make_model_dir
 

@@ -92,11 +92,11 @@ def _wants_gpu(ctx: Context) -> bool:
 
 
 def _docker(ctx: Context) -> Check:
-    from ossctl.serve.docker_runtime import DockerRuntime, docker_host
+    from ossctl.serve.engine import open_engine
 
-    host = docker_host(ctx.settings)
     try:
-        ctx.runtime = DockerRuntime(host, dict(ctx.settings.env), timeout=15)
+        eng = open_engine(ctx.settings, timeout=15)
+        host, ctx.runtime = eng.host, eng.rt
         info = ctx.runtime.engine_info()
     except OssctlError as exc:
         status = FAIL if ctx.profile else WARN
@@ -303,8 +303,8 @@ def _chain(ctx: Context) -> Check:
 def _port(ctx: Context) -> Check:
     if not ctx.profile:
         return Check("port", SKIP, "no profile")
-    from ossctl.serve.releases import current_release
-    from ossctl.serve.rollout import port_free_locally
+    from ossctl.serve.engine import open_engine
+    from ossctl.serve.preflight import port_free_locally
 
     host, port = ctx.profile["host"], int(ctx.profile["port"])
     users = []
@@ -314,7 +314,7 @@ def _port(ctx: Context) -> Check:
         except OssctlError:
             users = []
     try:
-        rec = current_release(ctx.settings, ctx.profile_name)
+        rec = open_engine(ctx.settings).current_release(ctx.profile_name)
     except OssctlError:
         rec = None
     ours = rec and rec.get("container_name") in users if rec else False
@@ -334,7 +334,7 @@ def _fleet(ctx: Context) -> Check:
     same image and llama.cpp build everywhere, model files hashing to the manifest."""
     if not ctx.profile or not ctx.profile.get("hosts"):
         return Check("fleet", SKIP, "the profile has no [[hosts]]")
-    from ossctl.serve import fleet
+    from ossctl.fleet import rollout as fleet
 
     if ctx.manifest is None:
         return Check("fleet", SKIP, "no local manifest to compare the hosts' files with",

@@ -57,7 +57,7 @@ def bench(
     st = output.state(ctx)
     from ossctl.errors import EXIT_INTERRUPTED
     from ossctl.loadtest import report as rep
-    from ossctl.serve.bench import bench_options, run_bench
+    from ossctl.ops.bench import bench_options, run_bench
 
     opts = bench_options(st.settings, users=users, duration=duration, requests=requests, timeout=timeout, sla=sla,
                          plot=plot, prompts=prompts, reasoning_effort=reasoning_effort, stream=stream,

@@ -31,7 +31,7 @@ def deploy(
     previous release serves again and the exit code is 7. A profile with [[hosts]] rolls
     host by host behind its front door."""
     st = output.state(ctx)
-    from ossctl.serve import service
+    from ossctl.ops import service
 
     res = service.deploy(st.settings, profile, dry_run=dry_run, timeout=timeout, force=force, strategy=strategy,
                          docker_host_flag=docker_host, keep_going=keep_going, log=_log(st))
@@ -68,7 +68,7 @@ def rollback(
     """Go back to the previous healthy release (or --to RELEASE), health-gated; recorded
     as a new release. Without --profile: the profile deployed last."""
     st = output.state(ctx)
-    from ossctl.serve import service
+    from ossctl.ops import service
 
     res = service.rollback(st.settings, profile, to, timeout=timeout, docker_host_flag=docker_host, log=_log(st))
     if "hosts" in res:
@@ -106,7 +106,7 @@ def status(
 ) -> None:
     """What runs now: release, profile, model, ctx, health, uptime, port."""
     st = output.state(ctx)
-    from ossctl.serve import service
+    from ossctl.ops import service
 
     res = service.status(st.settings, profile, docker_host_flag=docker_host, log=output.info)
     for r in res["releases"]:
@@ -138,7 +138,7 @@ def releases_cmd(
 ) -> None:
     """Release history on the Docker host, newest first (* = serving now)."""
     st = output.state(ctx)
-    from ossctl.serve import service
+    from ossctl.ops import service
 
     res = service.history(st.settings, profile, docker_host_flag=docker_host, log=output.info)
 
@@ -166,9 +166,9 @@ def unlock(
     """Break a profile's deploy lock on the Docker engine, left by an ossctl that died on
     another machine (one that died on this machine is detected and broken by itself)."""
     st = output.state(ctx)
-    from ossctl.serve import releases, rollout
+    from ossctl.serve import releases, status
 
-    res = rollout.unlock(st.settings, profile, docker_host_flag=docker_host)
+    res = status.unlock(st.settings, profile, docker_host_flag=docker_host)
     output.emit(st, res, lambda: f"profile {profile} was not locked on {res['docker_host']}" if res["holder"] is None
                 else f"broke the lock of profile {profile} on {res['docker_host']}, held by "
                      f"{releases.describe_holder(res['holder'])}")

@@ -34,7 +34,7 @@ def watch(
     prints one JSON object per sample per line."""
     from ossctl.errors import UsageError
     from ossctl.gpu import nvml, watch as w
-    from ossctl.serve.vram import container_labels
+    from ossctl.ops.vram import container_labels
 
     st = output.state(ctx)
     ids = w.parse_gpu_ids(gpu) if gpu is not None else []
@@ -137,7 +137,7 @@ def plan(
     Works before the model is downloaded (from the catalog size; a warning says the
     figures are approximate). Without --profile, --model names what to plan."""
     from ossctl.errors import EXIT_NO_FIT
-    from ossctl.serve.vram import plan_vram
+    from ossctl.ops.vram import plan_vram
 
     st = output.state(ctx)
     overrides = {"model": model, "ctx": ctx_size, "parallel": parallel, "n_gpu_layers": n_gpu_layers,

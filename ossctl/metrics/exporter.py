@@ -4,7 +4,7 @@ Docker engine down, a llama-server down or stuck each become ``ossctl_exporter_s
 {source=...} 0`` next to everything else.
 
 Sources, in one scrape:
-- releases: ``ossctl.serve.service.status`` (the engine's view, with /health), in a
+- releases: ``ossctl.ops.service.status`` (the engine's view, with /health), in a
   worker thread, waited for ``status_timeout`` seconds; when it is late, the releases it
   returned last are shown (with the docker source marked failing);
 - NVML: one :func:`ossctl.gpu.nvml.snapshot` (the session stays open between scrapes and
@@ -313,7 +313,7 @@ class Exporter:
 
 
 def _status(settings, profile: str | None, docker_host_flag: str | None) -> dict[str, Any]:
-    from ossctl.serve import service
+    from ossctl.ops import service
 
     return service.status(settings, profile, docker_host_flag=docker_host_flag)
 

@@ -416,7 +416,7 @@ class DockerRuntime:
     # containers ---------------------------------------------------------------------
     def run(self, spec: dict[str, Any]) -> str:
         """Create and start a container from an :mod:`ossctl.serve.llama_server` (or
-        :mod:`ossctl.serve.frontdoor`) spec; returns its id. Optional spec keys: mounts,
+        :mod:`ossctl.fleet.frontdoor.caddy`) spec; returns its id. Optional spec keys: mounts,
         ports, device_requests, ``network_mode`` ("host": the container shares the engine
         host's network) and ``files`` ({absolute path: bytes}, written into the container
         before it starts). It starts with restart policy "no" so that a crash during the

@@ -9,6 +9,7 @@ from typing import Any
 
 from ossctl.errors import OssctlError, RemoteError
 from ossctl.serve import llama_flags
+from ossctl.serve.engine import open_engine
 
 
 def read_help(rt, image: str, cache_dir: Path | None = None, image_id: str | None = None) -> str:
@@ -51,11 +52,8 @@ def _cached_run(rt, image: str, arg: str, kind: str, check, cache_dir: Path | No
 def dry_run_help(settings, image: str, docker_host_flag: str | None = None) -> tuple[str | None, str]:
     """Best effort for ``deploy --dry-run``, which changes nothing and needs no engine:
     (help text or None, where the spellings come from)."""
-    from ossctl.serve.docker_runtime import DockerRuntime, docker_host
-
-    host = docker_host(settings, docker_host_flag)
     try:
-        rt = DockerRuntime(host, dict(settings.env), timeout=15)
+        rt = open_engine(settings, docker_host_flag, timeout=15).rt
         rt.image_info(image)
         return read_help(rt, image), f"`llama-server --help` of {image}"
     except OssctlError as exc:

@@ -420,19 +420,6 @@ def holder_is_dead(info: dict[str, Any]) -> bool:
     return not start or (bool(info.get("start")) and start != info["start"])
 
 
-def current_release(settings, profile: str | None = None, host: str | None = None) -> dict[str, Any] | None:
-    """The release serving now for ``profile`` on the Docker host (``host``, else
-    ``DOCKER_HOST`` or the default socket) — or the newest current release of any profile
-    when ``profile`` is None — as a record dict read from the engine's ledger; None when
-    nothing is deployed."""
-    from ossctl.serve.docker_runtime import DockerRuntime, docker_host
-
-    host = host or docker_host(settings)
-    book = Ledger(DockerRuntime(host, dict(settings.env))).load()
-    recs = [r for r in (book.current(n) for n in ([profile] if profile else book.profiles())) if r]
-    return max(recs, key=lambda r: r.created).to_dict() if recs else None
-
-
 # ---------------------------------------------------------------------- before the ledger
 
 def _legacy_path(settings, host: str) -> Path:

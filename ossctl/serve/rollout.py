@@ -26,116 +26,18 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from ossctl import labels as L
+from ossctl.artifacts.manifest import locate_model_dir, read_manifest, require_verified
 from ossctl.errors import ConflictError, DeployError, Interrupted, NotFoundError, OssctlError, UsageError
-from ossctl.serve import Log, image_flags, llama_server, nolog
+from ossctl.serve import Log, health, image_flags, llama_server, nolog
+from ossctl.serve.docker_runtime import docker_host, engine_address
+from ossctl.serve.engine import Engine, endpoint_url, open_engine
 from ossctl.serve.llama_flags import parse_build
-from ossctl.serve.releases import Book, Ledger, Release, State, import_legacy, now_iso, whoami
-from ossctl.serve.profiles import STRATEGIES, check_against_model, resolve_profile
-
-# ------------------------------------------------------------------ preflight pieces
-
-def profile_api_key(profile: dict[str, Any]) -> str | None:
-    """The profile's API key (the file is mounted into the container, never passed in
-    argv/env); see :func:`ossctl.serve.apikey.read_api_key`."""
-    from ossctl.serve.apikey import read_api_key
-
-    return read_api_key(profile["api_key_file"])
-
-
-def check_registered(settings, manifest, log: Log) -> dict[str, Any]:
-    """On-chain hash must equal the local composite. Raises ConflictError otherwise."""
-    from ossctl.registry import client
-
-    if not manifest.model_id:
-        raise UsageError("require_registered is set but the manifest has no model id (no hub repo)")
-    st = client.status(client.from_settings(settings), manifest.model_id, manifest.composite_sha256, manifest.repo,
-                       manifest.first_file)
-    if st["hash"] == "not-registered":
-        raise ConflictError(f"model {manifest.model_id} is not registered on chain, and the profile requires it",
-                            hint="register it first: `ossctl register MODEL`")
-    if st["hash"] != "match":
-        raise ConflictError(f"on-chain hash {st['onchain_sha256']} differs from the local composite {manifest.composite_sha256}",
-                            hint="the local files are not the registered model; re-download or re-register")
-    if st.get("active") is False:
-        raise ConflictError(f"model {manifest.model_id} is deactivated on chain",
-                            hint="reactivate it (`ossctl registry reactivate MODEL`) or deploy another model")
-    log(f"on-chain hash matches ({manifest.composite_sha256[:12]}…)")
-    return {"status": "match"}
-
-
-def _check_vram(settings, profile: dict[str, Any], model_dir: Path) -> dict[str, Any]:
-    from ossctl.gpu.preflight import check_vram
-
-    r = check_vram(settings, profile, model_dir)
-    return {"status": r.status, "message": r.message, "plan": r.plan, "hint": r.hint}
-
-
-def port_free_locally(host: str, port: int) -> bool:
-    import socket
-
-    fam = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(fam, socket.SOCK_STREAM) as s:
-        # SO_REUSEADDR: connections in TIME_WAIT must not count as busy; a listener still does
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind((host, port))
-        except OSError:
-            return False
-    return True
-
-
-def _check_port(rt, profile: dict[str, Any], port: int, allowed: set[str]) -> None:
-    """The host port must be free, except for containers in ``allowed`` (names) that the
-    rollout stops first."""
-    users = [n for n in rt.host_port_users(port) if n not in allowed]
-    if users:
-        raise ConflictError(f"port {port} is busy: published by container {users[0]}",
-                            hint="stop that container, or set another `port` in the profile")
-    if not allowed and rt.is_local and not port_free_locally(profile["host"], port):
-        raise ConflictError(f"port {port} on {profile['host']} is busy (another process listens on it)",
-                            hint=f"free it (`ss -ltnp 'sport = :{port}'` shows who holds it), or set another `port` in the profile")
-
-
-# ------------------------------------------------------------------ the engine
-
-class Engine:
-    """One Docker engine with its ledger: what every command below works on."""
-
-    def __init__(self, settings, docker_host_flag: str | None, log: Log = nolog):
-        from ossctl.serve.docker_runtime import DockerRuntime, docker_host
-
-        self.host = docker_host(settings, docker_host_flag)
-        self.rt = DockerRuntime(self.host, dict(settings.env))
-        self.ledger = Ledger(self.rt)
-        self.settings = settings
-        self.log = log
-
-    def book(self, profile: str | None = None) -> Book:
-        """The ledger, with releases kept by ossctl 0.1 in ``OSSCTL_HOME`` imported once.
-        Unreadable records (of ``profile``, else of any) are reported through ``log``."""
-        import_legacy(self.settings, self.host, self.ledger, self.log)
-        book = self.ledger.load(profile)
-        for u in book.unreadable:
-            if profile and u.profile != profile:
-                continue
-            self.log(f"warning: the engine-side record {u.profile}/{u.name} is unreadable ({u.reason}); "
-                     "it is left alone, and so is its container")
-        return book
-
-    def containers(self, profile: str) -> list[dict[str, Any]]:
-        from ossctl import labels as L
-
-        return self.rt.list({L.MANAGED: "1", L.PROFILE: profile})
-
-    def running(self, rec: Release | None) -> dict[str, Any] | None:
-        """The container state of ``rec`` when it is running, else None."""
-        st = self.rt.find(rec.container_id) if rec and rec.container_id else None
-        return st if st and st["running"] else None
-
-
-def _endpoint(port: int, reach: str = "127.0.0.1") -> str:
-    return f"http://[{reach}]:{port}" if ":" in reach else f"http://{reach}:{port}"
-
+from ossctl.serve.preflight import (
+    check_port, check_registered, choose_strategy, gate_timeout, profile_api_key, release_api_key, vram_check,
+)
+from ossctl.serve.profiles import check_against_model, resolve_profile
+from ossctl.serve.releases import Book, Release, State, now_iso, whoami
 
 def _reason(exc: BaseException) -> str:
     if isinstance(exc, OssctlError):
@@ -143,25 +45,14 @@ def _reason(exc: BaseException) -> str:
     return "interrupted" if isinstance(exc, KeyboardInterrupt) else f"{type(exc).__name__}: {exc}"
 
 
-def _api_key_quiet(rec: Release) -> str | None:
-    try:
-        return profile_api_key({"api_key_file": rec.api_key_file or ""})
-    except OssctlError:
-        return None
-
-
 def _wait_healthy(eng: Engine, rec: Release, timeout: float) -> float:
-    from ossctl.serve import health
-
-    return health.wait_ready(rec.endpoint, timeout, _api_key_quiet(rec), lambda: eng.rt.find(rec.container_id),
+    return health.wait_ready(rec.endpoint, timeout, release_api_key(rec), lambda: eng.rt.find(rec.container_id),
                              lambda: eng.rt.logs(rec.container_id))
 
 
 def _gate(eng: Engine, rec: Release, profile: dict[str, Any], first_file: str, api_key: str | None,
           timeout: float, bench: bool) -> dict[str, Any]:
     """Health gate for a started container; returns timings/facts. Raises DeployError."""
-    from ossctl.serve import health
-
     url = rec.endpoint
     eng.log(f"waiting for {url}/health (timeout {timeout:g} s)")
     ready = health.wait_ready(url, timeout, api_key, lambda: eng.rt.find(rec.container_id),
@@ -186,8 +77,6 @@ def _reconcile(eng: Engine, book: Book, profile: str, timeout: float) -> list[st
     """Under the lock (so no live process is working on ``profile``): finish what a killed
     deploy / rollback left. Only containers whose ledger record is ``pending`` are removed;
     containers the ledger does not know are reported, never removed. Returns what was done."""
-    from ossctl import labels as L
-
     actions: list[str] = []
     changed: list[Release] = []
     pending = {r.id: r for r in book.history(profile) if r.state is State.PENDING}
@@ -285,8 +174,6 @@ def _step(eng: Engine, rec: Release, cur: Release | None, start: Callable[[], st
 def _remove_release_containers(eng: Engine, rec: Release) -> None:
     """Remove what a failed or interrupted start of ``rec`` created: its containers carry
     its release id (found by label, so a start cut off before it returned is covered too)."""
-    from ossctl import labels as L
-
     for c in eng.rt.list({L.PROFILE: rec.profile, L.RELEASE: rec.id}):
         eng.rt.remove(c["id"])
 
@@ -313,35 +200,7 @@ def _retain(eng: Engine, book: Book, profile: str, keep: int) -> None:
         eng.ledger.save(*changed)
 
 
-def check_strategy(strategy: str) -> str:
-    """``strategy`` when ossctl knows it; :class:`UsageError` otherwise (``--strategy`` is
-    checked here, the profile key by the profile validator)."""
-    if strategy not in STRATEGIES:
-        raise UsageError(f"unknown strategy {strategy!r}", hint="use " + ", ".join(STRATEGIES[:-1]) + " or " + STRATEGIES[-1])
-    return strategy
-
-
-def _choose_strategy(strategy: str, log: Log) -> str:
-    check_strategy(strategy)
-    if strategy == "blue-green":
-        raise UsageError("blue-green would leave the service on another port: the profile's endpoint can only be "
-                         "kept behind a front door, which this profile does not have",
-                         hint="use strategy = \"recreate\" (or \"auto\")")
-    if strategy == "auto":
-        log("strategy auto → recreate (no front door: the new release takes the profile's port)")
-    return "recreate"
-
-
 # ------------------------------------------------------------------ deploy
-
-def gate_timeout(profile: dict[str, Any], timeout: float | None) -> float:
-    """Seconds a new release may take to pass its health gate: ``--timeout``, else the
-    profile's ``health_timeout``. Raises :class:`UsageError` for one that is not positive."""
-    gate = float(timeout if timeout is not None else profile["health_timeout"])
-    if gate <= 0:
-        raise UsageError("--timeout must be a positive number of seconds")
-    return gate
-
 
 def deploy(settings, profile_name: str, *, dry_run: bool = False, timeout: float | None = None,
            force: bool = False, strategy: str | None = None, docker_host_flag: str | None = None,
@@ -353,11 +212,9 @@ def deploy(settings, profile_name: str, *, dry_run: bool = False, timeout: float
     :class:`ConflictError` / :class:`RemoteError` from preflight (nothing changed), and
     :class:`DeployError` (exit 7) when the new release failed and the previous one was
     brought back."""
-    from ossctl.artifacts.manifest import locate_model_dir, read_manifest, require_verified
-
     profile = resolve_profile(settings, profile_name)
     name = profile["name"]
-    strategy = _choose_strategy(strategy or profile["strategy"], log if not dry_run else nolog)
+    strategy = choose_strategy(strategy or profile["strategy"], log if not dry_run else nolog)
     timeout = gate_timeout(profile, timeout)
     model_dir = locate_model_dir(settings, profile["model"]).resolve()
     if dry_run:
@@ -370,18 +227,14 @@ def deploy(settings, profile_name: str, *, dry_run: bool = False, timeout: float
     port = profile["port"]
 
     if dry_run:
-        from ossctl.serve.docker_runtime import docker_host
-
         help_text, source = image_flags.dry_run_help(settings, profile["image"], docker_host_flag)
         spec = llama_server.build_spec(profile, manifest, model_dir, "rNEXT", port, help_text)
         return {"dry_run": True, "docker_host": docker_host(settings, docker_host_flag), "release": "rNEXT",
-                "profile": name, "strategy": strategy, "endpoint": _endpoint(port), "spec": spec,
+                "profile": name, "strategy": strategy, "endpoint": endpoint_url("127.0.0.1", port), "spec": spec,
                 "docker_run": llama_server.docker_run_line(spec),
                 "flags": image_flags.explain(profile, help_text, source)}
 
-    from ossctl.serve.docker_runtime import engine_address
-
-    eng = Engine(settings, docker_host_flag, log)
+    eng = open_engine(settings, docker_host_flag, log)
     # a remote engine's release is health-gated where it publishes its port: that host
     reach = engine_address(eng.host, dict(settings.env))
     with eng.ledger.lock(name, "deploy", log):
@@ -416,20 +269,20 @@ def deploy_locked(eng: Engine, profile: dict[str, Any], manifest, model_dir: Pat
         vram = {"status": "skipped", "message": f"VRAM check skipped: NVML of {eng.host} is not reachable from here",
                 "plan": None}
     else:
-        vram = _check_vram(eng.settings, profile, model_dir)
+        vram = vram_check(eng.settings, profile, model_dir)
     preflight["vram"] = {"status": vram["status"], "message": vram["message"]}
     log(vram["message"] or f"VRAM check: {vram['status']}")
     # with the old release loaded a "fail" may only mean "not next to it": re-checked once it is stopped
     if vram["status"] == "fail" and (side_by_side or not cur_state) and not force:
         raise ConflictError(f"the model does not fit in GPU memory: {vram['message']}",
                             hint=vram.get("hint") or "lower ctx / n_gpu_layers, use another profile, or pass --force")
-    _check_port(eng.rt, profile, port, {cur_state["name"]} if cur_state and not side_by_side else set())
+    check_port(eng.rt, profile, port, {cur_state["name"]} if cur_state and not side_by_side else set())
 
     rid = book.next_id(name, [c["labels"].get("ossctl.release", "") for c in eng.containers(name)])
     spec = llama_server.build_spec(profile, manifest, model_dir, rid, port, help_text)
     rec = Release(
         id=rid, profile=name, kind="deploy", source=rid, created=now_iso(), owner=whoami(),
-        docker_host=eng.host, endpoint=_endpoint(port, reach), host=profile["host"], port=port,
+        docker_host=eng.host, endpoint=endpoint_url(reach, port), host=profile["host"], port=port,
         container_name=spec["name"], image=profile["image"], image_id=image["id"],
         image_digests=image["digests"], build=build, model_dir=str(model_dir), model_id=manifest.model_id,
         composite_sha256=manifest.composite_sha256, repo=manifest.repo, revision=manifest.revision,
@@ -439,7 +292,7 @@ def deploy_locked(eng: Engine, profile: dict[str, Any], manifest, model_dir: Pat
 
     def start() -> str:
         if vram["status"] == "fail" and not force and not side_by_side:
-            again = _check_vram(eng.settings, profile, model_dir)
+            again = vram_check(eng.settings, profile, model_dir)
             if again["status"] == "fail":
                 raise DeployError(f"the model does not fit in GPU memory: {again['message']}")
         log(f"starting {spec['name']} from {profile['image']} on {rec.endpoint}")
@@ -510,7 +363,7 @@ def rollback(settings, profile: str | None = None, to: str | None = None, *, tim
     container, or recreate it from the recorded spec; health-gated; recorded as a new
     release of kind "rollback". On failure the release that was serving is restored and
     :class:`DeployError` is raised."""
-    eng = Engine(settings, docker_host_flag, log)
+    eng = open_engine(settings, docker_host_flag, log)
     name = profile or _pick_profile(eng.book(), None)
     with eng.ledger.lock(name, "rollback", log):
         return rollback_locked(eng, name, to, timeout).public()
@@ -531,7 +384,7 @@ def rollback_locked(eng: Engine, name: str, to: str | None, timeout: float | Non
     if tstate is None:
         eng.rt.image_info(target.image)
     if not (tstate and tstate["running"]):
-        _check_port(eng.rt, tprofile, target.port, {cur_state["name"]} if cur_state else set())
+        check_port(eng.rt, tprofile, target.port, {cur_state["name"]} if cur_state else set())
     rid = book.next_id(name, [c["labels"].get("ossctl.release", "") for c in eng.containers(name)])
     rec = Release.from_dict(target.to_dict())
     rec.id, rec.kind, rec.state, rec.created, rec.owner = rid, "rollback", State.PENDING, now_iso(), whoami()
@@ -540,7 +393,7 @@ def rollback_locked(eng: Engine, name: str, to: str | None, timeout: float | Non
     rec.container_removed = False
     book.add(rec)
     first_file = Path(target.spec["command"][1]).name
-    api_key = _api_key_quiet(target)
+    api_key = release_api_key(target)
 
     def start() -> str:
         if tstate is not None:
@@ -574,77 +427,3 @@ def rollback_locked(eng: Engine, name: str, to: str | None, timeout: float | Non
     return rec
 
 
-# ------------------------------------------------------------------ status / history / unlock
-
-def engine_status(settings, profile: str | None, docker_host_flag: str | None, log: Log = nolog) -> dict[str, Any]:
-    """What runs now on one Docker engine: one entry per profile with a current release
-    (container state, /health, uptime), plus containers of releases that are not ok
-    (leftovers of interrupted runs, or unknown to the ledger)."""
-    from ossctl import labels as L
-    from ossctl.serve import health
-
-    eng = Engine(settings, docker_host_flag, log)
-    book = eng.book(profile)
-    by_profile: dict[str, list[dict[str, Any]]] = {}
-    for c in eng.rt.list({L.MANAGED: "1", **({L.PROFILE: profile} if profile else {})}):
-        by_profile.setdefault(c["labels"].get(L.PROFILE, ""), []).append(c)
-    out = []
-    for name in sorted(set(book.profiles()) | set(by_profile)):
-        if profile and name != profile:
-            continue
-        cur = book.current(name)
-        if not cur:
-            continue
-        containers = {c["id"]: c for c in by_profile.get(name, [])}
-        st = eng.rt.find(cur.container_id) if cur.container_id in containers else None
-        running = bool(st and st["running"])
-        ok_ids = {r.id for r in book.history(name) if r.state is State.OK}
-        leftovers = [c["name"] for c in containers.values()
-                     if c["labels"].get(L.RELEASE) not in ok_ids and c["id"] != cur.container_id]
-        started = st["started_ts"] if st else None
-        out.append({
-            "profile": name, "release": cur.id, "kind": cur.kind, "source": cur.source,
-            "model": cur.profile_resolved.get("model"), "model_id": cur.model_id,
-            "composite_sha256": cur.composite_sha256, "ctx": cur.ctx, "image": cur.image, "image_id": cur.image_id,
-            "build": cur.build,
-            "endpoint": cur.endpoint, "port": cur.port, "container_id": cur.container_id,
-            "container": st["status"] if st else "missing",
-            "health": (cur.endpoint, _api_key_quiet(cur)) if running else "down",
-            "uptime_s": round(time.time() - started) if (running and started) else None,
-            "leftovers": leftovers, "owner": cur.owner, "created": cur.created, "docker_host": eng.host,
-            "vram": cur.vram,
-        })
-    probes = [r for r in out if isinstance(r["health"], tuple)]
-    if len(probes) > 1:  # concurrently: one slow server must not delay the others' rows
-        from concurrent.futures import ThreadPoolExecutor
-
-        with ThreadPoolExecutor(max_workers=min(16, len(probes))) as pool:
-            for r, h in zip(probes, pool.map(lambda r: health.probe(*r["health"]), probes)):
-                r["health"] = h
-    for r in probes[:1] if len(probes) == 1 else ():
-        r["health"] = health.probe(*r["health"])
-    return {"docker_host": eng.host, "releases": out,
-            "unreadable": [f"{u.profile}/{u.name}: {u.reason}" for u in book.unreadable
-                           if not profile or u.profile == profile]}
-
-
-def engine_history(settings, profile: str | None, docker_host_flag: str | None, log: Log = nolog) -> dict[str, Any]:
-    """Every release on one engine (of ``profile`` when given), newest first; each row
-    carries its ``docker_host``."""
-    eng = Engine(settings, docker_host_flag, log)
-    book = eng.book(profile)
-    rows = []
-    for name in book.profiles():
-        if profile and name != profile:
-            continue
-        cur = book.current(name)
-        rows += [{**r.summary(cur.id if cur else None), "docker_host": eng.host} for r in book.history(name)]
-    rows.sort(key=lambda r: (r["created"] or "", r["id"]), reverse=True)
-    return {"docker_host": eng.host, "releases": rows}
-
-
-def unlock(settings, profile: str, docker_host_flag: str | None = None) -> dict[str, Any]:
-    """Break the engine-side lock of ``profile`` (left by a process that died on another
-    machine). Returns who held it (``holder`` is None when it was not locked)."""
-    eng = Engine(settings, docker_host_flag)
-    return {"docker_host": eng.host, "profile": profile, "holder": eng.ledger.unlock(profile)}

@@ -100,7 +100,8 @@ def test_ssh_engine_through_the_cli(fleet_env, home):
 def test_front_door_on_the_ssh_engine_balances_and_drains_over_the_other_two(fleet_llama, fleet_env, serve_model):
     """The fleet's shape: llama-server on two engines (published on their fleet address),
     the front door on a third, driven over ssh://; its admin API stays on 127.0.0.1."""
-    from ossctl.serve.frontdoor import FrontDoor, FrontDoorSpec, Upstream
+    from ossctl.fleet.frontdoor.base import FrontDoorSpec, Upstream
+    from ossctl.fleet.frontdoor.caddy import CaddyFrontDoor as FrontDoor
     from tests.plugins.frontdoor import chat_many, start_llama, tokens_predicted, wait_healthy
 
     ups = []

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from ossctl.errors import EXIT_USAGE, RemoteError, UsageError
-from ossctl.serve import frontdoor as F
+from ossctl.fleet.frontdoor import caddy as F
 from ossctl.serve import profiles as P
 from ossctl.serve.docker_runtime import check_docker_host
 from ossctl.settings import load_settings

@@ -79,7 +79,7 @@ def test_drift_without_a_measurement_is_empty(record):
 
 
 def test_vram_plan_prints_last_release_drift(monkeypatch, home):
-    from ossctl.serve import vram
+    from ossctl.ops import vram
     from tests.support.cli import run_cli
 
     record = {"release": "prod-1", "plan": {"0": 100 * MiB}, "measured": {"0": 98 * MiB}}

@@ -149,21 +149,22 @@ def test_only_one_bench_validator_exists():
 # --- 14. one API key reader ----------------------------------------------------------
 
 def test_deploy_and_bench_read_the_api_key_file_the_same_way(tmp_path):
-    from ossctl.serve import rollout
+    from ossctl.serve import preflight
     from ossctl.serve.apikey import read_api_key
 
     f = tmp_path / "key"
     f.write_text("# comment\n\n  sk-first-key-123  \nsk-second-key-456\n")
-    assert rollout.profile_api_key({"api_key_file": str(f)}) == read_api_key(f) == "sk-first-key-123"
+    assert preflight.profile_api_key({"api_key_file": str(f)}) == read_api_key(f) == "sk-first-key-123"
     from ossctl.redact import redact
     assert redact("a sk-second-key-456 b") == "a *** b"  # every key in the file is a secret
     f.write_text("# nothing\n")
     with pytest.raises(UsageError) as info:
-        rollout.profile_api_key({"api_key_file": str(f)})
+        preflight.profile_api_key({"api_key_file": str(f)})
     assert "holds no key" in info.value.message
     assert f.read_text() == "# nothing\n"
-    src = (ROOT / "ossctl" / "cli" / "bench.py").read_text() + (ROOT / "ossctl" / "serve" / "rollout.py").read_text()
-    assert "read_text" not in src.split("def _api_key")[1].split("\ndef ")[0]
+    src = (ROOT / "ossctl" / "serve" / "preflight.py").read_text()
+    assert "read_text" not in src.split("def release_api_key")[1].split("\ndef ")[0]
+    assert "read_text" not in (ROOT / "ossctl" / "cli" / "bench.py").read_text()
 
 
 # --- 15. OSSCTL_DEBUG=1 keeps exit code and hint -------------------------------------

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 from ossctl.errors import NotFoundError, UsageError
 from ossctl.redact import register_secret
+from ossctl.serve.engine import open_engine
 
 
 @dataclass(frozen=True)
@@ -31,9 +32,7 @@ def client_endpoint(settings, profile: str | None, url: str | None, api_key_file
     if url:
         base = url
     else:
-        from ossctl.serve.releases import current_release
-
-        release = current_release(settings, profile)
+        release = open_engine(settings).current_release(profile)
         if release is None:
             what = f"profile {profile}" if profile else "any profile"
             raise NotFoundError(f"nothing deployed for {what}",

@@ -38,7 +38,18 @@ from typing import Any
 
 from ossctl import labels as L
 from ossctl.errors import ConflictError, DeployError, IntegrityError, Interrupted, OssctlError, RemoteError, UsageError
-from ossctl.serve import Log, nolog
+from ossctl.artifacts.manifest import locate_model_dir, read_manifest, require_verified
+from ossctl.fleet.frontdoor import open_frontdoor
+from ossctl.fleet.frontdoor.base import FrontDoorSpec, Upstream
+from ossctl.serve import Log, image_flags, nolog
+from ossctl.serve.docker_runtime import docker_host, engine_address
+from ossctl.serve.engine import Engine, open_engine
+from ossctl.serve.llama_flags import parse_build
+from ossctl.serve.preflight import check_registered, check_strategy, gate_timeout, profile_api_key
+from ossctl.serve.profiles import host_profile
+from ossctl.serve.releases import LEDGER_IMAGE
+from ossctl.serve.rollout import deploy_locked, rollback_locked
+from ossctl.serve.status import engine_history, engine_status
 
 PREFLIGHT_TIMEOUT_S = 120.0  # one host's preflight, hashing its model files included
 STATUS_TIMEOUT_S = 15.0
@@ -53,7 +64,7 @@ class Member:
     docker_host: str
     profile: dict[str, Any]
     reach: str
-    engine: Any = None  # rollout.Engine once connected
+    engine: Engine | None = None  # once connected
     facts: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -77,10 +88,6 @@ def as_fleet(settings, profile: dict[str, Any], docker_host_flag: str | None) ->
     fleet of one host, the engine it targets (``--docker-host``, DOCKER_HOST, ...)."""
     if profile.get("hosts"):
         return profile
-    from ossctl.serve.docker_runtime import docker_host
-
-    from ossctl.artifacts.manifest import locate_model_dir
-
     here = str(locate_model_dir(settings, profile["model"]).resolve())
     return {**profile, "hosts": [{"docker_host": docker_host(settings, docker_host_flag), "model": here}],
             "max_unavailable": 1}
@@ -89,8 +96,6 @@ def as_fleet(settings, profile: dict[str, Any], docker_host_flag: str | None) ->
 def members(settings, profile: dict[str, Any]) -> list[Member]:
     """The profile's hosts; each is reached at its ``upstream`` override, else at its
     engine's address."""
-    from ossctl.serve.docker_runtime import engine_address
-    from ossctl.serve.profiles import host_profile
 
     return [Member(h["docker_host"], host_profile(profile, h),
                    h.get("upstream") or engine_address(h["docker_host"], dict(settings.env)))
@@ -158,8 +163,6 @@ def verify_on_host(rt, image: str, model_dir: str, manifest, ledger) -> bool:
     read-only runs ``sha256sum`` and the result is compared and recorded. The same trust as
     the local fast re-verify: size + mtime as last hashed. Returns True when it hashed.
     Raises :class:`IntegrityError` naming the file."""
-    from ossctl.serve.releases import LEDGER_IMAGE
-
     names = [f.name for f in manifest.files]
     rt.ensure_empty_image(LEDGER_IMAGE, {L.LEDGER: "1"})
     seen = rt.stat_files(model_dir, names, LEDGER_IMAGE)
@@ -197,11 +200,7 @@ def verify_on_host(rt, image: str, model_dir: str, manifest, ledger) -> bool:
 
 
 def _preflight_host(settings, m: Member, manifest, log: Log) -> dict[str, Any]:
-    from ossctl.serve import image_flags
-    from ossctl.serve.llama_flags import parse_build
-    from ossctl.serve.rollout import Engine
-
-    m.engine = Engine(settings, m.docker_host, lambda msg: log(f"[{m.docker_host}] {msg}"))
+    m.engine = open_engine(settings, m.docker_host, lambda msg: log(f"[{m.docker_host}] {msg}"))
     image = m.engine.rt.image_info(m.profile["image"])
     build = parse_build(image_flags.read_version(m.engine.rt, m.profile["image"], settings.cache_dir, image["id"]))
     image_flags.read_help(m.engine.rt, m.profile["image"], settings.cache_dir, image["id"])
@@ -210,8 +209,6 @@ def _preflight_host(settings, m: Member, manifest, log: Log) -> dict[str, Any]:
         raise UsageError(f"{m.docker_host}: the model directory on that host is not known",
                          hint="give the host a `model = \"/path/on/that/host\"` in its [[hosts]] entry")
     if m.engine.rt.is_local and Path(model_dir, "manifest.toml").exists():
-        from ossctl.artifacts.manifest import require_verified
-
         # this machine's files: the fast path (size + mtime as last hashed), then the same composite
         if require_verified(Path(model_dir)).composite_sha256 != manifest.composite_sha256:
             raise IntegrityError(f"{m.docker_host}: {model_dir} holds another model than the manifest")
@@ -248,13 +245,10 @@ def preflight(settings, ms: list[Member], manifest, log: Log = nolog) -> list[di
 # ---------------------------------------------------------------------- rolling
 
 def _frontdoor(settings, profile: dict[str, Any], ms: list[Member], log: Log):
-    from ossctl.serve.frontdoor import FrontDoor, FrontDoorSpec
-    from ossctl.serve.rollout import Engine
-
     spec = FrontDoorSpec.from_profile(profile)
     where = profile["frontdoor"].get("docker_host") or ms[0].docker_host
-    eng = next((m.engine for m in ms if m.docker_host == where and m.engine), None) or Engine(settings, where, log)
-    return FrontDoor(eng.rt, spec, log)
+    eng = next((m.engine for m in ms if m.docker_host == where and m.engine), None) or open_engine(settings, where, log)
+    return open_frontdoor(eng.rt, spec, log)
 
 
 @contextlib.contextmanager
@@ -283,8 +277,6 @@ def _strategy(profile: dict[str, Any], requested: str | None, ms: list[Member], 
     (drain, stop, start on the same port). ``auto``: blue-green on a single local host of a
     CPU profile when host RAM holds two copies of the model (``model_size`` bytes), else
     recreate (room on a remote host's, or on GPUs, is not checked from here)."""
-    from ossctl.serve.rollout import check_strategy
-
     s = check_strategy(requested or profile["strategy"])
     if s != "auto":
         return s
@@ -314,10 +306,6 @@ def deploy(settings, profile: dict[str, Any], *, timeout: float | None = None, f
     docstring. Returns the per-host account. Raises preflight errors (nothing changed),
     :class:`DeployError` (exit 7) with the per-host account when a host failed, and
     :class:`Interrupted` on Ctrl-C (after putting the fleet back on one version)."""
-    from ossctl.artifacts.manifest import locate_model_dir, read_manifest
-    from ossctl.serve.frontdoor import Upstream
-    from ossctl.serve.rollout import check_registered, gate_timeout, profile_api_key
-
     name = profile["name"]
     gate_s = gate_timeout(profile, timeout)
     manifest = read_manifest(locate_model_dir(settings, profile["model"]).resolve())
@@ -367,8 +355,6 @@ def _deploy_host(m: Member, now, fd, manifest, strat: str, gate: dict[str, Any],
     swap the front door over to the new release (blue-green: add it, then drain and stop
     the old one). ``now``: (its current release, whether it runs); ``gate``: timeout,
     force, api_key. A failed step has brought the old release back: it is enabled again."""
-    from ossctl.serve.rollout import deploy_locked
-
     cur, running = now
     old = m.url(cur.port) if cur and running else None
     side = strat == "blue-green" and old is not None
@@ -428,8 +414,6 @@ def _roll_batches(ms: list[Member], account: list[dict[str, Any]], step: int,
 def _rollback_host(m: Member, fd, timeout: float | None, api_key: str | None):
     """Roll one host back behind the front door: drain what serves, roll back, put the
     restored release in (its port may differ: blue-green alternates)."""
-    from ossctl.serve.rollout import rollback_locked
-
     cur, running = m.current()
     old = m.url(cur.port) if cur and running else None
     if old:
@@ -479,12 +463,10 @@ def rollback(settings, profile: dict[str, Any], *, timeout: float | None = None,
     """Roll every host of the fleet back to its previous release, host by host behind the
     front door, health-gated. Raises :class:`DeployError` with the per-host account when a
     host's rollback fails (that host serves what it served before)."""
-    from ossctl.serve.rollout import Engine, profile_api_key
-
     name = profile["name"]
     api_key = profile_api_key(profile)
     ms = members(settings, profile)
-    res = per_host(ms, lambda m: setattr(m, "engine", Engine(settings, m.docker_host, log)), PREFLIGHT_TIMEOUT_S)
+    res = per_host(ms, lambda m: setattr(m, "engine", open_engine(settings, m.docker_host, log)), PREFLIGHT_TIMEOUT_S)
     bad = [(m, e) for m, _, e in res if e is not None]
     if bad:
         raise type(bad[0][1])("; ".join(f"{m.docker_host}: {e.message}" for m, e in bad) + "; nothing was changed",
@@ -507,18 +489,14 @@ def status(settings, profile: dict[str, Any], log: Log = nolog) -> dict[str, Any
     """Every host's current release in one list (each row carries its ``docker_host``); a
     host that does not answer within :data:`STATUS_TIMEOUT_S` is reported, the others still
     are."""
-    from ossctl.serve import rollout
-
-    return _every_host(settings, profile, lambda m: rollout.engine_status(settings, profile["name"], m.docker_host, log),
+    return _every_host(settings, profile, lambda m: engine_status(settings, profile["name"], m.docker_host, log),
                        {"unreadable": []})
 
 
 def history(settings, profile: dict[str, Any], log: Log = nolog) -> dict[str, Any]:
     """Every host's releases of the profile in one list, newest first (as :func:`status`
     treats hosts that do not answer)."""
-    from ossctl.serve import rollout
-
-    res = _every_host(settings, profile, lambda m: rollout.engine_history(settings, profile["name"], m.docker_host, log))
+    res = _every_host(settings, profile, lambda m: engine_history(settings, profile["name"], m.docker_host, log))
     res["releases"].sort(key=lambda r: (r["created"] or "", r["id"]), reverse=True)
     return res
 

@@ -60,12 +60,12 @@ def bench_options(settings, *, users: str | None, duration: str | None, requests
 
 def run_bench(settings, opts: BenchOptions, *, profile: str | None, url: str | None, api_key_file: str | None,
               progress: Callable[[str], None]) -> tuple[dict, str | None]:
-    """Bench the endpoint (see :func:`ossctl.serve.endpoint.client_endpoint`). Returns the
+    """Bench the endpoint (see :func:`ossctl.ops.endpoint.client_endpoint`). Returns the
     report (see :func:`ossctl.loadtest.report.build`, with ``sla`` applied when asked)
     and a warning line when the result could not be kept for ``ossctl metrics``, else
     None. Raises what ``client_endpoint`` and ``run_levels`` raise."""
     from ossctl.loadtest import engine, openai, report
-    from ossctl.serve.endpoint import client_endpoint
+    from ossctl.ops.endpoint import client_endpoint
 
     where = client_endpoint(settings, profile, url, api_key_file)
     result = engine.run_levels(openai.Target(where.url, where.api_key, opts.model, opts.timeout_s), opts.prompts,

@@ -17,9 +17,10 @@ Caddy's own configuration (a ``vars`` handler in front of the proxy), which Cadd
 and reloads with ``--resume`` when the container restarts: the front door itself is the
 record of what it routes to.
 
-Pure parts (:class:`Upstream`, :class:`FrontDoorSpec`, :func:`caddy_config`,
-:func:`container_spec`, :func:`upstreams_from_config`) take no I/O; :class:`FrontDoor`
-does the Docker calls through :class:`~ossctl.serve.docker_runtime.DockerRuntime`.
+Pure parts (:func:`caddy_config`, :func:`container_spec`, :func:`upstreams_from_config`;
+the shared types are in :mod:`ossctl.fleet.frontdoor.base`) take no I/O;
+:class:`CaddyFrontDoor` does the Docker calls through
+:class:`~ossctl.serve.docker_runtime.DockerRuntime`.
 """
 
 from __future__ import annotations
@@ -28,145 +29,23 @@ import json
 import math
 import re
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, replace
 from typing import Any
-from urllib.parse import urlsplit
 
-from ossctl import labels as L
 from ossctl.errors import ConflictError, NotFoundError, OssctlError, RemoteError, UsageError
+from ossctl.fleet.frontdoor.base import (
+    DEFAULT_IMAGES, HEALTH_URI, ROLE_LABEL, DrainResult, DrainTimeout, FrontDoorSpec, FrontDoorState, Upstream,
+    UpstreamState, canonical_url, check_unique,
+)
 
-DEFAULT_IMAGE = "caddy:2"
-DEFAULT_ADMIN_PORT = 2019
+DEFAULT_IMAGE = DEFAULT_IMAGES["caddy"]
 CONFIG_PATH = "/etc/ossctl/frontdoor.json"
 SERVER = "frontdoor"
 META_KEY = "ossctl_frontdoor"
-HEALTH_URI = "/health"
-MAX_WEIGHT = 100
-ROLE_LABEL = L.ROLE
 HTTP_TIMEOUT_S = 10  # one admin or /slots request made from inside the container
 # Caddy before 2.7 aborts streaming responses in flight whenever its configuration is
 # replaced (caddyserver/caddy#5663), i.e. on every drain: token streams would break.
 MIN_CADDY = (2, 7)
-
-
-class DrainTimeout(OssctlError):
-    """An upstream still had requests in flight when the drain timeout ran out (it stays
-    disabled; the caller decides whether to wait longer or put it back)."""
-
-
-@dataclass(frozen=True)
-class Upstream:
-    """One llama-server behind the front door. ``url`` is ``http://HOST:PORT`` as the
-    front door reaches it (from the engine host it runs on); ``weight`` 1..100 (relative
-    share of requests); ``enabled`` False: no new requests. Raises :class:`UsageError`."""
-
-    url: str
-    weight: int = 1
-    enabled: bool = True
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "url", canonical_url(self.url))
-        if isinstance(self.weight, bool) or not isinstance(self.weight, int) or not 1 <= self.weight <= MAX_WEIGHT:
-            raise UsageError(f"upstream {self.url}: weight must be an integer from 1 to {MAX_WEIGHT}, got {self.weight!r}")
-        if not isinstance(self.enabled, bool):
-            raise UsageError(f"upstream {self.url}: enabled must be true or false")
-
-    @property
-    def dial(self) -> str:
-        """``HOST:PORT`` as Caddy dials it (and reports it in its upstream counters)."""
-        return self.url.split("://", 1)[1]
-
-
-def canonical_url(url: str) -> str:
-    """``http://HOST:PORT`` for ``HOST:PORT`` or ``http://HOST:PORT[/]``. Pure; raises
-    :class:`UsageError` for anything else (https, a path, no port)."""
-    raw = url.strip() if isinstance(url, str) else ""
-    text = raw if "://" in raw else f"http://{raw}"
-    try:
-        u = urlsplit(text)
-        port = u.port
-    except ValueError:
-        port, u = None, None
-    if u is None or u.scheme != "http" or not u.hostname or port is None or u.path not in ("", "/") \
-            or u.query or u.fragment or u.username:
-        raise UsageError(f"invalid upstream URL {url!r}", hint="give http://HOST:PORT, as the front door's host reaches it")
-    host = f"[{u.hostname}]" if ":" in u.hostname else u.hostname
-    return f"http://{host}:{port}"
-
-
-@dataclass(frozen=True)
-class FrontDoorSpec:
-    """Where the front door of one profile runs: ``host:port`` clients use,
-    ``127.0.0.1:admin_port`` for the admin API (both on the engine's host), and the image
-    (the official ``caddy:2`` unless the profile's ``[frontdoor] image`` says otherwise)."""
-
-    profile: str
-    port: int
-    host: str = "127.0.0.1"
-    admin_port: int = DEFAULT_ADMIN_PORT
-    image: str = DEFAULT_IMAGE
-
-    @classmethod
-    def from_profile(cls, profile: dict[str, Any]) -> FrontDoorSpec:
-        """From a resolved profile (its ``[frontdoor]`` table); :class:`UsageError` when it
-        has none."""
-        fd = profile.get("frontdoor")
-        if not fd:
-            raise UsageError(f"profile {profile['name']!r} has no [frontdoor] table",
-                             hint=f"add `[frontdoor]` with `port = ...` to it, then `ossctl profile validate {profile['name']}`")
-        return cls(profile["name"], fd["port"], fd["host"], fd["admin_port"], fd["image"])
-
-    @property
-    def name(self) -> str:
-        """The container's name."""
-        return f"ossctl-frontdoor-{self.profile}"
-
-    @property
-    def listen(self) -> str:
-        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
-
-    @property
-    def endpoint(self) -> str:
-        """The URL clients use, as seen from the engine's host."""
-        return f"http://{self.listen}"
-
-    @property
-    def admin_url(self) -> str:
-        return f"http://127.0.0.1:{self.admin_port}"
-
-    def labels(self) -> dict[str, str]:
-        # no ossctl.managed: that marks release containers, which the ledger accounts for
-        return {ROLE_LABEL: "frontdoor", L.PROFILE: self.profile,
-                L.FRONTDOOR_LISTEN: self.listen, L.FRONTDOOR_ADMIN_PORT: str(self.admin_port)}
-
-
-@dataclass(frozen=True)
-class UpstreamState:
-    url: str
-    weight: int
-    enabled: bool
-    in_flight: int  # requests the front door is proxying to it now
-    fails: int      # recent failures Caddy counted (passive health)
-
-
-@dataclass(frozen=True)
-class FrontDoorState:
-    name: str
-    docker_host: str
-    endpoint: str
-    image: str
-    running: bool
-    upstreams: list[UpstreamState] = field(default_factory=list)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-@dataclass(frozen=True)
-class DrainResult:
-    url: str
-    waited_s: float
-    in_flight_at_start: int
 
 
 # -- pure ------------------------------------------------------------------------------
@@ -193,7 +72,7 @@ def caddy_config(spec: FrontDoorSpec, upstreams: list[Upstream]) -> dict[str, An
     runs. Caddy keeps one request counter per upstream address for as long as some
     handler names it, so a drained upstream's in-flight count survives the reload that
     disabled it."""
-    _check_unique(upstreams)
+    check_unique(upstreams)
     record = {
         "match": [{"expression": "false"}],
         "handle": [
@@ -263,14 +142,6 @@ def container_spec(spec: FrontDoorSpec, upstreams: list[Upstream]) -> dict[str, 
     }
 
 
-def _check_unique(upstreams: list[Upstream]) -> None:
-    seen: set[str] = set()
-    for u in upstreams:
-        if u.url in seen:
-            raise UsageError(f"upstream {u.url} is listed twice")
-        seen.add(u.url)
-
-
 # -- Docker + admin API -----------------------------------------------------------------
 
 # One exec in the front-door container per operation: an optional POST /load ($2, the new
@@ -289,7 +160,7 @@ _SCRIPT = (
     'exit 0\n')
 
 
-class FrontDoor:
+class CaddyFrontDoor:
     """The front door of ``spec.profile`` on the engine ``runtime`` talks to. Every method
     raises :class:`OssctlError`: NotFoundError when the container does not exist,
     RemoteError when it is not running or the admin API fails, ConflictError when it

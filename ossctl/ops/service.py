@@ -1,5 +1,5 @@
 """What the serving commands call: a profile with ``[[hosts]]`` or a ``[frontdoor]`` is a
-fleet and is rolled by :mod:`ossctl.serve.fleet` (behind its front door, host by host),
+fleet and is rolled by :mod:`ossctl.fleet.rollout` (behind its front door, host by host),
 any other by :mod:`ossctl.serve.rollout` on one engine. Only this module knows both, so
 neither imports the other's caller (fleet builds on rollout's step, never the reverse)."""
 
@@ -8,17 +8,18 @@ from __future__ import annotations
 from typing import Any
 
 from ossctl.errors import OssctlError, UsageError
-from ossctl.serve import Log, nolog
+from ossctl.fleet import rollout as fleet
+from ossctl.serve import Log, nolog, rollout
+from ossctl.serve import status as status_
+from ossctl.serve.profiles import resolve_profile
 
 
 def _fleet_profile(settings, name: str | None, docker_host_flag: str | None = None,
                    changes: bool = True) -> dict[str, Any] | None:
-    """The resolved profile ``name`` as a fleet (see :func:`ossctl.serve.fleet.as_fleet`)
+    """The resolved profile ``name`` as a fleet (see :func:`ossctl.fleet.rollout.as_fleet`)
     when it has ``[[hosts]]`` or a ``[frontdoor]``, else None. A name that is not a
     profile here (a release deployed from elsewhere) is no fleet. ``--docker-host`` with
     ``[[hosts]]``: refused for what ``changes`` the fleet, one engine's view otherwise."""
-    from ossctl.serve.profiles import resolve_profile
-
     if not name:
         return None
     try:
@@ -31,25 +32,19 @@ def _fleet_profile(settings, name: str | None, docker_host_flag: str | None = No
         if not changes:
             return None
         raise UsageError(f"profile {name!r} is a fleet: its [[hosts]] name the engines, --docker-host does not")
-    from ossctl.serve import fleet
-
     return fleet.as_fleet(settings, p, docker_host_flag)
 
 
 def deploy(settings, profile_name: str, *, dry_run: bool = False, timeout: float | None = None,
            force: bool = False, strategy: str | None = None, docker_host_flag: str | None = None,
            keep_going: bool = False, log: Log = nolog) -> dict[str, Any]:
-    """Deploy ``profile_name``: :func:`ossctl.serve.fleet.deploy` for a fleet,
+    """Deploy ``profile_name``: :func:`ossctl.fleet.rollout.deploy` for a fleet,
     :func:`ossctl.serve.rollout.deploy` otherwise (and for every ``dry_run``, which
     touches nothing). Raises as those do."""
-    from ossctl.serve import rollout
-
     if not dry_run:
         fp = _fleet_profile(settings, profile_name, docker_host_flag)
         if fp is not None:
-            from ossctl.serve import fleet
-
-            return fleet.deploy(settings, fp, timeout=timeout, force=force, keep_going=keep_going, strategy=strategy,
+                return fleet.deploy(settings, fp, timeout=timeout, force=force, keep_going=keep_going, strategy=strategy,
                                 log=log)
     return rollout.deploy(settings, profile_name, dry_run=dry_run, timeout=timeout, force=force, strategy=strategy,
                           docker_host_flag=docker_host_flag, log=log)
@@ -57,19 +52,15 @@ def deploy(settings, profile_name: str, *, dry_run: bool = False, timeout: float
 
 def rollback(settings, profile: str | None = None, to: str | None = None, *, timeout: float | None = None,
              docker_host_flag: str | None = None, log: Log = nolog) -> dict[str, Any]:
-    """Roll ``profile`` back: the whole fleet (:func:`ossctl.serve.fleet.rollback`) or one
+    """Roll ``profile`` back: the whole fleet (:func:`ossctl.fleet.rollout.rollback`) or one
     engine (:func:`ossctl.serve.rollout.rollback`). Raises as those do."""
     fp = _fleet_profile(settings, profile, docker_host_flag)
     if fp is not None:
-        from ossctl.serve import fleet
-
         if to:
             raise UsageError(f"profile {profile!r} is a fleet: its hosts number their releases each on their own, "
                              "so --to does not name one release of all of them",
                              hint=f"`ossctl rollback --profile {profile}` rolls every host back to its previous release")
         return fleet.rollback(settings, fp, timeout=timeout, log=log)
-    from ossctl.serve import rollout
-
     return rollout.rollback(settings, profile, to, timeout=timeout, docker_host_flag=docker_host_flag, log=log)
 
 
@@ -79,12 +70,8 @@ def status(settings, profile: str | None = None, docker_host_flag: str | None = 
     ``docker_host``; ``hosts`` says which answered; ``--docker-host`` picks one of them)."""
     fp = _fleet_profile(settings, profile, docker_host_flag, changes=False)
     if fp is not None:
-        from ossctl.serve import fleet
-
         return fleet.status(settings, fp, log)
-    from ossctl.serve import rollout
-
-    return rollout.engine_status(settings, profile, docker_host_flag, log)
+    return status_.engine_status(settings, profile, docker_host_flag, log)
 
 
 def history(settings, profile: str | None = None, docker_host_flag: str | None = None,
@@ -92,9 +79,5 @@ def history(settings, profile: str | None = None, docker_host_flag: str | None =
     """Release history, newest first: of the engine, or of every host of a fleet profile."""
     fp = _fleet_profile(settings, profile, docker_host_flag, changes=False)
     if fp is not None:
-        from ossctl.serve import fleet
-
         return fleet.history(settings, fp, log)
-    from ossctl.serve import rollout
-
-    return rollout.engine_history(settings, profile, docker_host_flag, log)
+    return status_.engine_history(settings, profile, docker_host_flag, log)

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ossctl.errors import OssctlError, UsageError
+from ossctl.serve.engine import Engine, open_engine
 
 # what `vram plan` may override in the profile (None: keep the profile's)
 PLAN_OVERRIDES = ("model", "ctx", "parallel", "n_gpu_layers", "n_cpu_moe", "ubatch", "cache_type_k", "cache_type_v",
@@ -114,9 +115,7 @@ def last_release_record(settings, profile_name: str | None) -> dict | None:
     if not profile_name:
         return None
     try:
-        from ossctl.serve.releases import Ledger
-
-        book = Ledger(_runtime(settings)).load(profile_name)
+        book = _engine(settings).ledger.load(profile_name)
     except OssctlError:
         return None
     rec = next((r for r in reversed(book.history(profile_name)) if r.vram and r.vram.get("measured")), None)
@@ -141,7 +140,7 @@ def container_labels(backend, settings) -> Callable[[str], dict | None]:
             return None
         try:
             if "rt" not in state:
-                state["rt"] = _runtime(settings)
+                state["rt"] = _engine(settings).rt
             info = state["rt"].find(cid)  # type: ignore[attr-defined]
         except Exception:  # no docker SDK / engine: rows show the container id only
             state["broken"] = True
@@ -152,9 +151,7 @@ def container_labels(backend, settings) -> Callable[[str], dict | None]:
     return lookup
 
 
-def _runtime(settings):
+def _engine(settings) -> Engine:
     """The Docker engine of ``settings`` with a short timeout: what the plan and the
     watch read from it is a nicety they go on without."""
-    from ossctl.serve.docker_runtime import DockerRuntime, docker_host
-
-    return DockerRuntime(docker_host(settings), dict(settings.env), timeout=5)
+    return open_engine(settings, timeout=5)

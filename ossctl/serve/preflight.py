@@ -1,0 +1,110 @@
+"""What must hold before anything stops: the model is registered (when the profile
+requires it), the VRAM plan fits, the port is free, the strategy and gate timeout make
+sense. Each check raises an :class:`~ossctl.errors.OssctlError` naming what to do; none
+changes state. Used by the one-engine rollout and by the fleet's preflight."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+from typing import Any
+
+from ossctl.errors import ConflictError, OssctlError, UsageError
+from ossctl.serve import Log
+from ossctl.serve.apikey import read_api_key
+from ossctl.serve.profiles import STRATEGIES
+
+
+def profile_api_key(profile: dict[str, Any]) -> str | None:
+    """The profile's API key (the file is mounted into the container, never passed in
+    argv/env); see :func:`ossctl.serve.apikey.read_api_key`."""
+    return read_api_key(profile["api_key_file"])
+
+
+def check_registered(settings, manifest, log: Log) -> dict[str, Any]:
+    """On-chain hash must equal the local composite. Raises ConflictError otherwise."""
+    from ossctl.registry import client  # web3 behind it: only profiles that require registration pay for it
+
+    if not manifest.model_id:
+        raise UsageError("require_registered is set but the manifest has no model id (no hub repo)")
+    st = client.status(client.from_settings(settings), manifest.model_id, manifest.composite_sha256, manifest.repo,
+                       manifest.first_file)
+    if st["hash"] == "not-registered":
+        raise ConflictError(f"model {manifest.model_id} is not registered on chain, and the profile requires it",
+                            hint="register it first: `ossctl register MODEL`")
+    if st["hash"] != "match":
+        raise ConflictError(f"on-chain hash {st['onchain_sha256']} differs from the local composite {manifest.composite_sha256}",
+                            hint="the local files are not the registered model; re-download or re-register")
+    if st.get("active") is False:
+        raise ConflictError(f"model {manifest.model_id} is deactivated on chain",
+                            hint="reactivate it (`ossctl registry reactivate MODEL`) or deploy another model")
+    log(f"on-chain hash matches ({manifest.composite_sha256[:12]}…)")
+    return {"status": "match"}
+
+
+def vram_check(settings, profile: dict[str, Any], model_dir: Path) -> dict[str, Any]:
+    from ossctl.gpu.preflight import check_vram
+
+    r = check_vram(settings, profile, model_dir)
+    return {"status": r.status, "message": r.message, "plan": r.plan, "hint": r.hint}
+
+
+def port_free_locally(host: str, port: int) -> bool:
+    fam = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(fam, socket.SOCK_STREAM) as s:
+        # SO_REUSEADDR: connections in TIME_WAIT must not count as busy; a listener still does
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def check_port(rt, profile: dict[str, Any], port: int, allowed: set[str]) -> None:
+    """The host port must be free, except for containers in ``allowed`` (names) that the
+    rollout stops first."""
+    users = [n for n in rt.host_port_users(port) if n not in allowed]
+    if users:
+        raise ConflictError(f"port {port} is busy: published by container {users[0]}",
+                            hint="stop that container, or set another `port` in the profile")
+    if not allowed and rt.is_local and not port_free_locally(profile["host"], port):
+        raise ConflictError(f"port {port} on {profile['host']} is busy (another process listens on it)",
+                            hint=f"free it (`ss -ltnp 'sport = :{port}'` shows who holds it), or set another `port` in the profile")
+
+
+def release_api_key(rec) -> str | None:
+    """The API key a recorded release was deployed with; None when it had none or its
+    file is no longer readable (probes then go without one)."""
+    try:
+        return profile_api_key({"api_key_file": rec.api_key_file or ""})
+    except OssctlError:
+        return None
+
+
+def check_strategy(strategy: str) -> str:
+    """``strategy`` when ossctl knows it; :class:`UsageError` otherwise (``--strategy`` is
+    checked here, the profile key by the profile validator)."""
+    if strategy not in STRATEGIES:
+        raise UsageError(f"unknown strategy {strategy!r}", hint="use " + ", ".join(STRATEGIES[:-1]) + " or " + STRATEGIES[-1])
+    return strategy
+
+
+def choose_strategy(strategy: str, log: Log) -> str:
+    check_strategy(strategy)
+    if strategy == "blue-green":
+        raise UsageError("blue-green would leave the service on another port: the profile's endpoint can only be "
+                         "kept behind a front door, which this profile does not have",
+                         hint="use strategy = \"recreate\" (or \"auto\")")
+    if strategy == "auto":
+        log("strategy auto → recreate (no front door: the new release takes the profile's port)")
+    return "recreate"
+
+
+def gate_timeout(profile: dict[str, Any], timeout: float | None) -> float:
+    """Seconds a new release may take to pass its health gate: ``--timeout``, else the
+    profile's ``health_timeout``. Raises :class:`UsageError` for one that is not positive."""
+    gate = float(timeout if timeout is not None else profile["health_timeout"])
+    if gate <= 0:
+        raise UsageError("--timeout must be a positive number of seconds")
+    return gate
