@@ -31,7 +31,7 @@ def show(ctx: typer.Context, name: str = typer.Argument(..., metavar="NAME")) ->
     from ossctl.serve import profiles
 
     prof = profiles.resolve_profile(st.settings, name)
-    output.emit(st, prof, lambda: profiles.to_toml(prof))
+    output.emit(st, prof, prof.to_toml)
 
 
 @profile_app.command("validate")

@@ -39,6 +39,7 @@ from typing import Any
 from ossctl import labels as L
 from ossctl.errors import ConflictError, DeployError, IntegrityError, Interrupted, OssctlError, RemoteError, UsageError
 from ossctl.artifacts.manifest import locate_model_dir, read_manifest, require_verified
+from ossctl.fleet.account import FleetDeploy, FleetRollback, FleetView, HostAccount, HostReach, HostState, summary
 from ossctl.fleet.frontdoor import open_frontdoor
 from ossctl.fleet.frontdoor.base import FrontDoorSpec, Upstream
 from ossctl.serve import Log, image_flags, nolog
@@ -46,9 +47,10 @@ from ossctl.serve.docker_runtime import docker_host, engine_address
 from ossctl.serve.engine import Engine, open_engine
 from ossctl.serve.llama_flags import parse_build
 from ossctl.serve.preflight import check_registered, check_strategy, gate_timeout, profile_api_key
-from ossctl.serve.profiles import host_profile
+from ossctl.serve.profiles import Profile, host_profile
 from ossctl.serve.releases import LEDGER_IMAGE
 from ossctl.serve.rollout import deploy_locked, rollback_locked
+from ossctl.serve.results import EngineHistory, EngineStatus
 from ossctl.serve.status import engine_history, engine_status
 
 PREFLIGHT_TIMEOUT_S = 120.0  # one host's preflight, hashing its model files included
@@ -83,14 +85,14 @@ class Member:
         return cur, self.engine.running(cur) is not None
 
 
-def as_fleet(settings, profile: dict[str, Any], docker_host_flag: str | None) -> dict[str, Any]:
+def as_fleet(settings, profile: Profile, docker_host_flag: str | None) -> Profile:
     """``profile`` with ``hosts``: a profile with a ``[frontdoor]`` but no ``[[hosts]]`` is a
     fleet of one host, the engine it targets (``--docker-host``, DOCKER_HOST, ...)."""
     if profile.get("hosts"):
         return profile
     here = str(locate_model_dir(settings, profile["model"]).resolve())
-    return {**profile, "hosts": [{"docker_host": docker_host(settings, docker_host_flag), "model": here}],
-            "max_unavailable": 1}
+    return profile.replace(hosts=[{"docker_host": docker_host(settings, docker_host_flag), "model": here}],
+                           max_unavailable=1)
 
 
 def members(settings, profile: dict[str, Any]) -> list[Member]:
@@ -300,8 +302,8 @@ def _mem_available() -> int | None:
     return None
 
 
-def deploy(settings, profile: dict[str, Any], *, timeout: float | None = None, force: bool = False,
-           keep_going: bool = False, strategy: str | None = None, log: Log = nolog) -> dict[str, Any]:
+def deploy(settings, profile: Profile, *, timeout: float | None = None, force: bool = False,
+           keep_going: bool = False, strategy: str | None = None, log: Log = nolog) -> FleetDeploy:
     """Roll ``profile`` (resolved, with ``hosts``) across its hosts; see the module
     docstring. Returns the per-host account. Raises preflight errors (nothing changed),
     :class:`DeployError` (exit 7) with the per-host account when a host failed, and
@@ -317,8 +319,7 @@ def deploy(settings, profile: dict[str, Any], *, timeout: float | None = None, f
         check_registered(settings, manifest, log)
     strat = _strategy(profile, strategy, ms, manifest.total_size, log)
     fd = _frontdoor(settings, profile, ms, log)
-    account: list[dict[str, Any]] = [{"docker_host": m.docker_host, "state": "unchanged", "release": None,
-                                      "upstream": m.upstream, "build": r.get("build")} for m, r in zip(ms, rows)]
+    account = [HostAccount(m.docker_host, m.upstream, extra={"build": r.get("build")}) for m, r in zip(ms, rows)]
     t0 = time.monotonic()
     with _locks(ms, name, "deploy", log):
         res = per_host(ms, Member.current, None)
@@ -329,7 +330,7 @@ def deploy(settings, profile: dict[str, Any], *, timeout: float | None = None, f
         fd.prepare([Upstream(m.url(cur.port)) for m in ms for cur, running in [now[m.docker_host]]
                    if cur and running])
         log(f"front door {fd.spec.endpoint} on {fd.rt.host} over {sum(r for _, r in now.values())} serving host(s)")
-        done: list[tuple[Member, dict[str, Any]]] = []
+        done: list[tuple[Member, HostAccount]] = []
         try:
             _roll_batches(ms, account, profile["max_unavailable"], done, log, lambda m: _deploy_host(
                 m, now[m.docker_host], fd, manifest, strat, dict(timeout=gate_s, force=force, api_key=api_key), log))
@@ -337,17 +338,15 @@ def deploy(settings, profile: dict[str, Any], *, timeout: float | None = None, f
             interrupted = isinstance(exc, (KeyboardInterrupt, Interrupted))
             if not keep_going or interrupted:
                 _undo(done, fd, timeout, api_key, log)
-            summary = "; ".join(f"{a['docker_host']}: {a['state']}" + (f" ({a['error']})" if a.get("error") else "")
-                                for a in account)
+            said = summary(account)
             if interrupted:
-                raise Interrupted(f"interrupted: fleet rollout of {name!r} stopped; {summary}") from None
+                raise Interrupted(f"interrupted: fleet rollout of {name!r} stopped; {said}") from None
             if isinstance(exc, OssctlError):
-                raise DeployError(f"fleet rollout of {name!r} failed: {summary}",
+                raise DeployError(f"fleet rollout of {name!r} failed: {said}",
                                   hint="the fleet serves the previous release everywhere" if not keep_going else
                                   "--keep-going: the hosts updated before the failure keep the new release") from None
             raise
-    return {"profile": name, "frontdoor": fd.spec.endpoint, "frontdoor_host": fd.rt.host, "strategy": strat,
-            "hosts": account, "wall_s": round(time.monotonic() - t0, 3)}
+    return FleetDeploy(name, fd.spec.endpoint, fd.rt.host, strat, account, round(time.monotonic() - t0, 3))
 
 
 def _deploy_host(m: Member, now, fd, manifest, strat: str, gate: dict[str, Any], log: Log):
@@ -358,9 +357,9 @@ def _deploy_host(m: Member, now, fd, manifest, strat: str, gate: dict[str, Any],
     cur, running = now
     old = m.url(cur.port) if cur and running else None
     side = strat == "blue-green" and old is not None
-    hp = dict(m.profile)
-    if side and cur.port == hp["port"]:
-        hp["port"] = hp["port"] + 1  # the other port of the pair
+    hp = m.profile
+    if side and cur.port == hp.port:
+        hp = hp.replace(port=hp.port + 1)  # the other port of the pair
     if old and not side:
         log(f"draining {old} at the front door")
         fd.drain(old, timeout=DRAIN_TIMEOUT_S, api_key=gate["api_key"])
@@ -382,8 +381,8 @@ def _deploy_host(m: Member, now, fd, manifest, strat: str, gate: dict[str, Any],
     return rec
 
 
-def _roll_batches(ms: list[Member], account: list[dict[str, Any]], step: int,
-                  done: list[tuple[Member, dict[str, Any]]], log: Log, fn: Callable[[Member], Any]) -> None:
+def _roll_batches(ms: list[Member], account: list[HostAccount], step: int,
+                  done: list[tuple[Member, HostAccount]], log: Log, fn: Callable[[Member], Any]) -> None:
     """``fn`` over the hosts, ``step`` at a time, filling ``account`` and ``done`` (the
     updated hosts). Raises the first host error of a batch once the batch ended, and
     KeyboardInterrupt after a Ctrl-C (once the batch's steps finished)."""
@@ -399,11 +398,11 @@ def _roll_batches(ms: list[Member], account: list[dict[str, Any]], step: int,
         failed = None
         for (m, acc), (_, rec, err) in zip(batch, results):
             if err is None:
-                acc.update(state="updated", release=rec.id, upstream=m.url(rec.port))
+                acc.to(HostState.UPDATED, rec.id, m.url(rec.port))
                 done.append((m, acc))
                 log(f"{m.docker_host}: release {rec.id} serves at {m.url(rec.port)} behind the front door")
             else:
-                acc.update(state="failed", error=err.message, note=err.hint)
+                acc.to(HostState.FAILED, error=err.message, note=err.hint)
                 failed = failed or err
         if stop is not None:
             raise KeyboardInterrupt
@@ -429,17 +428,17 @@ def _rollback_host(m: Member, fd, timeout: float | None, api_key: str | None):
     return rec
 
 
-def _undo(done: list[tuple[Member, dict[str, Any]]], fd, timeout: float | None, api_key: str | None, log: Log) -> None:
+def _undo(done: list[tuple[Member, HostAccount]], fd, timeout: float | None, api_key: str | None, log: Log) -> None:
     """Roll back the hosts already updated (newest first), each drained then put back.
     Ctrl-C meanwhile is said and ignored: stopping half-way would leave two versions."""
     with _ctrl_c_ignored(lambda: log("Ctrl-C: still rolling the fleet back to one version; it ends by itself")):
         for m, acc in reversed(done):
             try:
                 rec = _rollback_host(m, fd, timeout, api_key)
-                acc.update(state="rolled back", release=rec.id, upstream=m.url(rec.port))
+                acc.to(HostState.ROLLED_BACK, rec.id, m.url(rec.port))
                 log(f"{m.docker_host}: rolled back to release {rec.source}")
             except OssctlError as exc:
-                acc.update(state="rollback failed", error=exc.message)
+                acc.to(HostState.ROLLBACK_FAILED, error=exc.message)
 
 
 @contextlib.contextmanager
@@ -459,7 +458,7 @@ def _ctrl_c_ignored(say: Callable[[], None]):
         signal.signal(signal.SIGINT, previous)
 
 
-def rollback(settings, profile: dict[str, Any], *, timeout: float | None = None, log: Log = nolog) -> dict[str, Any]:
+def rollback(settings, profile: Profile, *, timeout: float | None = None, log: Log = nolog) -> FleetRollback:
     """Roll every host of the fleet back to its previous release, host by host behind the
     front door, health-gated. Raises :class:`DeployError` with the per-host account when a
     host's rollback fails (that host serves what it served before)."""
@@ -472,41 +471,42 @@ def rollback(settings, profile: dict[str, Any], *, timeout: float | None = None,
         raise type(bad[0][1])("; ".join(f"{m.docker_host}: {e.message}" for m, e in bad) + "; nothing was changed",
                               hint=bad[0][1].hint)
     fd = _frontdoor(settings, profile, ms, log)
-    account = [{"docker_host": m.docker_host, "state": "unchanged", "release": None, "upstream": m.upstream} for m in ms]
+    account = [HostAccount(m.docker_host, m.upstream) for m in ms]
     with _locks(ms, name, "rollback", log):
         for m, acc in zip(ms, account):
             try:
                 rec = _rollback_host(m, fd, timeout, api_key)
-                acc.update(state="rolled back", release=rec.id, source=rec.source, upstream=m.url(rec.port))
+                acc.to(HostState.ROLLED_BACK, rec.id, m.url(rec.port), source=rec.source)
             except OssctlError as exc:
-                acc.update(state="failed", error=exc.message)
+                acc.to(HostState.FAILED, error=exc.message)
                 raise DeployError(f"fleet rollback of {name!r} stopped at {m.docker_host}: {exc.message}",
-                                  hint="; ".join(f"{a['docker_host']}: {a['state']}" for a in account)) from None
-    return {"profile": name, "frontdoor": fd.spec.endpoint, "hosts": account}
+                                  hint="; ".join(f"{a.docker_host}: {a.state.value}" for a in account)) from None
+    return FleetRollback(name, fd.spec.endpoint, account)
 
 
-def status(settings, profile: dict[str, Any], log: Log = nolog) -> dict[str, Any]:
+def status(settings, profile: Profile, log: Log = nolog) -> FleetView:
     """Every host's current release in one list (each row carries its ``docker_host``); a
     host that does not answer within :data:`STATUS_TIMEOUT_S` is reported, the others still
     are."""
-    return _every_host(settings, profile, lambda m: engine_status(settings, profile["name"], m.docker_host, log),
-                       {"unreadable": []})
+    rows, hosts = _every_host(settings, profile, lambda m: engine_status(settings, profile["name"], m.docker_host, log))
+    return FleetView(rows, hosts, unreadable=[])
 
 
-def history(settings, profile: dict[str, Any], log: Log = nolog) -> dict[str, Any]:
+def history(settings, profile: Profile, log: Log = nolog) -> FleetView:
     """Every host's releases of the profile in one list, newest first (as :func:`status`
     treats hosts that do not answer)."""
-    res = _every_host(settings, profile, lambda m: engine_history(settings, profile["name"], m.docker_host, log))
-    res["releases"].sort(key=lambda r: (r["created"] or "", r["id"]), reverse=True)
-    return res
+    rows, hosts = _every_host(settings, profile, lambda m: engine_history(settings, profile["name"], m.docker_host, log))
+    rows.sort(key=lambda r: (r["created"] or "", r["id"]), reverse=True)
+    return FleetView(rows, hosts)
 
 
-def _every_host(settings, profile: dict[str, Any], fn: Callable[[Member], dict[str, Any]],
-                extra: dict[str, Any] | None = None) -> dict[str, Any]:
-    ms = members(settings, profile)
+def _every_host(settings, profile: Profile, fn: Callable[[Member], EngineStatus | EngineHistory],
+                ) -> tuple[list[dict[str, Any]], list[HostReach]]:
+    """``fn`` on every host at once: the rows of those that answered within
+    :data:`STATUS_TIMEOUT_S` (each with its ``docker_host``), and which answered."""
     rows: list[dict[str, Any]] = []
     hosts = []
-    for m, res, err in per_host(ms, fn, STATUS_TIMEOUT_S):
-        hosts.append({"docker_host": m.docker_host, "ok": err is None, "error": err.message if err else None})
-        rows += [{**r, "docker_host": m.docker_host} for r in (res or {}).get("releases", [])]
-    return {"docker_host": None, "releases": rows, **(extra or {}), "hosts": hosts}
+    for m, res, err in per_host(members(settings, profile), fn, STATUS_TIMEOUT_S):
+        hosts.append(HostReach(m.docker_host, err is None, err.message if err else None))
+        rows += [{**r, "docker_host": m.docker_host} for r in (res.releases if res else [])]
+    return rows, hosts

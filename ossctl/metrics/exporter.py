@@ -315,7 +315,7 @@ class Exporter:
 def _status(settings, profile: str | None, docker_host_flag: str | None) -> dict[str, Any]:
     from ossctl.ops import service
 
-    return service.status(settings, profile, docker_host_flag=docker_host_flag)
+    return service.status(settings, profile, docker_host_flag=docker_host_flag).to_dict()
 
 
 def _docker_host(settings, flag: str | None) -> str:

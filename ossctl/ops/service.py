@@ -5,17 +5,18 @@ neither imports the other's caller (fleet builds on rollout's step, never the re
 
 from __future__ import annotations
 
-from typing import Any
-
 from ossctl.errors import OssctlError, UsageError
 from ossctl.fleet import rollout as fleet
+from ossctl.fleet.account import FleetDeploy, FleetRollback, FleetView
 from ossctl.serve import Log, nolog, rollout
 from ossctl.serve import status as status_
-from ossctl.serve.profiles import resolve_profile
+from ossctl.serve.profiles import Profile, resolve_profile
+from ossctl.serve.releases import Release
+from ossctl.serve.results import DryRun, EngineHistory, EngineStatus
 
 
 def _fleet_profile(settings, name: str | None, docker_host_flag: str | None = None,
-                   changes: bool = True) -> dict[str, Any] | None:
+                   changes: bool = True) -> Profile | None:
     """The resolved profile ``name`` as a fleet (see :func:`ossctl.fleet.rollout.as_fleet`)
     when it has ``[[hosts]]`` or a ``[frontdoor]``, else None. A name that is not a
     profile here (a release deployed from elsewhere) is no fleet. ``--docker-host`` with
@@ -37,7 +38,7 @@ def _fleet_profile(settings, name: str | None, docker_host_flag: str | None = No
 
 def deploy(settings, profile_name: str, *, dry_run: bool = False, timeout: float | None = None,
            force: bool = False, strategy: str | None = None, docker_host_flag: str | None = None,
-           keep_going: bool = False, log: Log = nolog) -> dict[str, Any]:
+           keep_going: bool = False, log: Log = nolog) -> Release | DryRun | FleetDeploy:
     """Deploy ``profile_name``: :func:`ossctl.fleet.rollout.deploy` for a fleet,
     :func:`ossctl.serve.rollout.deploy` otherwise (and for every ``dry_run``, which
     touches nothing). Raises as those do."""
@@ -51,7 +52,7 @@ def deploy(settings, profile_name: str, *, dry_run: bool = False, timeout: float
 
 
 def rollback(settings, profile: str | None = None, to: str | None = None, *, timeout: float | None = None,
-             docker_host_flag: str | None = None, log: Log = nolog) -> dict[str, Any]:
+             docker_host_flag: str | None = None, log: Log = nolog) -> Release | FleetRollback:
     """Roll ``profile`` back: the whole fleet (:func:`ossctl.fleet.rollout.rollback`) or one
     engine (:func:`ossctl.serve.rollout.rollback`). Raises as those do."""
     fp = _fleet_profile(settings, profile, docker_host_flag)
@@ -65,7 +66,7 @@ def rollback(settings, profile: str | None = None, to: str | None = None, *, tim
 
 
 def status(settings, profile: str | None = None, docker_host_flag: str | None = None,
-           log: Log = nolog) -> dict[str, Any]:
+           log: Log = nolog) -> EngineStatus | FleetView:
     """What runs now: on the engine, or on every host of a fleet profile (rows carry their
     ``docker_host``; ``hosts`` says which answered; ``--docker-host`` picks one of them)."""
     fp = _fleet_profile(settings, profile, docker_host_flag, changes=False)
@@ -75,7 +76,7 @@ def status(settings, profile: str | None = None, docker_host_flag: str | None = 
 
 
 def history(settings, profile: str | None = None, docker_host_flag: str | None = None,
-            log: Log = nolog) -> dict[str, Any]:
+            log: Log = nolog) -> EngineHistory | FleetView:
     """Release history, newest first: of the engine, or of every host of a fleet profile."""
     fp = _fleet_profile(settings, profile, docker_host_flag, changes=False)
     if fp is not None:

@@ -38,6 +38,7 @@ from ossctl.serve.preflight import (
 )
 from ossctl.serve.profiles import check_against_model, resolve_profile
 from ossctl.serve.releases import Book, Release, State, now_iso, whoami
+from ossctl.serve.results import DryRun
 
 def _reason(exc: BaseException) -> str:
     if isinstance(exc, OssctlError):
@@ -204,7 +205,7 @@ def _retain(eng: Engine, book: Book, profile: str, keep: int) -> None:
 
 def deploy(settings, profile_name: str, *, dry_run: bool = False, timeout: float | None = None,
            force: bool = False, strategy: str | None = None, docker_host_flag: str | None = None,
-           log: Log = nolog) -> dict[str, Any]:
+           log: Log = nolog) -> Release | DryRun:
     """Deploy ``profile_name`` (see the module docstring). Returns the release (or, with
     ``dry_run``, the spec and the ``docker run`` line without touching anything).
 
@@ -229,17 +230,15 @@ def deploy(settings, profile_name: str, *, dry_run: bool = False, timeout: float
     if dry_run:
         help_text, source = image_flags.dry_run_help(settings, profile["image"], docker_host_flag)
         spec = llama_server.build_spec(profile, manifest, model_dir, "rNEXT", port, help_text)
-        return {"dry_run": True, "docker_host": docker_host(settings, docker_host_flag), "release": "rNEXT",
-                "profile": name, "strategy": strategy, "endpoint": endpoint_url("127.0.0.1", port), "spec": spec,
-                "docker_run": llama_server.docker_run_line(spec),
-                "flags": image_flags.explain(profile, help_text, source)}
+        return DryRun(docker_host(settings, docker_host_flag), "rNEXT", name, strategy, endpoint_url("127.0.0.1", port),
+                      spec, llama_server.docker_run_line(spec), image_flags.explain(profile, help_text, source))
 
     eng = open_engine(settings, docker_host_flag, log)
     # a remote engine's release is health-gated where it publishes its port: that host
     reach = engine_address(eng.host, dict(settings.env))
     with eng.ledger.lock(name, "deploy", log):
         return deploy_locked(eng, profile, manifest, model_dir, timeout=timeout, force=force, strategy=strategy,
-                             api_key=api_key, local_vram=eng.rt.is_local, reach=reach).public()
+                             api_key=api_key, local_vram=eng.rt.is_local, reach=reach)
 
 
 def deploy_locked(eng: Engine, profile: dict[str, Any], manifest, model_dir: Path, *, timeout: float, force: bool,
@@ -358,7 +357,7 @@ def _rollback_target(book: Book, name: str, cur: Release | None, to: str | None)
 
 
 def rollback(settings, profile: str | None = None, to: str | None = None, *, timeout: float | None = None,
-             docker_host_flag: str | None = None, log: Log = nolog) -> dict[str, Any]:
+             docker_host_flag: str | None = None, log: Log = nolog) -> Release:
     """Go back to the previous healthy release (or release ``to``): restart its kept
     container, or recreate it from the recorded spec; health-gated; recorded as a new
     release of kind "rollback". On failure the release that was serving is restored and
@@ -366,7 +365,7 @@ def rollback(settings, profile: str | None = None, to: str | None = None, *, tim
     eng = open_engine(settings, docker_host_flag, log)
     name = profile or _pick_profile(eng.book(), None)
     with eng.ledger.lock(name, "rollback", log):
-        return rollback_locked(eng, name, to, timeout).public()
+        return rollback_locked(eng, name, to, timeout)
 
 
 def rollback_locked(eng: Engine, name: str, to: str | None, timeout: float | None) -> Release:

@@ -13,9 +13,10 @@ from ossctl.serve import Log, health, nolog
 from ossctl.serve.engine import open_engine
 from ossctl.serve.preflight import release_api_key
 from ossctl.serve.releases import State
+from ossctl.serve.results import EngineHistory, EngineStatus
 
 
-def engine_status(settings, profile: str | None, docker_host_flag: str | None, log: Log = nolog) -> dict[str, Any]:
+def engine_status(settings, profile: str | None, docker_host_flag: str | None, log: Log = nolog) -> EngineStatus:
     """What runs now on one Docker engine: one entry per profile with a current release
     (container state, /health, uptime), plus containers of releases that are not ok
     (leftovers of interrupted runs, or unknown to the ledger)."""
@@ -57,12 +58,11 @@ def engine_status(settings, profile: str | None, docker_host_flag: str | None, l
                 r["health"] = h
     for r in probes[:1] if len(probes) == 1 else ():
         r["health"] = health.probe(*r["health"])
-    return {"docker_host": eng.host, "releases": out,
-            "unreadable": [f"{u.profile}/{u.name}: {u.reason}" for u in book.unreadable
-                           if not profile or u.profile == profile]}
+    return EngineStatus(eng.host, out, [f"{u.profile}/{u.name}: {u.reason}" for u in book.unreadable
+                                        if not profile or u.profile == profile])
 
 
-def engine_history(settings, profile: str | None, docker_host_flag: str | None, log: Log = nolog) -> dict[str, Any]:
+def engine_history(settings, profile: str | None, docker_host_flag: str | None, log: Log = nolog) -> EngineHistory:
     """Every release on one engine (of ``profile`` when given), newest first; each row
     carries its ``docker_host``."""
     eng = open_engine(settings, docker_host_flag, log)
@@ -74,7 +74,7 @@ def engine_history(settings, profile: str | None, docker_host_flag: str | None, 
         cur = book.current(name)
         rows += [{**r.summary(cur.id if cur else None), "docker_host": eng.host} for r in book.history(name)]
     rows.sort(key=lambda r: (r["created"] or "", r["id"]), reverse=True)
-    return {"docker_host": eng.host, "releases": rows}
+    return EngineHistory(eng.host, rows)
 
 
 def unlock(settings, profile: str, docker_host_flag: str | None = None) -> dict[str, Any]:

@@ -234,3 +234,37 @@ def test_fleet_bad_input(extra, needle):
     with pytest.raises(UsageError) as ei:
         P.validate({**FLEET_BASE, **extra}, "fleet")
     assert needle in ei.value.message
+
+
+def test_resolved_profile_is_frozen_typed_and_serializes(settings):
+    import copy
+    import json
+
+    p = P.resolve_profile(settings, "prod")
+    assert isinstance(p, P.Profile)
+    assert p.ctx == p["ctx"] and p.image == p["image"] and p.name == "prod"
+    with pytest.raises(AttributeError):
+        p.no_such_key
+    for change in (lambda: p.__setitem__("ctx", 1), lambda: p.update(ctx=1), lambda: p.pop("ctx"),
+                   lambda: p.setdefault("x", 1), lambda: p.__delitem__("ctx")):
+        with pytest.raises(TypeError, match="frozen"):
+            change()
+    assert p.ctx == P.resolve_profile(settings, "prod").ctx  # nothing changed
+    q = p.replace(port=p.port + 1)
+    assert q.port == p.port + 1 and p.port == q.port - 1 and isinstance(q, P.Profile)
+    assert json.loads(json.dumps(p)) == p.to_dict()  # records and --json take it as is
+    assert copy.deepcopy(p) is p
+    mutable = dict(p)
+    mutable["ctx"] = 1
+    assert p.ctx != 1
+    assert tomllib.loads(p.to_toml()) == {k: v for k, v in p.to_dict().items() if k != "name" and v is not None}
+
+
+def test_profile_tables_are_frozen_too(home, settings):
+    d = home / "profiles"
+    d.mkdir(exist_ok=True)
+    (d / "fd.toml").write_text('extends = "cpu"\n[frontdoor]\nport = 18999\n')
+    p = P.resolve_profile(settings, "fd", cwd=home)
+    assert p.frontdoor["port"] == 18999
+    with pytest.raises(TypeError, match="frozen"):
+        p.frontdoor["port"] = 1

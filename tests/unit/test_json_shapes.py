@@ -1,0 +1,90 @@
+"""Every ``--json`` shape of deploy / rollback / status / releases, pinned in one place:
+the typed results render them, and these are the keys scripts may rely on. (The
+integration tests check the same keys on real output: tests/integration/test_deploy.py,
+test_fleet.py.)"""
+
+from __future__ import annotations
+
+import pytest
+
+from ossctl.fleet.account import FleetDeploy, FleetRollback, FleetView, HostAccount, HostReach, HostState
+from ossctl.serve.releases import Release, State
+from ossctl.serve.results import DryRun, EngineHistory, EngineStatus
+
+DEPLOY = ["id", "profile", "kind", "state", "source", "previous", "strategy", "docker_host", "endpoint", "container_id",
+          "container_name", "image", "image_id", "model_id", "composite_sha256", "ctx", "api_key_file", "created",
+          "ready_s"]
+RELEASES_ROW = ["id", "profile", "kind", "state", "current", "source", "created", "image", "image_id", "build",
+                "model_id", "composite_sha256", "ctx", "endpoint", "container_id", "rolled_back", "error", "owner", "vram"]
+
+
+def _release() -> Release:
+    return Release(id="r0002", profile="p", kind="deploy", source="r0002", state=State.OK)
+
+
+def test_deploy_and_rollback_of_one_engine():
+    assert list(_release().public()) == DEPLOY
+    assert list(_release().summary("r0002")) == RELEASES_ROW
+    assert _release().summary("r0002")["current"] is True
+
+
+def test_dry_run():
+    d = DryRun("unix:///x.sock", "rNEXT", "p", "recreate", "http://127.0.0.1:8080", {"name": "x"}, "docker run x",
+               {"source": "s", "choices": []}).to_dict()
+    assert list(d) == ["dry_run", "docker_host", "release", "profile", "strategy", "endpoint", "spec", "docker_run", "flags"]
+    assert d["dry_run"] is True
+
+
+def test_status_and_releases_of_one_engine():
+    assert list(EngineStatus("unix:///x.sock", [], ["p/r1: bad"]).to_dict()) == ["docker_host", "releases", "unreadable"]
+    assert list(EngineHistory("unix:///x.sock", []).to_dict()) == ["docker_host", "releases"]
+
+
+def test_fleet_deploy_rollback_status_history():
+    a = HostAccount("ssh://gpu1", "http://10.0.0.1:8080", extra={"build": 11312})
+    b = HostAccount("ssh://gpu2", "http://10.0.0.2:8080", extra={"build": 11312})
+    a.to(HostState.UPDATED, "r0003", "http://10.0.0.1:8081")
+    b.to(HostState.FAILED, error="gate failed", note="previous serves")
+    d = FleetDeploy("p", "http://127.0.0.1:9000", "unix:///x.sock", "blue-green", [a, b], 1.5).to_dict()
+    assert list(d) == ["profile", "frontdoor", "frontdoor_host", "strategy", "hosts", "wall_s"]
+    assert d["hosts"][0] == {"docker_host": "ssh://gpu1", "state": "updated", "release": "r0003",
+                             "upstream": "http://10.0.0.1:8081", "build": 11312}
+    assert list(d["hosts"][1]) == ["docker_host", "state", "release", "upstream", "build", "error", "note"]
+    r = HostAccount("ssh://gpu1", None)
+    r.to(HostState.ROLLED_BACK, "r0004", "http://10.0.0.1:8080", source="r0002")
+    assert FleetRollback("p", "http://127.0.0.1:9000", [r]).to_dict() == {
+        "profile": "p", "frontdoor": "http://127.0.0.1:9000",
+        "hosts": [{"docker_host": "ssh://gpu1", "state": "rolled back", "release": "r0004",
+                   "upstream": "http://10.0.0.1:8080", "source": "r0002"}]}
+    reach = [HostReach("ssh://gpu1", True), HostReach("ssh://gpu2", False, "no answer in 15 s")]
+    assert FleetView([], reach, unreadable=[]).to_dict() == {
+        "docker_host": None, "releases": [], "unreadable": [],
+        "hosts": [{"docker_host": "ssh://gpu1", "ok": True, "error": None},
+                  {"docker_host": "ssh://gpu2", "ok": False, "error": "no answer in 15 s"}]}
+    assert list(FleetView([], reach).to_dict()) == ["docker_host", "releases", "hosts"]
+
+
+@pytest.mark.parametrize("path", [
+    [HostState.UPDATED, HostState.ROLLED_BACK],
+    [HostState.UPDATED, HostState.ROLLBACK_FAILED],
+    [HostState.FAILED],
+    [HostState.ROLLED_BACK],
+])
+def test_host_states_allowed(path):
+    a = HostAccount("h", None)
+    for s in path:
+        a.to(s)
+    assert a.state is path[-1]
+
+
+@pytest.mark.parametrize("path", [
+    [HostState.ROLLBACK_FAILED],               # never updated: nothing to roll back
+    [HostState.FAILED, HostState.ROLLED_BACK],  # a failed step restored its host already
+    [HostState.UPDATED, HostState.UPDATED],
+    [HostState.UPDATED, HostState.ROLLED_BACK, HostState.UPDATED],
+])
+def test_host_states_refused(path):
+    a = HostAccount("h", None)
+    with pytest.raises(ValueError, match="cannot go from"):
+        for s in path:
+            a.to(s)
