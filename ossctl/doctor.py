@@ -14,11 +14,23 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from ossctl import __version__
+from ossctl import __version__, catalog
+from ossctl.artifacts.manifest import locate_model_dir, require_verified
 from ossctl.errors import OssctlError
-# the --version / --help parsers live with the flag table they serve (deploy uses them too)
+from ossctl.fleet import rollout as fleet
+from ossctl.gpu import nvml
+from ossctl.gpu.preflight import check_vram
+from ossctl.registry import client
+from ossctl.serve import profiles
+from ossctl.serve.engine import open_engine
+from ossctl.serve.image_flags import read_help
 from ossctl.serve.llama_flags import check_flags, parse_build, parse_help_flags, parse_pin
+from ossctl.serve.llama_server import llama_args
+from ossctl.serve.preflight import port_free_locally
+from ossctl.serve.profiles import is_loopback
+from ossctl.settings import load_settings
 from ossctl.units import human_size
+# the --version / --help parsers live with the flag table they serve (deploy uses them too)
 
 PASS, WARN, FAIL, SKIP = "PASS", "WARN", "FAIL", "SKIP"
 
@@ -55,8 +67,6 @@ def _ossctl(ctx: Context) -> Check:
 
 
 def _config(ctx: Context) -> Check:
-    from ossctl.settings import load_settings
-
     path = ctx.settings.config_path
     try:
         loaded = load_settings(ctx.settings.env, home=ctx.settings.home)
@@ -73,9 +83,6 @@ def _config(ctx: Context) -> Check:
 def _profile(ctx: Context) -> Check:
     if not ctx.profile_name:
         return Check("profile", SKIP, "no --profile given", "pass --profile NAME to check a deployment")
-    from ossctl.artifacts.manifest import locate_model_dir
-    from ossctl.serve import profiles
-
     try:
         ctx.profile = profiles.resolve_profile(ctx.settings, ctx.profile_name)
     except OssctlError as exc:
@@ -92,8 +99,6 @@ def _wants_gpu(ctx: Context) -> bool:
 
 
 def _docker(ctx: Context) -> Check:
-    from ossctl.serve.engine import open_engine
-
     try:
         eng = open_engine(ctx.settings, timeout=15)
         host, ctx.runtime = eng.host, eng.rt
@@ -128,8 +133,6 @@ def _has_nvidia_cdi(d: Path) -> bool:
 
 
 def _gpu(ctx: Context) -> Check:
-    from ossctl.gpu import nvml
-
     session = nvml.Session(ctx.settings.env)
     try:
         with session as be:
@@ -149,8 +152,6 @@ def _gpu(ctx: Context) -> Check:
 def _vram(ctx: Context) -> Check:
     if not ctx.profile:
         return Check("vram", SKIP, "no profile")
-    from ossctl.gpu.preflight import check_vram
-
     res = check_vram(ctx.settings, ctx.profile, ctx.model_dir)
     first = res.message.splitlines()[0]
     if res.status == "pass":
@@ -162,8 +163,6 @@ def _vram(ctx: Context) -> Check:
 
 
 def _disk(ctx: Context) -> Check:
-    from ossctl import catalog
-
     models = ctx.settings.models_dir
     probe = next((p for p in [models, *models.parents] if p.exists()), Path("/"))
     free = shutil.disk_usage(probe).free
@@ -188,8 +187,6 @@ def _disk(ctx: Context) -> Check:
 def _model(ctx: Context) -> Check:
     if not ctx.profile:
         return Check("model", SKIP, "no profile")
-    from ossctl.artifacts.manifest import require_verified
-
     model = ctx.profile["model"]
     if ctx.model_dir is None or not (ctx.model_dir / "manifest.toml").exists():
         return Check("model", FAIL, f"model {model} is not downloaded", f"ossctl download {model}")
@@ -247,10 +244,6 @@ def _build(ctx: Context) -> Check:
 def _flags(ctx: Context) -> Check:
     if not ctx.profile or not ctx.image_present:
         return Check("flags", SKIP, "no profile" if not ctx.profile else "image not present")
-    from ossctl.serve.image_flags import read_help
-    from ossctl.serve.llama_server import llama_args
-    from ossctl.serve.profiles import is_loopback
-
     try:
         out = read_help(ctx.runtime, ctx.profile["image"])
     except OssctlError as exc:
@@ -270,8 +263,6 @@ def _flags(ctx: Context) -> Check:
 
 
 def _chain(ctx: Context) -> Check:
-    from ossctl.registry import client
-
     if not client.configured_rpc_url(ctx.settings):
         status = FAIL if ctx.profile and ctx.profile.get("require_registered") else SKIP
         return Check("chain", status, "no RPC URL configured",
@@ -303,9 +294,6 @@ def _chain(ctx: Context) -> Check:
 def _port(ctx: Context) -> Check:
     if not ctx.profile:
         return Check("port", SKIP, "no profile")
-    from ossctl.serve.engine import open_engine
-    from ossctl.serve.preflight import port_free_locally
-
     host, port = ctx.profile["host"], int(ctx.profile["port"])
     users = []
     if ctx.runtime is not None:
@@ -334,8 +322,6 @@ def _fleet(ctx: Context) -> Check:
     same image and llama.cpp build everywhere, model files hashing to the manifest."""
     if not ctx.profile or not ctx.profile.get("hosts"):
         return Check("fleet", SKIP, "the profile has no [[hosts]]")
-    from ossctl.fleet import rollout as fleet
-
     if ctx.manifest is None:
         return Check("fleet", SKIP, "no local manifest to compare the hosts' files with",
                      f"`ossctl download {ctx.profile['model']}` or `ossctl adopt DIR --repo OWNER/REPO`")

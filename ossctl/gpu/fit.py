@@ -46,7 +46,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from ossctl.errors import UsageError
+from ossctl.catalog import CATALOG
+from ossctl.errors import NotFoundError, UsageError
+from ossctl.gpu import model_facts
 from ossctl.gpu.model_facts import EXPS_RE as _EXPS_RE, ModelFacts
 from ossctl.units import parse_size
 
@@ -559,13 +561,8 @@ def load_facts(model: str | None, model_dir: Path | None, catalog_entry=None) ->
     """Facts from the GGUF files in ``model_dir`` when there are any, else from the known
     architecture of the catalog alias and its catalog size (approximate). Raises
     :class:`~ossctl.errors.NotFoundError` when neither is possible."""
-    from ossctl.errors import NotFoundError
-    from ossctl.gpu import model_facts
-
     if model_dir is not None and Path(model_dir).is_dir() and any(Path(model_dir).glob("*.gguf")):
         return model_facts.read_model_dir(Path(model_dir))
-    from ossctl.catalog import CATALOG
-
     alias = getattr(catalog_entry, "alias", None) or model
     known = CATALOG.get(alias) if alias else None
     if known is not None and known.architecture is None:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ossctl.artifacts.gguf import read_gguf_kv, tensor_bytes, tensor_entries
+from ossctl.artifacts.manifest import model_files
 from ossctl.catalog import Architecture, CatalogEntry
 from ossctl.errors import IntegrityError
 
@@ -165,8 +166,6 @@ def _first(v: Any) -> int:
 def read_model_dir(model_dir: Path) -> ModelFacts:
     """:func:`read_facts` of the model's parts, in order (see
     :func:`ossctl.artifacts.manifest.model_files`)."""
-    from ossctl.artifacts.manifest import model_files
-
     return read_facts(model_files(model_dir))
 
 

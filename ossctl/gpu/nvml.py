@@ -22,7 +22,9 @@ from pathlib import Path
 from typing import Any
 
 from ossctl import labels as L
+from ossctl.errors import UsageError
 from ossctl.gpu.backend import GpuUnavailable, NotSupported, NvmlBackend, NvmlError
+from ossctl.gpu.fake import FakeNvml
 
 _CONTAINER_RE = re.compile(r"(?<![0-9a-f])([0-9a-f]{64})(?![0-9a-f])")
 
@@ -173,8 +175,6 @@ def open_backend(env: Mapping[str, str] | None = None) -> NvmlBackend:
     env = os.environ if env is None else env
     fake = env.get("OSSCTL_FAKE_NVML")
     if fake:
-        from ossctl.gpu.fake import FakeNvml
-
         return FakeNvml.load(fake)
     return PynvmlBackend()
 
@@ -244,8 +244,6 @@ def snapshot(backend: NvmlBackend, gpus: list[int] | None = None,
     if gpus:
         unknown = [i for i in gpus if not 0 <= i < count]
         if unknown:
-            from ossctl.errors import UsageError
-
             raise UsageError(f"unknown GPU id {', '.join(map(str, unknown))}: this host has GPU "
                              + (f"0-{count - 1}" if count > 1 else "0"),
                              hint="pick indexes from `ossctl vram watch --once`")

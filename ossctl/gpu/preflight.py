@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ossctl.errors import OssctlError, UsageError
+from ossctl.gpu import fit, nvml
 
 
 @dataclass
@@ -45,8 +46,6 @@ def check_vram(settings, profile: dict[str, Any], model_dir: Path | None,
     recreates). ``backend`` defaults to
     :func:`ossctl.gpu.nvml.open_backend` (``OSSCTL_FAKE_NVML`` in ``settings.env`` selects
     the fake; an unknown one raises :class:`UsageError`)."""
-    from ossctl.gpu import fit, nvml
-
     gpus = profile.get("gpus", "all")
     if gpus == "none":
         return VramCheck("skipped", "VRAM check skipped: the profile runs without GPUs (gpus = \"none\")")

@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ossctl.errors import OssctlError
+from ossctl.gpu import nvml
 
 
 def plan_per_gpu(plan: Mapping[str, Any] | Mapping[int, int] | None) -> dict[int, int]:
@@ -40,8 +41,6 @@ def measure_release(settings, container_id: str, plan: Mapping[str, Any] | None 
     hold memory (empty when NVML shows none of them, e.g. ossctl runs in a container
     that cannot read the host's ``/proc``). ``backend`` defaults to the one
     ``OSSCTL_FAKE_NVML`` in ``settings.env`` selects. Never raises for the GPU stack."""
-    from ossctl.gpu import nvml
-
     session = nvml.Session(settings.env, backend)
     try:
         with session as be:

@@ -10,8 +10,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ossctl.errors import UsageError
-from ossctl.loadtest import DEFAULT_DURATION, DEFAULT_USERS
-from ossctl.loadtest.prompts import Prompt
+from ossctl.loadtest import DEFAULT_DURATION, DEFAULT_USERS, engine, openai, report, sla as slamod
+from ossctl.loadtest.prompts import Prompt, builtin_prompts, load_prompts
+from ossctl.ops.endpoint import client_endpoint
 from ossctl.units import parse_duration
 
 
@@ -35,9 +36,6 @@ def bench_options(settings, *, users: str | None, duration: str | None, requests
     """Check every option (``bench.users`` / ``bench.duration`` from the settings when not
     given) before a request is sent. Raises :class:`UsageError`; a ``plot`` path needs
     matplotlib (checked here too)."""
-    from ossctl.loadtest import openai, report, sla as slamod
-    from ossctl.loadtest.prompts import builtin_prompts, load_prompts
-
     if requests is not None and duration is not None:
         raise UsageError("give --duration or --requests, not both")
     users_spec = users or settings.value("bench.users", "OSSCTL_BENCH_USERS", default=DEFAULT_USERS)
@@ -64,9 +62,6 @@ def run_bench(settings, opts: BenchOptions, *, profile: str | None, url: str | N
     report (see :func:`ossctl.loadtest.report.build`, with ``sla`` applied when asked)
     and a warning line when the result could not be kept for ``ossctl metrics``, else
     None. Raises what ``client_endpoint`` and ``run_levels`` raise."""
-    from ossctl.loadtest import engine, openai, report
-    from ossctl.ops.endpoint import client_endpoint
-
     where = client_endpoint(settings, profile, url, api_key_file)
     result = engine.run_levels(openai.Target(where.url, where.api_key, opts.model, opts.timeout_s), opts.prompts,
                                opts.levels, duration_s=opts.duration_s, requests=opts.requests, stream=opts.stream,

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 from ossctl.errors import NotFoundError, UsageError
 from ossctl.redact import register_secret
+from ossctl.serve.apikey import read_api_key
 from ossctl.serve.engine import open_engine
 
 
@@ -45,8 +46,6 @@ def client_endpoint(settings, profile: str | None, url: str | None, api_key_file
     if api_key_file is None and env.get("OSSCTL_API_KEY"):
         key = env["OSSCTL_API_KEY"].strip()
     elif key_file:
-        from ossctl.serve.apikey import read_api_key
-
         key = read_api_key(key_file, "API key file")
     register_secret(key)
     return Endpoint(base, key, rid)

@@ -15,8 +15,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ossctl.artifacts.manifest import locate_model_dir
 from ossctl.errors import OssctlError, UsageError
+from ossctl.gpu import fit, nvml
+from ossctl.gpu.release_vram import drift
 from ossctl.serve.engine import Engine, open_engine
+from ossctl.serve.profiles import resolve_profile
 
 # what `vram plan` may override in the profile (None: keep the profile's)
 PLAN_OVERRIDES = ("model", "ctx", "parallel", "n_gpu_layers", "n_cpu_moe", "ubatch", "cache_type_k", "cache_type_v",
@@ -46,13 +50,8 @@ def plan_vram(settings, *, profile: str | None, gpus: str | None, overrides: Map
     figures and says so through ``log``. Raises :class:`UsageError` for bad input (nothing
     to plan, a malformed spec, ``flash_attn`` not on/off/auto), :class:`NotFoundError`
     for an unknown profile or a model neither downloaded nor in the catalog."""
-    from ossctl.gpu import fit
-    from ossctl.gpu.release_vram import drift
-
     specs = fit.parse_gpu_spec(gpus) if gpus is not None else None
     if profile:
-        from ossctl.serve.profiles import resolve_profile
-
         prof = dict(resolve_profile(settings, profile))
     elif overrides.get("model"):
         prof = {"name": None, "model": overrides["model"], "gpus": "all"}
@@ -81,8 +80,6 @@ def plan_vram(settings, *, profile: str | None, gpus: str | None, overrides: Map
 
 
 def _model_dir(settings, model: str) -> Path | None:
-    from ossctl.artifacts.manifest import locate_model_dir
-
     try:
         return locate_model_dir(settings, model)
     except OssctlError:
@@ -92,8 +89,6 @@ def _model_dir(settings, model: str) -> Path | None:
 def _live_devices(settings, want, log: Callable[[str], None]) -> tuple[list, str | None]:
     """The GPUs ``want`` names (a list of indexes, or all) with their free memory now.
     Raises :class:`OssctlError` when NVML starts but the snapshot fails."""
-    from ossctl.gpu import fit, nvml
-
     session, started = nvml.Session(settings.env), False
     try:
         with session as be:

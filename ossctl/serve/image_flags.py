@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ossctl.errors import OssctlError, RemoteError
+from ossctl.fsutil import atomic_write
 from ossctl.serve import llama_flags
 from ossctl.serve.engine import open_engine
 
@@ -42,8 +43,6 @@ def _cached_run(rt, image: str, arg: str, kind: str, check, cache_dir: Path | No
     code, out = rt.run_once(image, [arg])
     check(code, out)
     if cached is not None and code == 0:
-        from ossctl.fsutil import atomic_write
-
         with contextlib.suppress(OSError):  # a cache: a read-only home only costs the next run
             atomic_write(cached, out)
     return out

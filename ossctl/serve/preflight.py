@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ossctl.errors import ConflictError, OssctlError, UsageError
+from ossctl.gpu.preflight import check_vram
 from ossctl.serve import Log
 from ossctl.serve.apikey import read_api_key
 from ossctl.serve.profiles import STRATEGIES
@@ -43,8 +44,6 @@ def check_registered(settings, manifest, log: Log) -> dict[str, Any]:
 
 
 def vram_check(settings, profile: dict[str, Any], model_dir: Path) -> dict[str, Any]:
-    from ossctl.gpu.preflight import check_vram
-
     r = check_vram(settings, profile, model_dir)
     return {"status": r.status, "message": r.message, "plan": r.plan, "hint": r.hint}
 

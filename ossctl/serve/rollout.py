@@ -29,6 +29,8 @@ from typing import Any
 from ossctl import labels as L
 from ossctl.artifacts.manifest import locate_model_dir, read_manifest, require_verified
 from ossctl.errors import ConflictError, DeployError, Interrupted, NotFoundError, OssctlError, UsageError
+from ossctl.gpu.release_vram import measure_release
+from ossctl.loadtest.gate import run_gate
 from ossctl.serve import Log, health, image_flags, llama_server, nolog
 from ossctl.serve.docker_runtime import docker_host, engine_address
 from ossctl.serve.engine import Engine, endpoint_url, open_engine
@@ -63,8 +65,6 @@ def _gate(eng: Engine, rec: Release, profile: dict[str, Any], first_file: str, a
     out = {"ready_s": round(ready, 3), "props": props, "smoke": sm}
     eng.log(f"healthy after {ready:.1f} s; /props ok; smoke completion ok (stream {sm['stream_chunks']} chunks)")
     if bench and "bench" in profile:
-        from ossctl.loadtest.gate import run_gate
-
         eng.log("running the profile's bench gate")
         g = run_gate(url, api_key, profile["bench"], eng.settings.env)
         if not g.ok:
@@ -301,8 +301,6 @@ def deploy_locked(eng: Engine, profile: dict[str, Any], manifest, model_dir: Pat
         facts = _gate(eng, r, profile, manifest.first_file, api_key, timeout, bench=True)
         eng.rt.set_restart(r.container_id, spec["restart_policy"])
         if vram.get("plan") is not None:  # NVML here: what the release holds, next to the plan
-            from ossctl.gpu.release_vram import measure_release
-
             facts["vram"] = measure_release(eng.settings, r.container_id, plan=vram["plan"])
         return facts
 
