@@ -62,7 +62,8 @@ def main() -> None:
     import tomli_w
     from docker.types import Mount
 
-    from tests.plugins.docker_engine import TEST_IMAGE, build_rootfs_tar, free_port_pair, make_model_dir
+    from tests.plugins.docker_engine import TEST_IMAGE, build_rootfs_tar, make_model_dir
+    from tests.support.net import free_port_pair
 
     client = docker.DockerClient(base_url=docker_host)
     server = Path(os.environ["OSSCTL_TEST_LLAMA_BIN"]) / "llama-server"

@@ -47,7 +47,8 @@ def main() -> None:
     from ossctl.serve.docker_runtime import DockerRuntime
     from ossctl.fleet.frontdoor.base import FrontDoorSpec, Upstream
     from ossctl.fleet.frontdoor.caddy import CaddyFrontDoor as FrontDoor
-    from tests.plugins.docker_engine import free_port_pair, llama_image_into, llama_server_binary, make_model_dir
+    from tests.plugins.docker_engine import llama_image_into, llama_server_binary, make_model_dir
+    from tests.support.net import free_port_pair
     from tests.plugins.frontdoor import frontdoor_image_into, start_llama, wait_healthy
 
     users = [int(u) for u in a.users.split(",")]

@@ -197,7 +197,8 @@ def bench_with_engine(tmp: Path, env: dict[str, str], docker_host: str, image: s
     from ossctl.metrics.promclient import render_text
     from ossctl.ops import service
     from ossctl.settings import load_settings
-    from tests.plugins.docker_engine import free_port_pair, make_model_dir
+    from tests.plugins.docker_engine import make_model_dir
+    from tests.support.net import free_port_pair
 
     home = tmp / "engine-home"
     (home / "profiles").mkdir(parents=True)

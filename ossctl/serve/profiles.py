@@ -52,8 +52,9 @@ class Profile(_Frozen):
     :func:`validate` (so every instance passed its rules); :meth:`replace` gives a changed
     copy without validating again (the caller knows why the change is valid)."""
 
-    def __init__(self, data: dict[str, Any]):
-        super().__init__({k: _Frozen(v) if isinstance(v, dict) else v for k, v in data.items()})
+    def __init__(self, data: Any = ()):
+        # any dict() argument: dataclasses.asdict rebuilds it from (key, value) pairs
+        super().__init__({k: _Frozen(v) if isinstance(v, dict) else v for k, v in dict(data).items()})
 
     def __getattr__(self, key: str) -> Any:
         try:

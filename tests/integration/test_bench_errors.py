@@ -2,21 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
-import socket
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import pytest
 
 from tests.support.cli import run_cli
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from tests.support.net import free_port, http_server, url
 
 
 class _Bad(BaseHTTPRequestHandler):
@@ -72,19 +66,8 @@ class _Bad(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def bad_server():
-    servers = []
-
-    def start(mode: str) -> str:
-        srv = ThreadingHTTPServer(("127.0.0.1", 0), _Bad)
-        srv.mode = mode
-        threading.Thread(target=srv.serve_forever, daemon=True).start()
-        servers.append(srv)
-        return f"http://127.0.0.1:{srv.server_address[1]}"
-
-    yield start
-    for s in servers:
-        s.shutdown()
-        s.server_close()
+    with contextlib.ExitStack() as stack:
+        yield lambda mode: url(stack.enter_context(http_server(_Bad, mode=mode)))
 
 
 @pytest.mark.parametrize("mode", ["garbage", "no_done"])
@@ -114,7 +97,7 @@ def test_request_timeout_is_its_own_kind(bad_server, home):
 
 
 def test_unreachable_url_fails_up_front(home):
-    r = run_cli("bench", "--url", f"http://127.0.0.1:{_free_port()}", "--users", "1", "--requests", "1")
+    r = run_cli("bench", "--url", f"http://127.0.0.1:{free_port()}", "--users", "1", "--requests", "1")
     assert r.code == 5
     assert r.out == ""
     assert r.err.startswith("error: cannot reach http://127.0.0.1:")

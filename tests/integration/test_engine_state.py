@@ -339,7 +339,7 @@ def test_blue_green_keeps_the_endpoint_behind_a_front_door(serve_env, frontdoor_
     """One host with a [frontdoor]: blue-green gates the new release on the other port of the
     pair while the old one serves, then drains and stops the old one. Clients use the front
     door's port throughout, and a bench through it sees no failed request."""
-    from tests.plugins.docker_engine import free_port_pair
+    from tests.support.net import free_port_pair
 
     env = serve_env
     fd_port, admin = free_port_pair(), free_port_pair()

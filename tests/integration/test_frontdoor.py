@@ -16,7 +16,7 @@ from ossctl.errors import ConflictError, NotFoundError, RemoteError
 from ossctl.serve.docker_runtime import DockerRuntime
 from ossctl.fleet.frontdoor.base import DrainTimeout, FrontDoorSpec, Upstream
 from ossctl.fleet.frontdoor.caddy import CaddyFrontDoor as FrontDoor
-from tests.plugins.docker_engine import free_port_pair
+from tests.support.net import free_port_pair
 from tests.plugins.frontdoor import chat, chat_many, slot_busy, start_llama, tokens_predicted, wait_healthy
 from tests.support.cli import run_proc
 

@@ -19,7 +19,8 @@ from ossctl.serve import llama_flags as F
 from ossctl.serve import llama_server as L
 from ossctl.serve.profiles import SHIPPED_DIR, is_loopback, resolve_profile
 from ossctl.settings import load_settings
-from tests.plugins.llama_server import LlamaServer, free_port, wait_healthy
+from tests.plugins.llama_server import LlamaServer, wait_healthy
+from tests.support.net import free_port
 from tests.support.cli import run_cli
 
 pytestmark = pytest.mark.llama

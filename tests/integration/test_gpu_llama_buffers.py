@@ -16,7 +16,6 @@ Tolerances, and why:
 from __future__ import annotations
 
 import re
-import socket
 import subprocess
 import time
 from pathlib import Path
@@ -26,6 +25,7 @@ import pytest
 from ossctl.artifacts.manifest import model_files
 from ossctl.gpu import fit, model_facts
 from tests.conftest import require_env
+from tests.support.net import free_port
 
 pytestmark = pytest.mark.llama
 MiB = 1024 ** 2
@@ -33,16 +33,10 @@ ROUND = 0.006 * MiB
 _LINE = re.compile(r"(CPU_Mapped model|CPU KV|CPU compute) buffer size =\s+([\d.]+) MiB")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def server_buffers(bin_dir: str, model: Path, args: list[str]) -> dict[str, float]:
     """Start llama-server, wait until the model is loaded, stop it; the logged buffer
     sizes in bytes (summed over parts / caches)."""
-    cmd = [str(Path(bin_dir) / "llama-server"), "-m", str(model), "--host", "127.0.0.1", "--port", str(_free_port()),
+    cmd = [str(Path(bin_dir) / "llama-server"), "-m", str(model), "--host", "127.0.0.1", "--port", str(free_port()),
            "-lv", "4", "-t", "1", *args]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     lines: list[str] = []

@@ -17,8 +17,8 @@ import pytest
 from ossctl.metrics.exporter import JSON_KEYS
 from ossctl.metrics.promclient import parse_text
 from tests.plugins.docker_engine import answer
-from tests.plugins.llama_server import free_port
 from tests.support.cli import run_cli
+from tests.support.net import free_port
 
 GiB = 1024 ** 3
 MONITORING = Path(__file__).resolve().parents[2] / "monitoring"
@@ -149,9 +149,7 @@ def test_exporter_with_real_servers_stuck_and_down(home, llama_server_factory, t
     stuck = socket.socket()
     stuck.bind(("127.0.0.1", 0))
     stuck.listen(8)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        closed = s.getsockname()[1]
+    closed = free_port()
     prof_dir = home / "profiles"
     prof_dir.mkdir()
     for name in ("live", "stuck", "gone", "down"):

@@ -8,7 +8,8 @@ import re
 
 import pytest
 
-from tests.plugins.anvil import DEV_ADDRESSES, DEV_KEYS, deploy_registry, free_port
+from tests.plugins.anvil import DEV_ADDRESSES, DEV_KEYS, deploy_registry
+from tests.support.net import free_port
 from tests.support.cli import run_cli
 
 pytestmark = pytest.mark.anvil

@@ -12,7 +12,6 @@ import io
 import os
 import signal
 import re
-import socket
 import subprocess
 import tarfile
 import tempfile
@@ -26,6 +25,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import require_env
+from tests.support.net import free_port_pair
 
 TEST_IMAGE_REPO = "ossctl-test/llama-server"
 # tagged like the upstream CPU image of the build the shipped profiles pin: the tests run
@@ -206,23 +206,6 @@ def serve_model(tmp_path_factory) -> Path:
     return make_model_dir(tmp_path_factory.mktemp("serve-models") / "tiny")
 
 
-def free_port_pair() -> int:
-    """A port P with P and P + 1 both free on 127.0.0.1 (blue-green uses both)."""
-    for _ in range(50):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            p = s.getsockname()[1]
-        if p >= 65535:
-            continue
-        with socket.socket() as s2:
-            try:
-                s2.bind(("127.0.0.1", p + 1))
-            except OSError:
-                continue
-        return p
-    raise RuntimeError("no free port pair")
-
-
 @dataclass
 class ServeEnv:
     home: Path
@@ -301,5 +284,5 @@ def answer(endpoint: str, prompt: str = "hello", max_tokens: int = 3) -> dict:
     return r.json()
 
 
-__all__ = ["ServeEnv", "answer", "signal_on_event", "build_rootfs_tar", "free_port_pair", "import_image", "llama_image_into",
+__all__ = ["ServeEnv", "answer", "signal_on_event", "build_rootfs_tar", "import_image", "llama_image_into",
            "make_model_dir", "rootfs_tar", "TEST_IMAGE"]

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import require_env
-from tests.plugins.llama_server import free_port
+from tests.support.net import free_port
 
 
 # no proxy from the environment for loopback calls

@@ -3,11 +3,11 @@ loading llama-server (503), and a container that exits."""
 
 from __future__ import annotations
 
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import pytest
 
+from tests.support.net import http_server, url
 from ossctl.errors import DeployError
 from ossctl.serve import health
 
@@ -25,12 +25,8 @@ class _Loading(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def loading_server():
-    srv = ThreadingHTTPServer(("127.0.0.1", 0), _Loading)
-    t = threading.Thread(target=srv.serve_forever, daemon=True)
-    t.start()
-    yield f"http://127.0.0.1:{srv.server_address[1]}"
-    srv.shutdown()
-    srv.server_close()
+    with http_server(_Loading) as srv:
+        yield url(srv)
 
 
 RUNNING = {"running": True, "restart_count": 0, "oom_killed": False, "exit_code": None}

@@ -254,6 +254,13 @@ def test_resolved_profile_is_frozen_typed_and_serializes(settings):
     assert q.port == p.port + 1 and p.port == q.port - 1 and isinstance(q, P.Profile)
     assert json.loads(json.dumps(p)) == p.to_dict()  # records and --json take it as is
     assert copy.deepcopy(p) is p
+    import dataclasses
+
+    @dataclasses.dataclass
+    class Holder:
+        profile: dict
+
+    assert dataclasses.asdict(Holder(p))["profile"] == p  # a release record holds one
     mutable = dict(p)
     mutable["ctx"] = 1
     assert p.ctx != 1

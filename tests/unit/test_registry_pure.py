@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
 
+from tests.support.net import http_server, url
 from ossctl.errors import IntegrityError, NotFoundError, RemoteError, UsageError
 from ossctl.registry import client, keys, rpc
 
@@ -188,13 +188,9 @@ class _Flaky(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def flaky_server():
-    srv = ThreadingHTTPServer(("127.0.0.1", 0), _Flaky)
-    t = threading.Thread(target=srv.serve_forever, daemon=True)
-    t.start()
     _Flaky.seen = 0
-    yield srv, f"http://127.0.0.1:{srv.server_address[1]}"
-    srv.shutdown()
-    srv.server_close()
+    with http_server(_Flaky) as srv:
+        yield srv, url(srv)
 
 
 def test_transient_http_errors_are_retried(flaky_server):
