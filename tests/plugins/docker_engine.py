@@ -35,6 +35,24 @@ TEST_IMAGE_TAG = f"server-{SHIPPED_PIN}"
 TEST_IMAGE = f"{TEST_IMAGE_REPO}:{TEST_IMAGE_TAG}"
 
 
+def _docker0_ifindex() -> int | None:
+    try:
+        return int(Path("/sys/class/net/docker0/ifindex").read_text())
+    except (OSError, ValueError):
+        return None
+
+
+@pytest.fixture(scope="session", autouse=True)
+def machine_docker0_kept():
+    """The suite leaves the machine's networking as it found it: a docker0 (another engine's
+    bridge: a developer's Docker, a CI runner's) present at the start is the same link at
+    the end (private_dockerd.sh once made a restarted test engine delete it)."""
+    before = _docker0_ifindex()
+    yield
+    if before is not None and _docker0_ifindex() != before:
+        pytest.fail("the test run deleted or replaced this machine's docker0 (see scripts/private_dockerd.sh)")
+
+
 @pytest.fixture(scope="session")
 def docker_host() -> str:
     return require_env("OSSCTL_TEST_DOCKER_HOST")
