@@ -581,6 +581,15 @@ class DockerRuntime:
             raise _translate(exc, self.host, name) from None
         return c.id
 
+    def has_volume(self, name: str) -> bool:
+        """Whether the named volume exists on the engine."""
+        try:
+            with _errors(self.host, name):
+                self.client.volumes.get(name)
+        except NotFoundError:
+            return False
+        return True
+
     def read_tree(self, cid: str, path: str) -> dict[str, bytes]:
         """Every regular file under ``path`` in container ``cid`` (started or not), keyed by
         its path relative to ``path``; {} when ``path`` does not exist."""

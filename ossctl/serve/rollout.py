@@ -492,7 +492,7 @@ def _rollback_target(book: Book, name: str, cur: Release | None, to: str | None)
         if target is None:
             raise NotFoundError(f"no previous release of profile {name!r} to roll back to",
                                 hint=f"see `ossctl releases --profile {name}`")
-        return target
+        return _restorable(target, name)
     target = book.find(name, to)
     if target is None:
         raise NotFoundError(f"no release {to!r} for profile {name!r}", hint=f"see `ossctl releases --profile {name}`")
@@ -501,6 +501,13 @@ def _rollback_target(book: Book, name: str, cur: Release | None, to: str | None)
                          hint=f"see `ossctl releases --profile {name}`")
     if cur and target.source == cur.source:
         raise UsageError(f"release {to} is what serves now (as {cur.id})")
+    return _restorable(target, name)
+
+
+def _restorable(target: Release, name: str) -> Release:
+    if not target.spec or not target.profile_resolved:  # a record written without them
+        raise UsageError(f"release {target.id} of profile {name!r} has no recorded container spec and profile; "
+                         "cannot roll back to it", hint=f"deploy instead: `ossctl deploy --profile {name}`")
     return target
 
 
@@ -643,8 +650,9 @@ def engine_history(settings, profile: str | None, docker_host_flag: str | None, 
     return {"docker_host": eng.host, "releases": rows}
 
 
-def unlock(settings, profile: str, docker_host_flag: str | None = None) -> dict[str, Any]:
+def unlock(settings, profile: str, docker_host_flag: str | None = None, force: bool = False) -> dict[str, Any]:
     """Break the engine-side lock of ``profile`` (left by a process that died on another
-    machine). Returns who held it (``holder`` is None when it was not locked)."""
+    machine; one alive here only with ``force``). Returns who held it (``holder`` is None
+    when it was not locked)."""
     eng = Engine(settings, docker_host_flag)
-    return {"docker_host": eng.host, "profile": profile, "holder": eng.ledger.unlock(profile)}
+    return {"docker_host": eng.host, "profile": profile, "holder": eng.ledger.unlock(profile, force)}
