@@ -426,6 +426,17 @@ class Ledger:
         body = json.dumps({"dir": model_dir, "at": now_iso(), "files": files}, indent=1, sort_keys=True) + "\n"
         self.rt.write_tree(hid, LEDGER_DIR, {f".verified/{_verified_name(model_dir)}": body.encode()})
 
+    def remove_records(self, recs: list[Release], image: str) -> None:
+        """Delete the files of ``recs`` (one short-lived container of ``image``, which must
+        have ``rm``, with the ledger volume mounted: the archive API cannot delete).
+        Raises :class:`OssctlError` when that did not work."""
+        if not recs:
+            return
+        code, out = self.rt.run_once(image, ["-f", "--", *(f"{LEDGER_DIR}/{r.profile}/{r.id}.json" for r in recs)],
+                                     entrypoint=["rm"], volumes={LEDGER_NAME: LEDGER_DIR})
+        if code != 0:
+            raise OssctlError(f"`rm` in {image} exited {code}: {(out.strip().splitlines() or [''])[-1][:120]}")
+
     # the lock -------------------------------------------------------------------------
     @contextlib.contextmanager
     def lock(self, profile: str, op: str, log: Callable[[str], None] = lambda _m: None) -> Iterator[None]:
@@ -479,6 +490,53 @@ class Ledger:
                                      "breaks the lock anyway")
         self.rt.remove(held["id"])
         return info
+
+
+def prunable(history: list[Release], keep: int, protect: set[str]) -> list[Release]:
+    """Records of one profile (``history``, oldest first) that retention removes: all but
+    the newest ``keep`` ok releases and the newest ``keep`` failed or interrupted ones.
+    Never a pending one (a killed run is finished from it), nor the serving one, nor one
+    named in ``protect`` (release or container ids: the rollback target, containers still
+    on the engine). The newest record is always among those kept, so ids are never reused."""
+    cur = next((r for r in reversed(history) if r.state is State.OK), None)
+    seen = {True: 0, False: 0}
+    out: list[Release] = []
+    for r in reversed(history):
+        if r.state is State.PENDING:
+            continue
+        ok = r.state is State.OK
+        seen[ok] += 1
+        if seen[ok] <= keep or r is cur or r.id in protect or (r.container_id and r.container_id in protect):
+            continue
+        out.append(r)
+    return out[::-1]
+
+
+def retain_records(ledger: Ledger, book: Book, profile: str, keep: int, image: str,
+                   containers: list[dict[str, Any]], previous: Release | None,
+                   log: Callable[[str], None]) -> list[str]:
+    """Remove the records :func:`prunable` picks (``keep``: the profile's ``keep_releases``),
+    keeping ``previous`` (the rollback target) and every record a container on the engine
+    (``containers``) belongs to; best effort: a failure is said and everything kept.
+    Returns the removed ids."""
+    protect = {previous.id} if previous else set()
+    for c in containers:
+        protect |= {c["id"], c["labels"].get(L.RELEASE, ""), c["labels"].get(L.SOURCE, "")}
+    gone = prunable(book.history(profile), keep, protect - {""})
+    if not gone:
+        return []
+    try:
+        ledger.remove_records(gone, image)
+    except OssctlError as exc:
+        log(f"warning: could not remove {len(gone)} old ledger record(s) of profile {profile} ({exc.message}); "
+            "they are kept")
+        return []
+    hist = book.history(profile)
+    for r in gone:
+        hist.remove(r)
+    ids = [r.id for r in gone]
+    log(f"removed {len(ids)} old ledger record(s) of profile {profile} (keep_releases={keep}): {', '.join(ids)}")
+    return ids
 
 
 def _verified_name(model_dir: str) -> str:

@@ -29,7 +29,7 @@ from typing import Any
 from ossctl.errors import ConflictError, DeployError, Interrupted, NotFoundError, OssctlError, UsageError
 from ossctl.serve import Log, image_flags, llama_server, nolog
 from ossctl.serve.llama_flags import parse_build
-from ossctl.serve.releases import Book, Ledger, Release, State, import_legacy, now_iso, whoami
+from ossctl.serve.releases import Book, Ledger, Release, State, import_legacy, now_iso, retain_records, whoami
 from ossctl.serve.profiles import STRATEGIES, check_against_model, resolve_profile
 
 # ------------------------------------------------------------------ preflight pieces
@@ -457,6 +457,8 @@ def deploy_locked(eng: Engine, profile: dict[str, Any], manifest, model_dir: Pat
     _step(eng, rec, cur, start, lambda: _remove_release_containers(eng, rec), gate, timeout,
           f"deploy of profile {name!r} (release {rid})", side_by_side=side_by_side)
     _retain(eng, book, name, profile["keep_releases"])
+    retain_records(eng.ledger, book, name, profile["keep_releases"], profile["image"], eng.containers(name),
+                   _previous(book, name, book.current(name)), eng.log)
     return rec
 
 

@@ -105,9 +105,10 @@ def rootfs_tar(files: dict[str, Path], dirs: dict[str, int] | None = None,
 
 
 def build_rootfs_tar(llama_server: Path) -> bytes:
-    """A tar of /app/llama-server + its libraries + an empty /tmp, and ``sha256sum`` (Debian's
-    static busybox), which the official llama.cpp images (Ubuntu) have too: a fleet
-    preflight hashes each host's model files with it."""
+    """A tar of /app/llama-server + its libraries + an empty /tmp, and ``sha256sum`` and
+    ``rm`` (Debian's static busybox), which the official llama.cpp images (Ubuntu) have too:
+    a fleet preflight hashes each host's model files with it, ledger retention removes old
+    records with it."""
     busybox = Path("/bin/busybox")
     if not busybox.exists():
         msg = "busybox is not installed (apt-get install busybox-static; scripts/test.sh does)"
@@ -116,7 +117,7 @@ def build_rootfs_tar(llama_server: Path) -> bytes:
         pytest.skip(msg)
     return rootfs_tar({"app/llama-server": llama_server, "bin/busybox": busybox.resolve()},
                       dirs={"tmp": 0o1777, "app": 0o755, "bin": 0o755, "usr": 0o755, "usr/bin": 0o755},
-                      links={"usr/bin/sha256sum": "/bin/busybox"})
+                      links={"usr/bin/sha256sum": "/bin/busybox", "usr/bin/rm": "/bin/busybox"})
 
 
 def import_image(client, tar: bytes, tag: str, changes: list[str], stamp: str) -> str:
@@ -142,7 +143,7 @@ def llama_server_binary() -> Path:
 
 def llama_image_into(client, server: Path) -> str:
     """Import the llama-server test image into ``client``'s engine (skipped when present)."""
-    digest = hashlib.sha256(b"layout-2" + server.read_bytes()).hexdigest()[:16]
+    digest = hashlib.sha256(b"layout-3" + server.read_bytes()).hexdigest()[:16]
     return import_image(client, build_rootfs_tar(server), TEST_IMAGE, ['ENTRYPOINT ["/app/llama-server"]',
                                                                         "ENV PATH=/usr/bin:/bin"], digest)
 
