@@ -33,6 +33,7 @@ import datetime as _dt
 import getpass
 import hashlib
 import json
+import math
 import os
 import re
 import socket
@@ -200,7 +201,7 @@ def _is_int(v: Any) -> bool:
 
 
 def _is_num(v: Any) -> bool:
-    return (isinstance(v, (int, float)) and not isinstance(v, bool)) and v == v and v not in (float("inf"), float("-inf"))
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
 def _opt(check: Callable[[Any], bool]) -> Callable[[Any], bool]:
