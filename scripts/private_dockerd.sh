@@ -18,15 +18,27 @@ start)
   # a bridge of our own (dockerd --bridge uses it as is, with the address we give it); one
   # that exists belongs to another private engine: take the next free number
   n=${OSSCTL_TEST_SUBNET_OCTET:-$(( $$ % 200 + 20 ))}
-  for _ in $(seq 1 230); do
-    br="ossbr$n"
-    ip link add "$br" type bridge 2>/dev/null && break
-    [ -n "${OSSCTL_TEST_SUBNET_OCTET:-}" ] && ip link show "$br" >/dev/null 2>&1 && break  # asked for by number
-    n=$(( (n - 19) % 230 + 20 ))
-  done
+  # a restart over a kept DIR takes its bridge again (not a new one beside it)
+  if [ -f "$DIR/bridge" ] && ip link show "$(cat "$DIR/bridge")" >/dev/null 2>&1; then
+    br=$(cat "$DIR/bridge"); n=${br#ossbr}
+  else
+    for _ in $(seq 1 230); do
+      br="ossbr$n"
+      ip link add "$br" type bridge 2>/dev/null && break
+      [ -n "${OSSCTL_TEST_SUBNET_OCTET:-}" ] && ip link show "$br" >/dev/null 2>&1 && break  # asked for by number
+      n=$(( (n - 19) % 230 + 20 ))
+    done
+  fi
   ip addr replace "10.213.$n.1/24" dev "$br"
   ip link set "$br" up
   echo "$br" >"$DIR/bridge"
+  # A kept data root remembers the default "bridge" network, and moby, finding it at start
+  # with --default-address-pool set (and no --live-restore), deletes the link named docker0
+  # of this network namespace (daemon_unix.go: removeDefaultBridgeInterface): the machine's
+  # own Docker would lose its bridge. Starting without the network store avoids that; the
+  # default, host and none networks are recreated (ossctl and the tests make no others, and
+  # containers find the default bridge by name).
+  rm -f "$DIR/root/network/files/local-kv.db"
   dockerd --host "unix://$DIR/docker.sock" --data-root "$DIR/root" --exec-root "$DIR/exec" \
     --pidfile "$DIR/pid" --bridge "$br" --iptables=false --ip-masq=false \
     --default-address-pool "base=10.214.$n.0/24,size=28" \

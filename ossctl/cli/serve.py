@@ -179,13 +179,14 @@ def unlock(
     ctx: typer.Context,
     profile: Profile,
     docker_host: DockerHost = None,
+    force: bool = typer.Option(False, "--force", help="Break it even when its holder still runs on this machine."),
 ) -> None:
     """Break a profile's deploy lock on the Docker engine, left by an ossctl that died on
     another machine (one that died on this machine is detected and broken by itself)."""
     st = output.state(ctx)
     from ossctl.serve import releases, status
 
-    res = status.unlock(st.settings, profile, docker_host_flag=docker_host)
+    res = status.unlock(st.settings, profile, docker_host_flag=docker_host, force=force)
     output.emit(st, res, lambda: f"profile {profile} was not locked on {res['docker_host']}" if res["holder"] is None
                 else f"broke the lock of profile {profile} on {res['docker_host']}, held by "
                      f"{releases.describe_holder(res['holder'])}")

@@ -581,6 +581,15 @@ class DockerRuntime:
             raise _translate(exc, self.host, name) from None
         return c.id
 
+    def has_volume(self, name: str) -> bool:
+        """Whether the named volume exists on the engine."""
+        try:
+            with _errors(self.host, name):
+                self.client.volumes.get(name)
+        except NotFoundError:
+            return False
+        return True
+
     def read_tree(self, cid: str, path: str) -> dict[str, bytes]:
         """Every regular file under ``path`` in container ``cid`` (started or not), keyed by
         its path relative to ``path``; {} when ``path`` does not exist."""
@@ -660,16 +669,20 @@ class DockerRuntime:
                 "cdi_spec_dirs": list(info.get("CDISpecDirs") or [])}
 
     def run_once(self, image: str, args: list[str], timeout: float = 60, entrypoint: list[str] | None = None,
-                 read_only: dict[str, str] | None = None) -> tuple[int, str]:
+                 read_only: dict[str, str] | None = None, volumes: dict[str, str] | None = None) -> tuple[int, str]:
         """Run ``image`` with ``args`` (its entrypoint kept unless ``entrypoint`` is given),
         no network, ``read_only`` host directories bind-mounted (host path → container
-        path), and return (exit code, stdout + stderr). The container is always removed."""
+        path), named ``volumes`` mounted writable (name → container path; then as root, whose
+        files they hold), and return (exit code, stdout + stderr). The container is always
+        removed."""
         from docker.types import Mount
 
         mounts = [Mount(t, src, type="bind", read_only=True) for src, t in (read_only or {}).items()]
+        mounts += [Mount(t, name, type="volume") for name, t in (volumes or {}).items()]
         with _errors(self.host, image):
             c = self.client.containers.create(image, command=args, network_disabled=True, entrypoint=entrypoint,
-                                              mounts=mounts or None, labels={L.PROBE: "1"})
+                                              mounts=mounts or None, labels={L.PROBE: "1"},
+                                              **({"user": "0"} if volumes else {}))
         try:
             with _errors(self.host, image):
                 c.start()

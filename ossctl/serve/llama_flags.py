@@ -156,6 +156,45 @@ SAMPLING = ("temperature", "top_p", "min_p", "top_k", "repeat_penalty", "reasoni
             "metrics")
 
 
+# Every spelling (aliases included) of the llama-server flags ossctl sets from a profile key,
+# flag → that key: in `extra_args` such a flag would fight the managed value (llama-server
+# takes the last one) while the profile and the dry run say another. --chat-template-kwargs
+# is managed only where `reasoning_effort` is set (older builds carry the level in it).
+MANAGED_FLAGS: dict[str, str] = {
+    **dict.fromkeys(("-m", "--model", "-mu", "--model-url", "-hf", "-hfr", "--hf-repo", "-hff", "--hf-file"), "model"),
+    **dict.fromkeys(("--port",), "port"), **dict.fromkeys(("--host",), "host"),
+    **dict.fromkeys(("-c", "--ctx-size"), "ctx"),
+    **dict.fromkeys(("--api-key", "--api-key-file"), "api_key_file"),
+    **dict.fromkeys(("-np", "--parallel"), "parallel"),
+    **dict.fromkeys(("-ngl", "--gpu-layers", "--n-gpu-layers"), "n_gpu_layers"),
+    **dict.fromkeys(("-b", "--batch-size"), "batch"), **dict.fromkeys(("-ub", "--ubatch-size"), "ubatch"),
+    **dict.fromkeys(("-fa", "--flash-attn", "-no-fa", "--no-flash-attn"), "flash_attn"),
+    **dict.fromkeys(("--jinja", "--no-jinja"), "jinja"),
+    **dict.fromkeys(("--metrics",), "metrics"),
+    **dict.fromkeys(("-ctk", "--cache-type-k"), "cache_type_k"),
+    **dict.fromkeys(("-ctv", "--cache-type-v"), "cache_type_v"),
+    **dict.fromkeys(("-ncmoe", "--n-cpu-moe"), "n_cpu_moe"),
+    **dict.fromkeys(("-ts", "--tensor-split"), "tensor_split"),
+    **dict.fromkeys(("-t", "--threads"), "threads"),
+    **dict.fromkeys(("--temp", "--temperature"), "temperature"),
+    **dict.fromkeys(("--top-p",), "top_p"), **dict.fromkeys(("--min-p",), "min_p"),
+    **dict.fromkeys(("--top-k",), "top_k"), **dict.fromkeys(("--repeat-penalty",), "repeat_penalty"),
+    **dict.fromkeys(("--reasoning-effort",), "reasoning_effort"),
+    **dict.fromkeys(("--reasoning-format",), "reasoning_format"),
+}
+CONDITIONAL_FLAGS: dict[str, str] = {"--chat-template-kwargs": "reasoning_effort"}
+
+
+def managed_flag(arg: str, profile: dict[str, Any]) -> str | None:
+    """The profile key that sets the flag ``arg`` (``--flag`` or ``--flag=value``), or None
+    when ossctl leaves that flag to ``extra_args``."""
+    flag = arg.split("=", 1)[0]
+    if flag in MANAGED_FLAGS:
+        return MANAGED_FLAGS[flag]
+    key = CONDITIONAL_FLAGS.get(flag)
+    return key if key and key in profile else None
+
+
 @dataclass(frozen=True)
 class Choice:
     intent: str

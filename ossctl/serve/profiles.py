@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import difflib
 import ipaddress
+import math
 import re
 import tomllib
 from pathlib import Path
 from typing import Any
 
 from ossctl.errors import NotFoundError, UsageError
-from ossctl.serve.llama_flags import REASONING_EFFORTS, REASONING_FORMATS
+from ossctl.serve.llama_flags import REASONING_EFFORTS, REASONING_FORMATS, managed_flag
 
 
 class _Frozen(dict):
@@ -128,13 +129,15 @@ FLASH_ATTN = ("on", "off", "auto")
 STRATEGIES = ("auto", "recreate", "blue-green")
 RESTART = ("no", "always", "unless-stopped", "on-failure")
 CACHE_TYPES = ("f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "iq4_nl", "q5_0", "q5_1")
-# llama-server flags ossctl sets itself from the profile: in extra_args they would fight
-# the managed values (or put a secret in argv).
-MANAGED_FLAGS = {
-    "-m", "--model", "--port", "--host", "-c", "--ctx-size", "--api-key", "--api-key-file",
-    "-np", "--parallel", "-ngl", "--gpu-layers", "--n-gpu-layers", "-mu", "--model-url",
-    "-hf", "-hfr", "--hf-repo", "--metrics",
-}
+# an image reference as docker takes it: [registry[:port]/]path[:tag][@digest] (the grammar of
+# distribution/reference); anything else (a leading "-", spaces) would reach `docker run` as
+# something other than an image
+_IMAGE_REF = re.compile(
+    r"^(?:(?:[A-Za-z0-9]|[A-Za-z0-9][A-Za-z0-9-]*[A-Za-z0-9])(?:\.(?:[A-Za-z0-9]|[A-Za-z0-9][A-Za-z0-9-]*[A-Za-z0-9]))*"
+    r"(?::[0-9]+)?/)?"
+    r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*"
+    r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?"
+    r"(?:@[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9A-Fa-f]{32,})?")
 
 
 def search_path(settings, cwd: Path | None = None) -> list[Path]:
@@ -271,6 +274,8 @@ def _num(p: dict, key: str, lo: float, hi: float | None = None) -> None:
     v = p[key]
     if isinstance(v, bool) or not isinstance(v, (int, float)):
         raise UsageError(f"`{key}` must be a number, got {_type_name(v)} {v!r}")
+    if not math.isfinite(v):
+        raise UsageError(f"`{key}` must be a finite number, got {v!r}")
     if v < lo or (hi is not None and v > hi):
         rng = f">= {lo}" if hi is None else f"between {lo} and {hi}"
         raise UsageError(f"`{key}` must be {rng}, got {v}")
@@ -322,8 +327,7 @@ def validate(raw: dict[str, Any], name: str) -> Profile:
         _str(p, k)
     _str(p, "model", nonempty=True)
     _str(p, "image", nonempty=True)
-    if any(c.isspace() for c in p["image"]):
-        raise UsageError(f"`image` must be an image reference like repo:tag, got {p['image']!r}")
+    _image_ref(p["image"], "image", "ghcr.io/ggml-org/llama.cpp:server")
     _str(p, "host", nonempty=True)
     try:
         ipaddress.ip_address(p["host"])
@@ -359,7 +363,8 @@ def validate(raw: dict[str, Any], name: str) -> Profile:
     else:
         raise UsageError(f"`gpus` must be \"all\", \"none\" or a list of GPU ids, got {_type_name(g)}")
     ts = p["tensor_split"]
-    if not isinstance(ts, list) or any(isinstance(x, bool) or not isinstance(x, (int, float)) or x < 0 for x in ts):
+    if not isinstance(ts, list) or any(isinstance(x, bool) or not isinstance(x, (int, float)) or not math.isfinite(x)
+                                       or x < 0 for x in ts):
         raise UsageError(f"`tensor_split` must be a list of non-negative numbers, got {ts!r}")
     p["tensor_split"] = [float(x) for x in ts]
     if ts and g == "none":
@@ -373,10 +378,10 @@ def validate(raw: dict[str, Any], name: str) -> Profile:
     if not isinstance(ea, list) or any(not isinstance(a, str) for a in ea):
         raise UsageError(f"`extra_args` must be a list of strings, got {ea!r}")
     for a in ea:
-        flag = a.split("=", 1)[0]
-        if flag in MANAGED_FLAGS:
-            raise UsageError(f"`extra_args` must not set {flag}: ossctl sets it from the profile",
-                             hint="use the matching profile key (model, ctx, port, host, parallel, n_gpu_layers, api_key_file)")
+        key = managed_flag(a, p)
+        if key:
+            raise UsageError(f"`extra_args` must not set {a.split('=', 1)[0]}: ossctl sets it from the profile key `{key}`",
+                             hint=f"set `{key}` in the profile instead")
     _bool(p, "require_registered")
     _str(p, "strategy", STRATEGIES)
     _num(p, "health_timeout", 1)
@@ -490,15 +495,28 @@ def _validate_frontdoor(t: Any, p: dict[str, Any]) -> dict[str, Any]:
         raise UsageError(f"`frontdoor.host` must be an IP address, got {f['host']!r}") from None
     except UsageError as exc:
         raise UsageError(exc.message.replace("`", "`frontdoor.", 1), hint=exc.hint) from None
-    if any(c.isspace() for c in f["image"]):
-        raise UsageError(f"`frontdoor.image` must be an image reference like caddy:2, got {f['image']!r}")
+    _image_ref(f["image"], "frontdoor.image", "caddy:2")
     if len({f["port"], f["admin_port"], p["port"]}) < 3:
         raise UsageError(f"`frontdoor.port` ({f['port']}), `frontdoor.admin_port` ({f['admin_port']}) and `port` "
                          f"({p['port']}) must differ: they share the host")
+    # behind a front door a deploy may go blue-green: the new release is gated on port + 1
+    side = p["port"] + 1
+    if side > 65535:
+        raise UsageError(f"`port` {p['port']} leaves no room for blue-green's side port (port + 1) behind the front door",
+                         hint="set `port` to 65534 or lower")
+    for k in ("port", "admin_port"):
+        if f[k] == side:
+            raise UsageError(f"`frontdoor.{k}` ({f[k]}) is blue-green's side port (`port` + 1): a deploy would "
+                             f"start the new release on it", hint=f"use another `frontdoor.{k}`, not {side}")
     if not is_loopback(f["host"]) and not p["api_key_file"]:
         raise UsageError(f"`frontdoor.host` {f['host']} is not a loopback address, so `api_key_file` is required",
                          hint="point api_key_file at a file holding the key (chmod 600), or bind host = \"127.0.0.1\"")
     return f
+
+
+def _image_ref(v: str, key: str, example: str) -> None:
+    if len(v) > 255 or not _IMAGE_REF.fullmatch(v):
+        raise UsageError(f"`{key}` must be an image reference like {example} (repo[:tag][@digest]), got {v!r}")
 
 
 def trained_context(model_dir: Path, first_file: str) -> int | None:

@@ -33,6 +33,7 @@ import datetime as _dt
 import getpass
 import hashlib
 import json
+import math
 import os
 import re
 import socket
@@ -156,12 +157,11 @@ class Release:
             state = State(d["state"])
         except ValueError:
             raise RecordError(f"unknown state {d['state']!r}") from None
-        rec = cls(**{k: v for k, v in d.items() if k in names and k != "state"}, state=state)
-        if not isinstance(rec.profile_resolved, dict) or not isinstance(rec.spec, dict):
-            raise RecordError("profile_resolved and spec must be objects")
-        if rec.port is not None and not isinstance(rec.port, int):
-            raise RecordError("port must be a number")
-        return rec
+        for k, v in d.items():
+            if k in _FIELD_CHECKS and not _FIELD_CHECKS[k][0](v):
+                raise RecordError(f"field {k!r} must be {_FIELD_CHECKS[k][1]}, got {_short(v)}")
+        _check_nested(d)
+        return cls(**{k: v for k, v in d.items() if k in names and k != "state"}, state=state)
 
     def summary(self, current_id: str | None) -> dict[str, Any]:
         """The ``ossctl --json releases`` row."""
@@ -189,6 +189,80 @@ class Release:
         """The small facts its container carries (the full record is in the ledger)."""
         return {L.MANAGED: "1", L.RELEASE: self.id, L.PROFILE: self.profile, L.KIND: self.kind,
                 L.SOURCE: self.source or self.id}
+
+
+def _short(v: Any) -> str:
+    t = json.dumps(v, default=str)
+    return t if len(t) <= 40 else t[:37] + "..."
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_num(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _opt(check: Callable[[Any], bool]) -> Callable[[Any], bool]:
+    return lambda v: v is None or check(v)
+
+
+def _is_str(v: Any) -> bool:
+    return isinstance(v, str)
+
+
+def _is_obj(v: Any) -> bool:
+    return isinstance(v, dict)
+
+
+# every field of a record, checked before anything reads it: one wrong type (a number for
+# `created`) would otherwise fail later, far from the record, for every profile
+_FIELD_CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
+    **{k: (_is_str, "a string") for k in ("kind", "source", "created", "owner", "docker_host", "endpoint", "host",
+                                            "image", "model_dir")},
+    **{k: (_opt(_is_str), "a string or null") for k in (
+        "container_id", "container_name", "image_id", "model_id", "composite_sha256", "repo", "revision",
+        "api_key_file", "strategy", "previous", "rollback_to", "error")},
+    **{k: (lambda v: isinstance(v, bool), "true or false") for k in ("container_removed", "rolled_back")},
+    "port": (lambda v: _is_int(v) and 0 <= v <= 65535, "a port number"),
+    **{k: (_opt(lambda v: _is_int(v) and v >= 0), "a whole number or null") for k in ("build", "ctx")},
+    **{k: (_opt(lambda v: _is_num(v) and v >= 0), "a number of seconds or null") for k in ("ready_s", "deploy_s")},
+    **{k: (_opt(_is_obj), "an object or null") for k in ("props", "bench", "vram")},
+    "preflight": (_is_obj, "an object"),
+    "image_digests": (lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v), "a list of strings"),
+    "profile_resolved": (_is_obj, "an object"),
+    "spec": (_is_obj, "an object"),
+}
+# what a rollback reads of the recorded profile and container spec
+_PROFILE_CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "health_timeout": (lambda v: _is_num(v) and v > 0, "a number of seconds"),
+    "host": (_is_str, "a string"),
+    "ctx": (lambda v: _is_int(v) and v > 0, "a whole number"),
+    "parallel": (lambda v: _is_int(v) and v > 0, "a whole number"),
+}
+_SPEC_CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "name": (lambda v: isinstance(v, str) and bool(v), "a container name"),
+    "image": (lambda v: isinstance(v, str) and bool(v), "an image"),
+    "command": (lambda v: isinstance(v, list) and len(v) >= 2 and all(isinstance(x, str) for x in v),
+                "a list of arguments"),
+    "labels": (lambda v: isinstance(v, dict) and all(isinstance(x, str) for x in v.values()), "an object of strings"),
+    "restart_policy": (lambda v: isinstance(v, dict) and isinstance(v.get("Name"), str), "an object with a Name"),
+}
+
+
+def _check_nested(d: dict[str, Any]) -> None:
+    """The recorded profile and spec, when there, hold what a rollback to this release
+    reads (a release recorded without them is one a rollback cannot go to)."""
+    for table, checks in (("profile_resolved", _PROFILE_CHECKS), ("spec", _SPEC_CHECKS)):
+        sub = d.get(table) or {}
+        if not sub:
+            continue
+        for k, (ok, what) in checks.items():
+            if k not in sub:
+                raise RecordError(f"field {table}.{k} is missing")
+            if not ok(sub[k]):
+                raise RecordError(f"field {table}.{k} must be {what}, got {_short(sub[k])}")
 
 
 @dataclass
@@ -256,6 +330,16 @@ def _proc_start(pid: int) -> str:
         return ""
 
 
+def _pid_ns() -> str:
+    """This process's PID namespace ("pid:[4026531836]"; "" when unknown): a pid means a
+    process only inside the namespace it was read in (a CI job in a container with the
+    host's network shares the hostname and boot id, not the pids)."""
+    try:
+        return os.readlink("/proc/self/ns/pid")
+    except OSError:
+        return ""
+
+
 def whoami() -> str:
     try:
         user = getpass.getuser()
@@ -282,7 +366,9 @@ class Ledger:
             return self._holder
         st = self.rt.find(LEDGER_NAME)
         if st is None:
-            if not create:
+            # never started, so `docker container prune` takes it; the records stay in the
+            # volume, and a reader recreates the holder over it rather than see no history
+            if not create and not self.rt.has_volume(LEDGER_NAME):
                 return None
             self.rt.ensure_empty_image(LEDGER_IMAGE, {L.LEDGER: "1"})
             self.rt.create_marker(LEDGER_NAME, LEDGER_IMAGE, {L.LEDGER: "1"}, volume=(LEDGER_NAME, LEDGER_DIR))
@@ -341,13 +427,24 @@ class Ledger:
         body = json.dumps({"dir": model_dir, "at": now_iso(), "files": files}, indent=1, sort_keys=True) + "\n"
         self.rt.write_tree(hid, LEDGER_DIR, {f".verified/{_verified_name(model_dir)}": body.encode()})
 
+    def remove_records(self, recs: list[Release], image: str) -> None:
+        """Delete the files of ``recs`` (one short-lived container of ``image``, which must
+        have ``rm``, with the ledger volume mounted: the archive API cannot delete).
+        Raises :class:`OssctlError` when that did not work."""
+        if not recs:
+            return
+        code, out = self.rt.run_once(image, ["-f", "--", *(f"{LEDGER_DIR}/{r.profile}/{r.id}.json" for r in recs)],
+                                     entrypoint=["rm"], volumes={LEDGER_NAME: LEDGER_DIR})
+        if code != 0:
+            raise OssctlError(f"`rm` in {image} exited {code}: {(out.strip().splitlines() or [''])[-1][:120]}")
+
     # the lock -------------------------------------------------------------------------
     @contextlib.contextmanager
     def lock(self, profile: str, op: str, log: Callable[[str], None] = lambda _m: None) -> Iterator[None]:
         """Hold the engine-side lock of ``profile`` for ``op`` (deploy / rollback). A lock
         left by a dead process on this machine is broken (and said so); one held by a live
         process, or by another machine, raises :class:`ConflictError` naming the holder."""
-        me = {"op": op, "owner": whoami(), "pid": os.getpid(), "boot_id": _boot_id(),
+        me = {"op": op, "owner": whoami(), "pid": os.getpid(), "boot_id": _boot_id(), "pid_ns": _pid_ns(),
               "start": _proc_start(os.getpid()), "since": now_iso()}
         self.rt.ensure_empty_image(LEDGER_IMAGE, {L.LEDGER: "1"})
         cid = None
@@ -379,14 +476,68 @@ class Ledger:
                     f"the next deploy or rollback from this machine breaks it, another machine needs "
                     f"`ossctl unlock --profile {profile}`")
 
-    def unlock(self, profile: str) -> dict[str, Any] | None:
-        """Break the lock of ``profile`` whoever holds it; returns the holder's info, or
-        None when it was not locked."""
+    def unlock(self, profile: str, force: bool = False) -> dict[str, Any] | None:
+        """Break the lock of ``profile``; returns the holder's info, or None when it was
+        not locked. A holder provably alive on this machine keeps it (:class:`ConflictError`)
+        unless ``force``."""
         held = self.rt.find(lock_name(profile))
         if held is None:
             return None
+        info = lock_info(held)
+        if not force and holder_is_alive(info):
+            raise ConflictError(f"profile {profile} on {self.rt.host} is locked by a process that is still running "
+                                f"on this machine: {describe_holder(info)}",
+                                hint=f"wait for it to finish (or stop it); `ossctl unlock --profile {profile} --force` "
+                                     "breaks the lock anyway")
         self.rt.remove(held["id"])
-        return lock_info(held)
+        return info
+
+
+def prunable(history: list[Release], keep: int, protect: set[str]) -> list[Release]:
+    """Records of one profile (``history``, oldest first) that retention removes: all but
+    the newest ``keep`` ok releases and the newest ``keep`` failed or interrupted ones.
+    Never a pending one (a killed run is finished from it), nor the serving one, nor one
+    named in ``protect`` (release or container ids: the rollback target, containers still
+    on the engine). The newest record is always among those kept, so ids are never reused."""
+    cur = next((r for r in reversed(history) if r.state is State.OK), None)
+    seen = {True: 0, False: 0}
+    out: list[Release] = []
+    for r in reversed(history):
+        if r.state is State.PENDING:
+            continue
+        ok = r.state is State.OK
+        seen[ok] += 1
+        if seen[ok] <= keep or r is cur or r.id in protect or (r.container_id and r.container_id in protect):
+            continue
+        out.append(r)
+    return out[::-1]
+
+
+def retain_records(ledger: Ledger, book: Book, profile: str, keep: int, image: str,
+                   containers: list[dict[str, Any]], previous: Release | None,
+                   log: Callable[[str], None]) -> list[str]:
+    """Remove the records :func:`prunable` picks (``keep``: the profile's ``keep_releases``),
+    keeping ``previous`` (the rollback target) and every record a container on the engine
+    (``containers``) belongs to; best effort: a failure is said and everything kept.
+    Returns the removed ids."""
+    protect = {previous.id} if previous else set()
+    for c in containers:
+        protect |= {c["id"], c["labels"].get(L.RELEASE, ""), c["labels"].get(L.SOURCE, "")}
+    gone = prunable(book.history(profile), keep, protect - {""})
+    if not gone:
+        return []
+    try:
+        ledger.remove_records(gone, image)
+    except OssctlError as exc:
+        log(f"warning: could not remove {len(gone)} old ledger record(s) of profile {profile} ({exc.message}); "
+            "they are kept")
+        return []
+    hist = book.history(profile)
+    for r in gone:
+        hist.remove(r)
+    ids = [r.id for r in gone]
+    log(f"removed {len(ids)} old ledger record(s) of profile {profile} (keep_releases={keep}): {', '.join(ids)}")
+    return ids
 
 
 def _verified_name(model_dir: str) -> str:
@@ -406,18 +557,35 @@ def describe_holder(info: dict[str, Any]) -> str:
             f"since {info.get('since', '?')}")
 
 
-def holder_is_dead(info: dict[str, Any]) -> bool:
-    """Provably dead: same machine and boot, and its pid is gone or now another process.
-    A holder on another machine is never presumed dead."""
+def _same_pid_space(info: dict[str, Any]) -> bool:
+    """The holder's pid names a process here: same boot, same hostname, same PID namespace
+    (a lock written before the namespace was recorded counts as another namespace)."""
     if not info.get("boot_id") or info.get("boot_id") != _boot_id():
         return False
     if str(info.get("owner", "")).rpartition("@")[2] != socket.gethostname():
         return False
-    pid = info.get("pid")
-    if not isinstance(pid, int) or pid <= 0:
+    if not info.get("pid_ns") or info.get("pid_ns") != _pid_ns():
         return False
-    start = _proc_start(pid)
+    pid = info.get("pid")
+    return isinstance(pid, int) and not isinstance(pid, bool) and pid > 0
+
+
+def holder_is_dead(info: dict[str, Any]) -> bool:
+    """Provably dead: same machine, boot and PID namespace, and its pid is gone or now
+    another process. A holder elsewhere (another machine, another PID namespace) is never
+    presumed dead."""
+    if not _same_pid_space(info):
+        return False
+    start = _proc_start(info["pid"])
     return not start or (bool(info.get("start")) and start != info["start"])
+
+
+def holder_is_alive(info: dict[str, Any]) -> bool:
+    """Provably alive: same machine, boot and PID namespace, and its pid is the process
+    that took the lock (same start time)."""
+    if not _same_pid_space(info) or not info.get("start"):
+        return False
+    return _proc_start(info["pid"]) == info["start"]
 
 
 # ---------------------------------------------------------------------- before the ledger

@@ -39,7 +39,7 @@ from ossctl.serve.preflight import (
     check_port, check_registered, choose_strategy, gate_timeout, profile_api_key, release_api_key, vram_check,
 )
 from ossctl.serve.profiles import check_against_model, resolve_profile
-from ossctl.serve.releases import Book, Release, State, now_iso, whoami
+from ossctl.serve.releases import Book, Release, State, now_iso, retain_records, whoami
 from ossctl.serve.results import DryRun
 
 def _reason(exc: BaseException) -> str:
@@ -307,6 +307,8 @@ def deploy_locked(eng: Engine, profile: dict[str, Any], manifest, model_dir: Pat
     _step(eng, rec, cur, start, lambda: _remove_release_containers(eng, rec), gate, timeout,
           f"deploy of profile {name!r} (release {rid})", side_by_side=side_by_side)
     _retain(eng, book, name, profile["keep_releases"])
+    retain_records(eng.ledger, book, name, profile["keep_releases"], profile["image"], eng.containers(name),
+                   _previous(book, name, book.current(name)), eng.log)
     return rec
 
 
@@ -342,7 +344,7 @@ def _rollback_target(book: Book, name: str, cur: Release | None, to: str | None)
         if target is None:
             raise NotFoundError(f"no previous release of profile {name!r} to roll back to",
                                 hint=f"see `ossctl releases --profile {name}`")
-        return target
+        return _restorable(target, name)
     target = book.find(name, to)
     if target is None:
         raise NotFoundError(f"no release {to!r} for profile {name!r}", hint=f"see `ossctl releases --profile {name}`")
@@ -351,6 +353,13 @@ def _rollback_target(book: Book, name: str, cur: Release | None, to: str | None)
                          hint=f"see `ossctl releases --profile {name}`")
     if cur and target.source == cur.source:
         raise UsageError(f"release {to} is what serves now (as {cur.id})")
+    return _restorable(target, name)
+
+
+def _restorable(target: Release, name: str) -> Release:
+    if not target.spec or not target.profile_resolved:  # a record written without them
+        raise UsageError(f"release {target.id} of profile {name!r} has no recorded container spec and profile; "
+                         "cannot roll back to it", hint=f"deploy instead: `ossctl deploy --profile {name}`")
     return target
 
 

@@ -77,8 +77,9 @@ def engine_history(settings, profile: str | None, docker_host_flag: str | None, 
     return EngineHistory(eng.host, rows)
 
 
-def unlock(settings, profile: str, docker_host_flag: str | None = None) -> dict[str, Any]:
+def unlock(settings, profile: str, docker_host_flag: str | None = None, force: bool = False) -> dict[str, Any]:
     """Break the engine-side lock of ``profile`` (left by a process that died on another
-    machine). Returns who held it (``holder`` is None when it was not locked)."""
+    machine; one alive here only with ``force``). Returns who held it (``holder`` is None
+    when it was not locked)."""
     eng = open_engine(settings, docker_host_flag)
-    return {"docker_host": eng.host, "profile": profile, "holder": eng.ledger.unlock(profile)}
+    return {"docker_host": eng.host, "profile": profile, "holder": eng.ledger.unlock(profile, force)}

@@ -221,9 +221,9 @@ def test_flag_unknown_to_the_build(denv):
     denv.write_profile(llama_build=denv.build, extra_args=["--np", "2"])
     code, res = checks("--profile", denv.profile)
     assert code == 1 and res["flags"]["status"] == "FAIL" and "--np is unknown" in res["flags"]["detail"]
-    denv.write_profile(llama_build=denv.build, extra_args=["--jinja", "yes"])
+    denv.write_profile(llama_build=denv.build, extra_args=["--swa-full", "yes"])
     _, res = checks("--profile", denv.profile)
-    assert "--jinja takes no value" in res["flags"]["detail"]
+    assert "--swa-full takes no value" in res["flags"]["detail"]
 
 
 def test_chain_states(denv, anvil, monkeypatch):

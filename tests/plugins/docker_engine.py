@@ -35,6 +35,24 @@ TEST_IMAGE_TAG = f"server-{SHIPPED_PIN}"
 TEST_IMAGE = f"{TEST_IMAGE_REPO}:{TEST_IMAGE_TAG}"
 
 
+def _docker0_ifindex() -> int | None:
+    try:
+        return int(Path("/sys/class/net/docker0/ifindex").read_text())
+    except (OSError, ValueError):
+        return None
+
+
+@pytest.fixture(scope="session", autouse=True)
+def machine_docker0_kept():
+    """The suite leaves the machine's networking as it found it: a docker0 (another engine's
+    bridge: a developer's Docker, a CI runner's) present at the start is the same link at
+    the end (private_dockerd.sh once made a restarted test engine delete it)."""
+    before = _docker0_ifindex()
+    yield
+    if before is not None and _docker0_ifindex() != before:
+        pytest.fail("the test run deleted or replaced this machine's docker0 (see scripts/private_dockerd.sh)")
+
+
 @pytest.fixture(scope="session")
 def docker_host() -> str:
     return require_env("OSSCTL_TEST_DOCKER_HOST")
@@ -87,9 +105,10 @@ def rootfs_tar(files: dict[str, Path], dirs: dict[str, int] | None = None,
 
 
 def build_rootfs_tar(llama_server: Path) -> bytes:
-    """A tar of /app/llama-server + its libraries + an empty /tmp, and ``sha256sum`` (Debian's
-    static busybox), which the official llama.cpp images (Ubuntu) have too: a fleet
-    preflight hashes each host's model files with it."""
+    """A tar of /app/llama-server + its libraries + an empty /tmp, and ``sha256sum`` and
+    ``rm`` (Debian's static busybox), which the official llama.cpp images (Ubuntu) have too:
+    a fleet preflight hashes each host's model files with it, ledger retention removes old
+    records with it."""
     busybox = Path("/bin/busybox")
     if not busybox.exists():
         msg = "busybox is not installed (apt-get install busybox-static; scripts/test.sh does)"
@@ -98,7 +117,7 @@ def build_rootfs_tar(llama_server: Path) -> bytes:
         pytest.skip(msg)
     return rootfs_tar({"app/llama-server": llama_server, "bin/busybox": busybox.resolve()},
                       dirs={"tmp": 0o1777, "app": 0o755, "bin": 0o755, "usr": 0o755, "usr/bin": 0o755},
-                      links={"usr/bin/sha256sum": "/bin/busybox"})
+                      links={"usr/bin/sha256sum": "/bin/busybox", "usr/bin/rm": "/bin/busybox"})
 
 
 def import_image(client, tar: bytes, tag: str, changes: list[str], stamp: str) -> str:
@@ -124,7 +143,7 @@ def llama_server_binary() -> Path:
 
 def llama_image_into(client, server: Path) -> str:
     """Import the llama-server test image into ``client``'s engine (skipped when present)."""
-    digest = hashlib.sha256(b"layout-2" + server.read_bytes()).hexdigest()[:16]
+    digest = hashlib.sha256(b"layout-3" + server.read_bytes()).hexdigest()[:16]
     return import_image(client, build_rootfs_tar(server), TEST_IMAGE, ['ENTRYPOINT ["/app/llama-server"]',
                                                                         "ENV PATH=/usr/bin:/bin"], digest)
 

@@ -136,12 +136,13 @@ def test_state_transitions():
 
 
 def test_record_round_trip_and_rejects_bad_shapes():
-    r = _rel("r0007", spec={"name": "x"}, port=8080, ctx=512)
+    r = _rel("r0007", spec={"name": "x", "image": "i:1", "command": ["-m", "/models/a.gguf"], "labels": {},
+                            "restart_policy": {"Name": "no"}}, port=8080, ctx=512)
     assert releases.Release.from_dict(r.to_dict()) == r
     for bad, why in [([], "not a JSON object"), ({"id": "r1"}, "missing field 'profile'"),
                      ({"id": "x1", "profile": "p", "state": "ok"}, "bad release id"),
                      ({"id": "r0001", "profile": "p", "state": "serving"}, "unknown state"),
-                     ({"id": "r0001", "profile": "p", "state": "ok", "spec": "nope"}, "must be objects")]:
+                     ({"id": "r0001", "profile": "p", "state": "ok", "spec": "nope"}, "field 'spec' must be an object")]:
         with pytest.raises(releases.RecordError, match=why):
             releases.Release.from_dict(bad)
 
@@ -153,9 +154,13 @@ def test_dead_lock_holder_is_detected_only_on_this_machine():
     p = subprocess.Popen(["true"])
     p.wait()
     me = {"owner": releases.whoami(), "boot_id": releases._boot_id(), "pid": os.getpid(),
-          "start": releases._proc_start(os.getpid())}
+          "pid_ns": releases._pid_ns(), "start": releases._proc_start(os.getpid())}
     assert not releases.holder_is_dead(me)  # this very process: alive
     assert releases.holder_is_dead({**me, "pid": p.pid})  # exited
     assert releases.holder_is_dead({**me, "start": "1"})  # pid reused by another process
     assert not releases.holder_is_dead({**me, "pid": p.pid, "owner": "ops@other-" + socket.gethostname()})
     assert not releases.holder_is_dead({**me, "pid": p.pid, "boot_id": "another-boot"})
+    assert not releases.holder_is_dead({**me, "pid": p.pid, "pid_ns": "pid:[1]"})  # another PID namespace
+    assert not releases.holder_is_dead({k: v for k, v in {**me, "pid": p.pid}.items() if k != "pid_ns"})
+    assert releases.holder_is_alive(me) and not releases.holder_is_alive({**me, "pid": p.pid})
+    assert not releases.holder_is_alive({**me, "pid_ns": "pid:[1]"})
