@@ -249,16 +249,17 @@ def _kept_partials(target: Path) -> str:
 
 
 def gguf_facts(directory: Path, ordered: list[str]) -> dict:
-    from ossctl.artifacts.gguf import arch_value, read_gguf_kv
+    from ossctl.artifacts.gguf import int_value, read_gguf_kv
 
-    kv = read_gguf_kv(directory / ordered[0])
+    first = directory / ordered[0]
+    kv = read_gguf_kv(first)
     arch = kv.get("general.architecture")
     facts = {"parts": len(ordered)}
-    if arch:
+    if isinstance(arch, str) and arch:
         facts["architecture"] = arch
-        ctx = arch_value(kv, "context_length")
+        ctx = int_value(kv, f"{arch}.context_length", first)
         if ctx:
-            facts["context_length"] = int(ctx)
+            facts["context_length"] = ctx
     return facts
 
 

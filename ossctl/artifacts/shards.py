@@ -9,7 +9,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from ossctl.artifacts.gguf import SPLIT_COUNT, SPLIT_NO, SPLIT_TENSORS_COUNT, read_gguf_kv
+from ossctl.artifacts.gguf import SPLIT_COUNT, SPLIT_NO, SPLIT_TENSORS_COUNT, int_value, read_gguf_kv
 from ossctl.errors import IntegrityError, UsageError
 
 SPLIT_RE = re.compile(r"^(?P<prefix>.+)-(?P<no>\d{5})-of-(?P<count>\d{5})\.gguf$")
@@ -95,7 +95,7 @@ def check_split_files(paths: list[Path]) -> None:
         kv = read_gguf_kv(path, {SPLIT_NO, SPLIT_COUNT, SPLIT_TENSORS_COUNT})
         if count == 1 and parse_split(name) is None:
             continue
-        no, cnt = kv.get(SPLIT_NO), kv.get(SPLIT_COUNT)
+        no, cnt = int_value(kv, SPLIT_NO, path), int_value(kv, SPLIT_COUNT, path)
         if no is None or cnt is None:
             raise IntegrityError(f"{name}: GGUF header lacks split.no / split.count",
                                  hint="the part was not written by gguf-split; re-download it")
@@ -103,7 +103,7 @@ def check_split_files(paths: list[Path]) -> None:
             raise IntegrityError(
                 f"{name}: GGUF header says part {int(no) + 1} of {int(cnt)}, the name says part {i + 1} of {count}",
                 hint="the parts were renamed or mixed from different sets; re-download them")
-        n_t = kv.get(SPLIT_TENSORS_COUNT)
+        n_t = int_value(kv, SPLIT_TENSORS_COUNT, path)
         if n_t is not None:
             if tensors is not None and int(n_t) != tensors[1]:
                 raise IntegrityError(
