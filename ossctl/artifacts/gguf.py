@@ -48,6 +48,10 @@ _SCALAR = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?
 _STRING, _ARRAY = 8, 9
 
 
+class Short(ValueError):
+    """A length or count larger than the rest of the file: truncated, or crafted."""
+
+
 class GGUFValueReader:
     """Reads little-endian GGUF values from ``fh``; every length is checked against the
     bytes left in the file (``size``) before anything is read or allocated. Raises
@@ -83,7 +87,7 @@ class GGUFValueReader:
     def _length(self, what: str) -> int:
         n = self.u64()
         if n > self.left():
-            raise ValueError(f"{what} of {n} bytes, longer than the rest of the file")
+            raise Short(f"{what} of {n} bytes, longer than the rest of the file")
         return n
 
     def string(self, what: str = "a string") -> str:
@@ -106,14 +110,14 @@ class GGUFValueReader:
             if etype in _SCALAR:
                 size = struct.calcsize(_SCALAR[etype])
                 if n * size > self.left():
-                    raise ValueError(f"an array of {n} values, longer than the rest of the file")
+                    raise Short(f"an array of {n} values, longer than the rest of the file")
                 if want and n <= 4096:
                     return list(struct.unpack(f"<{n}{_SCALAR[etype][1]}", self.read(size * n)))
                 self.skip(size * n)
                 return None
             if etype == _STRING:
                 if n * 8 > self.left():
-                    raise ValueError(f"an array of {n} strings, longer than the rest of the file")
+                    raise Short(f"an array of {n} strings, longer than the rest of the file")
                 out = [] if want and n <= 4096 else None
                 for _ in range(n):
                     if out is not None:
@@ -212,9 +216,9 @@ def read_gguf(path: Path, keys: set[str] | None = None,
             version = r.u32()
             n_tensors, n_kv = r.u64(), r.u64()
             if n_kv * _MIN_KV_BYTES > r.left():
-                raise ValueError(f"the header claims {n_kv} key/value pairs, more than the file can hold")
+                raise Short(f"it claims {n_kv} key/value pairs, more than the file can hold")
             if n_tensors * _MIN_TENSOR_BYTES > r.left():
-                raise ValueError(f"the header claims {n_tensors} tensors, more than the file can hold")
+                raise Short(f"it claims {n_tensors} tensors, more than the file can hold")
             out: dict[str, Any] = {"__version__": version, "__tensor_count__": n_tensors}
             alignment = GGUF_DEFAULT_ALIGNMENT
             for _ in range(n_kv):
@@ -246,6 +250,9 @@ def read_gguf(path: Path, keys: set[str] | None = None,
     except EOFError:
         raise IntegrityError(f"{path.name}: GGUF header is truncated",
                              hint="the file is incomplete; re-run `ossctl download`") from None
+    except Short as exc:
+        raise IntegrityError(f"{path.name}: GGUF header is truncated or malformed: {exc}",
+                             hint="the file is incomplete or corrupt; re-run `ossctl download`") from None
     except (ValueError, UnicodeDecodeError, struct.error, OverflowError, MemoryError) as exc:
         raise IntegrityError(f"{path.name}: malformed GGUF header ({exc})",
                              hint="the file is corrupt or not a model: move it aside, or fetch it again "

@@ -50,7 +50,7 @@ def digest(p: Path) -> str:
     ("key-2e62", b"GGUF" + struct.pack("<IQQ", 3, 0, 1) + struct.pack("<Q", 1 << 62) + b"x" * 64,
      "longer than the rest of the file"),
     ("kv-count", b"GGUF" + struct.pack("<IQQ", 3, 0, 1 << 60) + b"\0" * 64,
-     "claims 1152921504606846976 key/value pairs, more than the file can hold"),
+     "it claims 1152921504606846976 key/value pairs, more than the file can hold"),
     ("array", header([_s("a") + struct.pack("<IIQ", 9, 4, 1 << 61)]), "an array of 2305843009213693952 values"),
     ("split-no-string", header([_kv_str("split.no", "one"), _kv_u32("split.count", 2)]),
      "GGUF key split.no is a string, not an integer"),
@@ -121,7 +121,7 @@ def test_a_claim_larger_than_the_file_is_refused_before_any_table_is_read(tmp_pa
     p.write_bytes(header([_kv_str("general.architecture", "llama")], n_tensors=4_000_000) + b"\0" * 4000)
     with pytest.raises(IntegrityError) as info:
         read_gguf(p, tensors=True)
-    assert "claims 4000000 tensors, more than the file can hold" in info.value.message
+    assert "truncated or malformed: it claims 4000000 tensors, more than the file can hold" in info.value.message
 
 
 @pytest.mark.parametrize("entry,needle", [
