@@ -67,9 +67,26 @@ def order_parts(names: list[str]) -> list[str]:
     return [by_no[i] for i in range(1, count + 1)]
 
 
+def _is_control(c: str) -> bool:
+    # C0, DEL, C1, and the bidirectional overrides that reorder what a terminal shows
+    o = ord(c)
+    return o < 0x20 or 0x7F <= o < 0xA0 or 0x202A <= o <= 0x202E or 0x2066 <= o <= 0x2069
+
+
+def printable_name(name: str) -> str:
+    """``name`` as it may be printed: as is, or escaped (``'a\\x1b[31mb.gguf'``) when it holds
+    control characters (an ANSI escape from a hostile repository must not reach the
+    terminal)."""
+    return repr(name) if any(_is_control(c) for c in name) else name
+
+
 def safe_relpath(name: str) -> PurePosixPath:
     """A hub file name as a relative path that cannot escape the model directory.
-    Raises :class:`UsageError` for absolute paths, ``..`` components, or backslashes."""
+    Raises :class:`UsageError` for absolute paths, ``..`` components, backslashes, or
+    control characters (never written as a file name; the message shows them escaped)."""
+    if any(_is_control(c) for c in name):
+        raise UsageError(f"refusing hub file name {name!r}: it holds control characters",
+                         hint="the repository is malformed or hostile; report it to its owner")
     p = PurePosixPath(name)
     if not name or p.is_absolute() or "\\" in name or any(part in ("..", "") for part in name.split("/")) \
             or name.startswith("~") or ":" in p.parts[0]:
