@@ -50,7 +50,7 @@ def test_key_file_with_comment_and_second_key_is_read_as_deploy_reads_it(home, l
             {"profile": "odd", "release": "r0001", "endpoint": srv.url.replace("127.0.0.1", "localhost"),
              "ctx": 512, "health": "ok"}]
     logs: list[str] = []
-    exp = Exporter(load_settings({"OSSCTL_HOME": str(home), "OSSCTL_FAKE_NVML": "1x80gb"}),
+    exp = Exporter(load_settings({"OSSCTL_HOME": str(home), "OSSCTL_FAKE_NVML": "4x80gb"}),
                    releases=lambda: {"docker_host": "unix:///x.sock", "releases": rels},
                    fetch_timeout=2.0, log=logs.append, hostname="gpu-1")
     try:
@@ -119,7 +119,7 @@ def test_half_open_requests_keep_threads_bounded_and_run_no_scrape(home, tmp_pat
 
     port = free_port()
     log = tmp_path / "exporter.log"
-    proc = _serve(port, {"OSSCTL_FAKE_NVML": "1x80gb", "DOCKER_HOST": f"unix://{tmp_path}/dead.sock"}, log)
+    proc = _serve(port, {"OSSCTL_FAKE_NVML": "4x80gb", "DOCKER_HOST": f"unix://{tmp_path}/dead.sock"}, log)
     socks = []
     try:
         _wait_port(port, proc, log)
@@ -157,13 +157,15 @@ def test_sigterm_mid_scrape_finishes_the_answer_and_exits_cleanly(home, tmp_path
     mute.listen(64)
     port = free_port()
     log = tmp_path / "exporter.log"
-    proc = _serve(port, {"OSSCTL_FAKE_NVML": "1x80gb", "DOCKER_HOST": f"unix://{tmp_path}/mute.sock"}, log)
+    proc = _serve(port, {"OSSCTL_FAKE_NVML": "4x80gb", "DOCKER_HOST": f"unix://{tmp_path}/mute.sock"}, log)
     got: dict = {}
     try:
         _wait_port(port, proc, log)
         t = threading.Thread(target=lambda: got.setdefault("r", _get(port)), daemon=True)
         t.start()
-        time.sleep(1.5)  # the scrape is waiting for the engine
+        mute.settimeout(30)
+        held, _ = mute.accept()  # the scrape is asking the engine, which never answers
+        time.sleep(0.5)
         assert t.is_alive()
         proc.send_signal(signal.SIGTERM)
         proc.wait(30)
@@ -173,6 +175,7 @@ def test_sigterm_mid_scrape_finishes_the_answer_and_exits_cleanly(home, tmp_path
             proc.kill()
             proc.wait(10)
         mute.close()
+    held.close()
     out = log.read_text()
     assert proc.returncode == 0, out
     assert "RuntimeError" not in out and "Traceback" not in out and "Exception" not in out, out
@@ -185,7 +188,10 @@ import sys, threading, time, urllib.request
 from ossctl.metrics import promclient
 from ossctl.metrics.families import Families
 
+started = threading.Event()
+
 def scrape():
+    started.set()
     time.sleep(1.0)  # a source still answering when the stop comes
     t = threading.Thread(target=lambda: None)  # the next source starts its fetch
     t.start()
@@ -195,7 +201,7 @@ def scrape():
 stop, url = promclient.serve(sys.argv[1], scrape)
 got = {}
 threading.Thread(target=lambda: got.setdefault("s", urllib.request.urlopen(url, timeout=10).status), daemon=True).start()
-time.sleep(0.3)
+assert started.wait(30)
 stop()  # what SIGTERM does; then the interpreter exits
 print("answered", got.get("s"))
 '''

@@ -108,7 +108,7 @@ def test_a_4kb_sparse_file_claiming_4m_tensors_is_refused_fast_and_small(home, t
     assert took < 0.5 and grew_kib < 20_000, (took, grew_kib)
     assert "appears twice" in info.value.message or "data offset" in info.value.message
     # through the command a new user runs: one line, exit 4
-    r = run_cli("vram", "plan", "--model", str(d), "--gpus", "1x80gb", env={"OSSCTL_FAKE_NVML": "1x80gb"})
+    r = run_cli("vram", "plan", "--model", str(d), "--gpus", "1x80gb", env={"OSSCTL_FAKE_NVML": "4x80gb"})
     assert r.code == 4, r.err
     assert "sparse.gguf: malformed GGUF header (tensor" in error_line(r)
 
