@@ -63,3 +63,25 @@ def shown(value: object) -> str:
         register_secret(m.group(0))
         return "(a value with 64 hex digits, not shown: a private key?)"
     return repr(text)
+
+
+_KEY_RUN = None
+
+
+def mask_key_like(text: str) -> str:
+    """``text`` with every run of 64 or more hex digits (``0x`` or not) replaced by
+    ``***`` and registered as a secret: for messages that echo what the user typed
+    (Click's usage errors quote an unexpected argument or a bad option value), where a
+    private key pasted into the wrong place must not be printed back. Only for such
+    echoes: ossctl's own messages print SHA-256 digests, which are 64 hex digits too."""
+    import re
+
+    global _KEY_RUN
+    if _KEY_RUN is None:
+        _KEY_RUN = re.compile(r"(?<![0-9a-fA-F])(?:0[xX])?[0-9a-fA-F]{64,}(?![0-9a-fA-F])")
+
+    def sub(m) -> str:
+        register_secret(m.group(0))
+        return "***"
+
+    return _KEY_RUN.sub(sub, text)

@@ -109,6 +109,9 @@ def _download(settings: Settings, entry: catalog.CatalogEntry, target: Path, rev
     on_disk: dict[str, int] = {}
     for f in remote_files:
         path = target / safe_relpath(f.name)
+        bad = mf.layout_problem(target, f.name) if path.is_symlink() else None
+        if bad:  # reusing it would give a manifest that deploy cannot serve; replacing it would lose the link
+            raise IntegrityError(f"{f.name} {bad}", hint=mf.layout_hint(target, f.name, bad))
         if path.is_file() and path.stat().st_size == f.size:
             prior = next((e for e in (existing.files if existing else []) if e.name == f.name), None)
             st = path.stat()
@@ -229,8 +232,8 @@ def check_no_strays(directory: Path, names: list[str], what: str) -> None:
     verify and deploy would refuse the directory for them later. Raises
     :class:`IntegrityError` naming the first one and what to do with it."""
     wanted = set(names)
-    strays = sorted(p.relative_to(directory).as_posix() for p in directory.rglob("*.gguf")
-                    if not mf.is_side_file(p.name) and p.relative_to(directory).as_posix() not in wanted)
+    strays = sorted(p.relative_to(directory).as_posix() for p in mf.gguf_candidates(directory)
+                    if p.relative_to(directory).as_posix() not in wanted)
     if strays:
         more = f" (+{len(strays) - 1} more)" if len(strays) > 1 else ""
         raise IntegrityError(f"{directory} holds {strays[0]}{more}, which is not part of {what}",
@@ -249,16 +252,17 @@ def _kept_partials(target: Path) -> str:
 
 
 def gguf_facts(directory: Path, ordered: list[str]) -> dict:
-    from ossctl.artifacts.gguf import arch_value, read_gguf_kv
+    from ossctl.artifacts.gguf import int_value, read_gguf_kv
 
-    kv = read_gguf_kv(directory / ordered[0])
+    first = directory / ordered[0]
+    kv = read_gguf_kv(first)
     arch = kv.get("general.architecture")
     facts = {"parts": len(ordered)}
-    if arch:
+    if isinstance(arch, str) and arch:
         facts["architecture"] = arch
-        ctx = arch_value(kv, "context_length")
+        ctx = int_value(kv, f"{arch}.context_length", first)
         if ctx:
-            facts["context_length"] = int(ctx)
+            facts["context_length"] = ctx
     return facts
 
 

@@ -13,7 +13,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from ossctl.artifacts.shards import safe_relpath
+from ossctl.artifacts.shards import printable_name, safe_relpath
 from ossctl.errors import NotFoundError, OssctlError, RemoteError, UsageError
 from ossctl.redact import register_secret
 
@@ -73,10 +73,13 @@ class Hub:
             size = lfs.size if lfs is not None else s.size
             if size is None:
                 raise RemoteError(f"the hub gave no size for {name}", hint="the endpoint may not be a Hugging Face hub")
+            if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+                raise RemoteError(f"the hub gave size {size!r} for {name}, which is not a byte count; nothing fetched",
+                                  hint="the endpoint is broken or not a Hugging Face hub: check HF_ENDPOINT")
             files.append(RemoteFile(name, int(size), sha.lower() if sha else None,
                                     hf_hub_url(repo, name, revision=info.sha, endpoint=self.endpoint)))
         if not files:
-            listing = sorted(s.rfilename for s in info.siblings or [] if s.rfilename.endswith(".gguf"))
+            listing = sorted(printable_name(s.rfilename) for s in info.siblings or [] if s.rfilename.endswith(".gguf"))
             raise NotFoundError(
                 f"no file in {repo}@{info.sha[:12]} matches {', '.join(patterns)}",
                 hint=("GGUF files there: " + ", ".join(listing[:6]) + (" ..." if len(listing) > 6 else ""))

@@ -11,17 +11,20 @@ from pathlib import Path
 from ossctl import catalog
 from ossctl.artifacts import hashing
 from ossctl.artifacts import manifest as mf
+from ossctl.artifacts.gguf import not_regular
 from ossctl.artifacts.shards import check_split_files, order_parts
 from ossctl.errors import IntegrityError, NotFoundError, OssctlError, RemoteError, UsageError
 from ossctl.settings import Settings
 
 
-def _ordered(names: list[str], fix: str) -> list[str]:
-    """Part order of local files; the hints say ``fix`` (these commands have no --include)."""
+def _ordered(names: list[str], fix: str, as_integrity: bool = False) -> list[str]:
+    """Part order of local files; the hints say ``fix`` (these commands have no --include).
+    ``as_integrity``: files that are not one model are exit 4 (a model directory's
+    content), not 2 (the paths given on the command line)."""
     try:
         return order_parts(names)
     except (IntegrityError, UsageError) as exc:
-        raise type(exc)(exc.message, hint=fix) from None
+        raise (IntegrityError if as_integrity else type(exc))(exc.message, hint=fix) from None
 
 
 def hash_paths(paths: Sequence[Path], repo: str | None = None, workers: int | None = None) -> tuple[mf.Manifest, Path]:
@@ -34,14 +37,19 @@ def hash_paths(paths: Sequence[Path], repo: str | None = None, workers: int | No
     for p in paths:
         p = Path(p)
         if p.is_dir():
-            found = sorted(x for x in p.glob("*.gguf") if not mf.is_side_file(x.name))
+            found = sorted(x for x in p.glob("*.gguf") if not mf.is_side_file(x.name) and not x.is_dir())
             if not found:
                 raise NotFoundError(f"no .gguf files in {p}")
             files += found
         elif p.is_file():
             files.append(p)
+        elif p.exists():  # a FIFO or a device: opening it could wait forever
+            raise not_regular(p, p.stat().st_mode)
         else:
             raise NotFoundError(f"{p} does not exist")
+    for f in files:
+        if f.exists() and not f.is_file():
+            raise not_regular(f, f.stat().st_mode)
     parents = {f.parent.resolve() for f in files}
     names = [f.name for f in files]
     if len(set(names)) != len(names):
@@ -95,10 +103,17 @@ def adopt(settings: Settings, directory: str | Path, repo: str, revision: str | 
         except OssctlError:
             existing = None  # a broken manifest is what adopt rewrites
         check_same_repo(d, existing, repo)
-        names = sorted(p.relative_to(d).as_posix() for p in d.rglob("*.gguf") if not mf.is_side_file(p.name))
+        names = [p.relative_to(d).as_posix() for p in mf.gguf_candidates(d)]
         if not names:
             raise NotFoundError(f"no .gguf files in {d}", hint="adopt the directory that holds the model's parts")
-        ordered = _ordered(names, f"a model directory holds one model: move other .gguf files out of {d}")
+        for n in names:  # before anything opens them: a FIFO would block the first read
+            bad = mf.layout_problem(d, n)
+            if bad:
+                raise IntegrityError(f"{n} {bad}; nothing written", hint=mf.layout_hint(d, n, bad))
+        # an extra .gguf is exit 4 as in `download` and `verify`: the directory, not the
+        # command line, is what is wrong
+        ordered = _ordered(names, f"a model directory holds one model: move other .gguf files out of {d}",
+                           as_integrity=True)
         check_split_files([d / n for n in ordered])
         stats = {n: (d / n).stat() for n in ordered}
         digests = hashing.sha256_files([d / n for n in ordered], workers=workers)

@@ -238,10 +238,57 @@ def model_files(model_dir: Path) -> list[Path]:
     model_dir = Path(model_dir)
     if (model_dir / MANIFEST_NAME).exists():
         return [model_dir / f.name for f in read_manifest(model_dir).files]
-    names = [p.name for p in model_dir.glob("*.gguf")] if model_dir.is_dir() else []
+    names = [p.name for p in model_dir.glob("*.gguf") if not p.is_dir()] if model_dir.is_dir() else []
     if not names:
         raise NotFoundError(f"no GGUF files in {model_dir}", hint="download the model first: `ossctl download MODEL`")
     return [model_dir / n for n in order_parts(names)]
+
+
+def gguf_candidates(directory: Path) -> list[Path]:
+    """Every ``*.gguf`` under ``directory`` that may be a model part, sorted: ossctl's side
+    files are left out, and so are directories (a directory named ``dir.gguf`` is not a
+    model file). FIFOs, sockets and links are kept: :func:`layout_problem` says why they
+    cannot be served."""
+    return sorted(p for p in Path(directory).rglob("*.gguf") if not is_side_file(p.name) and not p.is_dir())
+
+
+def layout_problem(directory: Path, rel: str) -> str | None:
+    """Why the part ``rel`` cannot be served from ``directory``, or None: a symlink whose
+    target is outside the directory (a deploy mounts only the directory, so the link
+    would point at nothing inside the container), or not a regular file (a FIFO would
+    block every reader). Never opens the file."""
+    import stat as _stat
+
+    from ossctl.artifacts.gguf import file_kind
+
+    p = Path(directory) / rel
+    try:
+        lst = p.lstat()
+    except FileNotFoundError:
+        return None  # missing: the caller says so
+    if _stat.S_ISLNK(lst.st_mode):
+        target = Path(os.path.realpath(p))
+        if not target.is_relative_to(Path(os.path.realpath(directory))):
+            return (f"is a symlink to {target}, outside {directory}: a deploy mounts only the model "
+                    "directory, where the link points at nothing")
+        if os.path.isabs(os.readlink(p)):
+            return (f"is a symlink by absolute path ({os.readlink(p)}): the model directory is mounted "
+                    "elsewhere in the container, where the link points at nothing")
+    try:
+        st = p.stat()
+    except OSError:
+        return "is a symlink that points at nothing"
+    if not _stat.S_ISREG(st.st_mode):
+        return f"is {file_kind(st.st_mode)}, not a regular file"
+    return None
+
+
+def layout_hint(directory: Path, rel: str, problem: str) -> str:
+    """The fix for a :func:`layout_problem`."""
+    if "symlink" in problem:
+        return (f"copy the parts into {directory} (`cp --dereference`), or use the directory the links "
+                "point to as the model directory")
+    return f"move {rel} out of {directory}: a model part is a plain file"
 
 
 def is_side_file(name: str) -> bool:
@@ -261,6 +308,10 @@ def verify_dir(directory: Path, manifest: Manifest | None = None, full: bool = F
     to_hash: list[FileEntry] = []
     stats: dict[str, os.stat_result] = {}
     for f in manifest.files:
+        bad = layout_problem(directory, f.name)
+        if bad:
+            problems.append({"file": f.name, "kind": "layout", "detail": bad})
+            continue
         try:
             st = (directory / f.name).stat()
         except FileNotFoundError:
@@ -272,9 +323,9 @@ def verify_dir(directory: Path, manifest: Manifest | None = None, full: bool = F
         elif full or st.st_mtime_ns != f.mtime_ns:
             to_hash.append(f)
     known = {f.name for f in manifest.files}
-    for p in sorted(directory.rglob("*.gguf")):
+    for p in gguf_candidates(directory):
         rel = p.relative_to(directory).as_posix()
-        if rel not in known and not is_side_file(p.name):
+        if rel not in known:
             problems.append({"file": rel, "kind": "extra",
                              "detail": f"not part of this model: move it out of {directory} (or delete it)"})
     digests = hashing.sha256_files([directory / f.name for f in to_hash], workers=workers)
@@ -312,4 +363,6 @@ def repair_hint(problem: dict[str, Any], directory: Path) -> str:
         return f"move {problem['file']} out of {directory} (or delete it); `ossctl verify {directory}` lists every problem"
     if problem["kind"] == "manifest":
         return _REWRITE_HINT.replace("DIR", str(directory))
+    if problem["kind"] == "layout":
+        return layout_hint(directory, problem["file"], problem["detail"])
     return f"`ossctl verify {directory}` lists every problem; `ossctl download MODEL --dir {directory}` fetches bad parts again"

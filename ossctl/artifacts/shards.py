@@ -9,7 +9,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from ossctl.artifacts.gguf import SPLIT_COUNT, SPLIT_NO, SPLIT_TENSORS_COUNT, read_gguf_kv
+from ossctl.artifacts.gguf import SPLIT_COUNT, SPLIT_NO, SPLIT_TENSORS_COUNT, int_value, read_gguf_kv
 from ossctl.errors import IntegrityError, UsageError
 
 SPLIT_RE = re.compile(r"^(?P<prefix>.+)-(?P<no>\d{5})-of-(?P<count>\d{5})\.gguf$")
@@ -67,9 +67,26 @@ def order_parts(names: list[str]) -> list[str]:
     return [by_no[i] for i in range(1, count + 1)]
 
 
+def _is_control(c: str) -> bool:
+    # C0, DEL, C1, and the bidirectional overrides that reorder what a terminal shows
+    o = ord(c)
+    return o < 0x20 or 0x7F <= o < 0xA0 or 0x202A <= o <= 0x202E or 0x2066 <= o <= 0x2069
+
+
+def printable_name(name: str) -> str:
+    """``name`` as it may be printed: as is, or escaped (``'a\\x1b[31mb.gguf'``) when it holds
+    control characters (an ANSI escape from a hostile repository must not reach the
+    terminal)."""
+    return repr(name) if any(_is_control(c) for c in name) else name
+
+
 def safe_relpath(name: str) -> PurePosixPath:
     """A hub file name as a relative path that cannot escape the model directory.
-    Raises :class:`UsageError` for absolute paths, ``..`` components, or backslashes."""
+    Raises :class:`UsageError` for absolute paths, ``..`` components, backslashes, or
+    control characters (never written as a file name; the message shows them escaped)."""
+    if any(_is_control(c) for c in name):
+        raise UsageError(f"refusing hub file name {name!r}: it holds control characters",
+                         hint="the repository is malformed or hostile; report it to its owner")
     p = PurePosixPath(name)
     if not name or p.is_absolute() or "\\" in name or any(part in ("..", "") for part in name.split("/")) \
             or name.startswith("~") or ":" in p.parts[0]:
@@ -95,7 +112,7 @@ def check_split_files(paths: list[Path]) -> None:
         kv = read_gguf_kv(path, {SPLIT_NO, SPLIT_COUNT, SPLIT_TENSORS_COUNT})
         if count == 1 and parse_split(name) is None:
             continue
-        no, cnt = kv.get(SPLIT_NO), kv.get(SPLIT_COUNT)
+        no, cnt = int_value(kv, SPLIT_NO, path), int_value(kv, SPLIT_COUNT, path)
         if no is None or cnt is None:
             raise IntegrityError(f"{name}: GGUF header lacks split.no / split.count",
                                  hint="the part was not written by gguf-split; re-download it")
@@ -103,7 +120,7 @@ def check_split_files(paths: list[Path]) -> None:
             raise IntegrityError(
                 f"{name}: GGUF header says part {int(no) + 1} of {int(cnt)}, the name says part {i + 1} of {count}",
                 hint="the parts were renamed or mixed from different sets; re-download them")
-        n_t = kv.get(SPLIT_TENSORS_COUNT)
+        n_t = int_value(kv, SPLIT_TENSORS_COUNT, path)
         if n_t is not None:
             if tensors is not None and int(n_t) != tensors[1]:
                 raise IntegrityError(

@@ -97,8 +97,6 @@ def _fetch(client, job: Job, directory: Path, headers: dict[str, str], *,
     On a size or sha256 mismatch the data is moved aside (``NAME.bad-TIMESTAMP``) and
     :class:`IntegrityError` names the part. 401/403/404 raise at once. Disk full raises
     with the partial kept. ``on_progress(n)`` reports bytes newly on disk."""
-    import httpx
-
     final = directory / job.name
     final.parent.mkdir(parents=True, exist_ok=True)
     part = final.with_name(final.name + PARTIAL_SUFFIX)
@@ -115,6 +113,27 @@ def _fetch(client, job: Job, directory: Path, headers: dict[str, str], *,
     if not part.exists():
         meta.write_text(json.dumps(want))
         part.touch()
+    try:
+        return _continue(client, job, final, part, meta, headers, on_progress=on_progress, cancel=cancel,
+                         retries=retries, backoff=backoff)
+    except BaseException:
+        # a partial that never got a byte (a 404, a refusal, Ctrl-C before the first
+        # chunk) holds nothing to resume: leave no empty .part behind
+        try:
+            if part.exists() and part.stat().st_size == 0:
+                part.unlink()
+                meta.unlink(missing_ok=True)
+        except OSError:
+            pass
+        raise
+
+
+def _continue(client, job: Job, final: Path, part: Path, meta: Path, headers: dict[str, str], *,
+              on_progress: Callable[[int], None] | None, cancel: threading.Event | None,
+              retries: int, backoff: float) -> FileEntry:
+    """The transfer loop of :func:`_fetch`, from the bytes already in ``part``."""
+    import httpx
+
     h, offset = sha256_stream(part, on_progress)
 
     delay = backoff

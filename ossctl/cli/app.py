@@ -75,6 +75,8 @@ def main(argv: list[str] | None = None) -> int:
 
     debug = os.environ.get("OSSCTL_DEBUG") == "1"
     register_env(os.environ)
+    as_json = _json_requested(sys.argv[1:] if argv is None else argv)
+    output.json_written(reset=True)
     try:
         rv = app(args=argv, standalone_mode=False, prog_name="ossctl")
         # without standalone mode, click returns the code of a typer.Exit instead of raising;
@@ -82,33 +84,80 @@ def main(argv: list[str] | None = None) -> int:
         if isinstance(rv, int):
             if rv == EXIT_INTERRUPTED:
                 sys.stderr.write("\ninterrupted\n")
+                _json_error(as_json, "interrupted", None, rv)
             return rv
     except Interrupted as exc:  # a library saying what it kept: the message is the line
         _traceback(debug)
         sys.stderr.write(f"\n{_safe(exc)}\n")
         if exc.hint:
             sys.stderr.write(f"hint: {_safe(exc.hint)}\n")
+        _json_error(as_json, exc.message, exc.hint, exc.exit_code)
         return exc.exit_code
     except OssctlError as exc:
         _traceback(debug)
         _print_error(exc.message, exc.hint)
+        _json_error(as_json, exc.message, exc.hint, exc.exit_code)
         return exc.exit_code
     except KeyboardInterrupt:
         _traceback(debug)
         sys.stderr.write("\ninterrupted\n")
+        _json_error(as_json, "interrupted", None, EXIT_INTERRUPTED)
         return EXIT_INTERRUPTED
     except typer.Exit as exc:
         return exc.exit_code
     except Exception as exc:  # click usage errors and anything unexpected
-        code = _click_error(exc)
+        code = _click_error(exc, as_json)
         if code is not None:
             return code
         _traceback(debug)
-        _print_error(f"unexpected error: {type(exc).__name__}: {_safe(exc)}",
-                     "report it with the traceback (OSSCTL_DEBUG=1 shows it)" if debug else
-                     "re-run with OSSCTL_DEBUG=1 for the traceback, and report it")
+        message = f"unexpected error: {type(exc).__name__}: {_safe(exc)}"
+        hint = ("report it with the traceback (OSSCTL_DEBUG=1 shows it)" if debug else
+                "re-run with OSSCTL_DEBUG=1 for the traceback, and report it")
+        _print_error(message, hint)
+        _json_error(as_json, message, hint, 1)
         return 1
     return 0
+
+
+# root options that take a value (the rest are flags): how far the global options go
+_ROOT_VALUE_OPTIONS = ("--home",)
+
+
+def _json_requested(argv: list[str]) -> bool:
+    """Whether the global ``--json`` comes before the command in ``argv`` (read here too:
+    an error can come before the root callback runs, e.g. an unknown command)."""
+    i = 0
+    while i < len(argv):
+        a = argv[i]
+        if a == "--json":
+            return True
+        if a == "--":
+            return False
+        if a in _ROOT_VALUE_OPTIONS:
+            i += 2
+            continue
+        if not a.startswith("-"):
+            return False  # the command: options after it are the command's
+        i += 1
+    return False
+
+
+JSON_ERROR_KEYS = ("error", "hint", "exit_code")
+
+
+def _json_error(as_json: bool, message: str, hint: str | None, code: int) -> None:
+    """With ``--json``, the error as one JSON object on stdout (keys :data:`JSON_ERROR_KEYS`),
+    so a script reading stdout learns why there is no data; the line on stderr stays.
+    Not when the command already printed its JSON (its own shape says what failed)."""
+    if not as_json or output.json_written():
+        return
+    import json
+
+    from ossctl.redact import redact
+
+    doc = {"error": redact(message), "hint": redact(hint) if hint else None, "exit_code": code}
+    sys.stdout.write(json.dumps(doc) + "\n")
+    sys.stdout.flush()
 
 
 def _traceback(debug: bool) -> None:
@@ -120,16 +169,30 @@ def _traceback(debug: bool) -> None:
         sys.stderr.write(redact(traceback.format_exc()))
 
 
-def _click_error(exc: Exception) -> int | None:
+def _click_error(exc: Exception, as_json: bool = False) -> int | None:
     # Typer vendors its own Click; find its exception classes by duck typing.
     if hasattr(exc, "show") and hasattr(exc, "exit_code") and type(exc).__name__ in (
         "UsageError", "BadParameter", "NoSuchOption", "MissingParameter", "BadOptionUsage",
         "BadArgumentUsage", "ClickException", "FileError", "NoArgsIsHelpError",
     ):
-        exc.show()
-        return int(getattr(exc, "exit_code", 2) or 2)
+        import io
+
+        from ossctl.redact import mask_key_like, redact
+
+        # Click quotes what was typed ("Got unexpected extra argument (...)"): a private
+        # key pasted into the wrong place must not come back on the terminal
+        buf = io.StringIO()
+        exc.show(file=buf)
+        sys.stderr.write(redact(mask_key_like(buf.getvalue())))
+        code = int(getattr(exc, "exit_code", 2) or 2)
+        if type(exc).__name__ != "NoArgsIsHelpError":
+            ctx = getattr(exc, "ctx", None)
+            hint = f"`{ctx.command_path} --help` lists its arguments and options" if ctx is not None else None
+            _json_error(as_json, mask_key_like(exc.format_message()), hint, code)
+        return code
     if type(exc).__name__ == "Abort":
         sys.stderr.write("\naborted\n")
+        _json_error(as_json, "aborted", None, 130)
         return 130
     return None
 

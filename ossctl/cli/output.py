@@ -52,9 +52,26 @@ def state(ctx: typer.Context) -> State:
     return obj
 
 
+# whether this run printed its JSON data on stdout: an error after that (a command that
+# reports every result, then fails) is not printed as a second JSON document
+_json_written = False
+
+
+def json_written(reset: bool = False) -> bool:
+    """Whether :func:`emit` / :func:`json_line` wrote JSON on stdout in this run;
+    ``reset`` starts a new run (``main`` is called many times in one test process)."""
+    global _json_written
+    was = _json_written
+    if reset:
+        _json_written = False
+    return was
+
+
 def emit(st: State, data: Any, human: Callable[[], str | None] | None = None) -> None:
     """Print ``data`` as JSON when ``--json`` is set, else the human rendering."""
+    global _json_written
     if st.json:
+        _json_written = True
         sys.stdout.write(json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
     elif human is not None:
         text = human()
@@ -65,6 +82,8 @@ def emit(st: State, data: Any, human: Callable[[], str | None] | None = None) ->
 
 def json_line(data: Any) -> None:
     """One compact JSON object per line (streams such as ``vram watch``)."""
+    global _json_written
+    _json_written = True
     sys.stdout.write(json.dumps(data, separators=(",", ":"), default=str) + "\n")
     sys.stdout.flush()
 

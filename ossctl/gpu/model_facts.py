@@ -105,12 +105,22 @@ def read_facts(paths: list[Path]) -> ModelFacts:
     """Architecture from the first part's header; tensor sizes from every part's tensor
     table. Raises :class:`IntegrityError` for a malformed file or missing key."""
     kv = read_gguf_kv(paths[0])
+    # the architecture first: a header without one is refused before any tensor table is read
+    arch = kv.get("general.architecture")
+    if not arch or not isinstance(arch, str):
+        raise IntegrityError(f"{paths[0].name}: GGUF header has no general.architecture")
+    try:
+        return _facts(paths, kv, arch)
+    except (TypeError, ValueError) as exc:  # a key of the wrong type (a string where a count belongs)
+        raise IntegrityError(f"{paths[0].name}: GGUF header has a {arch}.* key of the wrong type ({exc})",
+                             hint="the file is corrupt or not a model: move it aside, or fetch it again "
+                                  "with `ossctl download`") from None
+
+
+def _facts(paths: list[Path], kv: dict[str, Any], arch: str) -> ModelFacts:
     tensors: list[tuple[str, int]] = []
     for p in paths:
         tensors += tensor_bytes(p)
-    arch = kv.get("general.architecture")
-    if not arch:
-        raise IntegrityError(f"{paths[0].name}: GGUF header has no general.architecture")
 
     def key(name: str, default: Any = None, required: bool = True) -> Any:
         v = kv.get(f"{arch}.{name}", default)

@@ -187,8 +187,9 @@ async def probe(target: Target, timeout_s: float = 10.0) -> list[str]:
     nothing answers at the URL."""
     _, host, port, prefix, tls = target.parts()
     client = http11.Client(host, port, tls)
-    req = http11.get(f"{prefix}/models", f"{host}:{port}", "application/json", target.api_key)
-    hint = "check the URL and that the server is running (ossctl serve status)"
+    # the same Host value as the requests of the run (an IPv6 literal in brackets)
+    req = http11.get(f"{prefix}/models", http11.host_header(host, port, tls), "application/json", target.api_key)
+    hint = "check the URL and that the server is running (`ossctl status` shows what runs, on which port)"
     try:
         async with asyncio.timeout(timeout_s):
             status, headers = await client.head(req)

@@ -153,6 +153,9 @@ class Exporter:
 
         u = urlsplit(url)
         conn_type = http.client.HTTPSConnection if u.scheme == "https" else http.client.HTTPConnection
+        if key and not _header_safe(key):
+            # http.client would quote the whole header value in its ValueError
+            raise OssctlError("the API key holds characters an HTTP header cannot carry (key not shown)")
         conn = conn_type(u.hostname, u.port, timeout=self.fetch_timeout + 1.0)
         try:
             conn.request("GET", u.path or "/", headers={"Authorization": f"Bearer {key}"} if key else {})
@@ -161,6 +164,9 @@ class Exporter:
         except (OSError, http.client.HTTPException) as exc:
             raise OssctlError(f"cannot read {u.path} from {u.hostname}:{u.port}: "
                               f"{getattr(exc, 'strerror', None) or exc or type(exc).__name__}") from None
+        except ValueError as exc:  # its text may carry the request's headers, the key among them
+            raise OssctlError(f"cannot send the request for {u.path} to {u.hostname}:{u.port}: "
+                              f"{type(exc).__name__} (not shown: the request carries the API key)") from None
         finally:
             conn.close()
 
@@ -327,9 +333,7 @@ def _docker_host(settings, flag: str | None) -> str:
 def _resolve(settings, rel: dict[str, Any]) -> dict[str, Any]:
     """``{"profile": resolved dict | None, "api_key": str | None, "metrics": bool,
     "error": str | None}`` for one release."""
-    from pathlib import Path
-
-    from ossctl.redact import register_secret
+    from ossctl.serve.apikey import read_api_key
     from ossctl.serve.profiles import resolve_profile
 
     try:
@@ -342,13 +346,16 @@ def _resolve(settings, rel: dict[str, Any]) -> dict[str, Any]:
     if rel.get("ctx"):
         prof["ctx"] = int(rel["ctx"])
     key, err = None, None
-    if prof.get("api_key_file"):
-        try:
-            key = Path(prof["api_key_file"]).expanduser().read_text(encoding="utf-8").strip() or None
-        except (OSError, UnicodeDecodeError) as exc:
-            err = f"cannot read api_key_file: {getattr(exc, 'strerror', None) or type(exc).__name__}"
-        register_secret(key)
+    try:  # the one reader: comments skipped, the first key sent, every key registered as a secret
+        key = read_api_key(prof.get("api_key_file"))
+    except OssctlError as exc:
+        err = exc.message
     return {"profile": prof, "api_key": key, "metrics": bool(prof.get("metrics", True)), "error": err}
+
+
+def _header_safe(key: str) -> bool:
+    """Whether ``key`` can be sent in an ``Authorization`` header as is (visible ASCII)."""
+    return all(0x21 <= ord(c) <= 0x7E for c in key)
 
 
 def _plan(settings, prof: dict[str, Any], devices: tuple) -> tuple[dict[int, int] | None, str | None]:

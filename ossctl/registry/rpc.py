@@ -438,7 +438,9 @@ def execute(conn: Connection, key: KeySource, plan: TxPlan, out: dict[str, Any],
         plan.nonce = int(conn.rpc("eth_getTransactionCount", [plan.sender, "pending"]), 16)
         out.update(action="dry-run", tx=plan.public())
         return None
-    if confirm is not None and not confirm({"action": action, **out, "tx": plan.public()}):
+    # ``out["action"]`` is still None here: the action being confirmed goes last, or the
+    # summary's first line reads "None: addTrustedModel(...)"
+    if confirm is not None and not confirm({**out, "action": action, "tx": plan.public()}):
         raise OssctlError("cancelled: nothing was sent")
     receipt = _send(conn, key, plan, check_later)
     tx = out["tx"] = plan.public()

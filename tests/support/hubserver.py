@@ -44,6 +44,7 @@ class Faults:
     gated: set[str] = field(default_factory=set)  # repos answered as gated
     ignore_range: bool = False
     delay_per_chunk: float = 0.0  # seconds slept per 64 KiB of body (to make transfers interruptible)
+    listed_size: dict[str, int] = field(default_factory=dict)  # file name -> size the listings claim instead
 
 
 class _QuietServer(ThreadingHTTPServer):
@@ -240,8 +241,9 @@ class _Handler(BaseHTTPRequestHandler):
         for name, f in sorted(files.items()):
             s = {"rfilename": name}
             if blobs:
-                s.update({"size": f.size, "blobId": f.blob_id,
-                          "lfs": {"sha256": f.sha256, "size": f.size, "pointerSize": 134}})
+                size = self.hub.faults.listed_size.get(name, f.size)
+                s.update({"size": size, "blobId": f.blob_id,
+                          "lfs": {"sha256": f.sha256, "size": size, "pointerSize": 134}})
             siblings.append(s)
         self._json(200, {"_id": "x", "id": repo, "modelId": repo, "sha": commit, "private": False,
                          "gated": False, "disabled": False, "downloads": 0, "likes": 0, "tags": ["gguf"],
