@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.plugins.llama_server import free_port
+from tests.support.net import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 
