@@ -42,8 +42,11 @@ from typing import Any
 
 from ossctl import labels as L
 from ossctl.errors import ConflictError, DeployError, Interrupted, OssctlError, TrialError, UsageError
+from ossctl.gpu.release_vram import measure_release
+from ossctl.loadtest.gate import run_gate, validate_bench_cfg
 from ossctl.serve import Log, health, image_flags, llama_server, nolog
 from ossctl.serve.apikey import read_api_key
+from ossctl.serve.docker_runtime import engine_address
 from ossctl.serve.llama_flags import parse_build
 from ossctl.serve.profiles import DEFAULTS, check_against_model, list_profiles, load_raw, validate
 from ossctl.serve.releases import holder_is_dead, now_iso, process_owner
@@ -288,8 +291,6 @@ class Trial:
     def __init__(self, settings, rt, profile: Mapping[str, Any], manifest, model_dir: Path | str, *,
                  port: int | None = None, overrides: Mapping[str, Any] | None = None, timeout: float | None = None,
                  log: Log = nolog):
-        from ossctl.serve.docker_runtime import engine_address
-
         self.settings, self.rt, self.manifest, self.log = settings, rt, manifest, log
         self.model_dir = Path(model_dir)
         self.overrides = dict(overrides or {})
@@ -316,6 +317,8 @@ class Trial:
 
     # -- lifecycle
     def __enter__(self) -> Trial:
+        if self.container_id is not None or self.removed:
+            raise UsageError("a Trial runs once: make a new one for the next try")
         what = f"trial of profile {self.profile['name']!r} with {describe(self.overrides)}"
         _ACTIVE.add(self.name)
         try:
@@ -420,8 +423,6 @@ class Trial:
         through ``backend``: the gpu backend interface, default the one the settings
         select, the fake under ``OSSCTL_FAKE_NVML``). None when the trial asks for no GPU
         or runs on a remote engine (unless ``backend`` is given), or NVML is not available."""
-        from ossctl.gpu.release_vram import measure_release
-
         self._running()
         if backend is None and (self.profile["gpus"] == "none" or not self.rt.is_local):
             self.vram = None
@@ -436,8 +437,6 @@ class Trial:
         as there). An SLA that is not met is a figure (``sla_ok`` False), not an error.
         Raises :class:`UsageError` for a bad ``cfg``, :class:`TrialError` when the bench
         could not run at all."""
-        from ossctl.loadtest.gate import run_gate, validate_bench_cfg
-
         self._running()
         checked = validate_bench_cfg(dict(cfg or {}))
         self.log(f"trial: bench, users {checked['users']}")

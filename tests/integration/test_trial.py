@@ -5,6 +5,7 @@ profile's port."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -16,6 +17,7 @@ import threading
 import time
 from pathlib import Path
 
+import docker.errors
 import pytest
 
 from ossctl.errors import ConflictError, Interrupted, TrialError, UsageError
@@ -44,7 +46,23 @@ def _inputs(env):
 
 
 def trials(env):
-    return env.client.containers.list(all=True, filters={"label": ["ossctl.role=trial"]}, ignore_removed=True)
+    """This test's trial containers (those of its profile)."""
+    return env.client.containers.list(all=True, filters={"label": ["ossctl.role=trial",
+                                                                   f"ossctl.trial.profile={env.profile}"]},
+                                      ignore_removed=True)
+
+
+def _remove(containers):
+    for c in containers:
+        with contextlib.suppress(docker.errors.NotFound):
+            c.remove(force=True)
+
+
+def _leftover(env, key: str, owner: dict):
+    """A trial container as an ossctl process ``owner`` would have left it (created, not started)."""
+    return env.client.containers.create(env.image, ["--version"], name=f"ossctl-trial-{env.profile}-{key}",
+                                        labels={"ossctl.role": "trial", "ossctl.trial.owner": json.dumps(owner),
+                                                "ossctl.trial.profile": env.profile})
 
 
 def _ledger_view(env):
@@ -64,7 +82,7 @@ def test_trial_starts_gates_measures_and_is_removed_leaving_the_ledger_alone(ser
     settings, rt, profile, manifest, model_dir = _inputs(env)
     capsys.readouterr()
 
-    since = int(time.time()) - 1
+    t0 = time.time()
     logs: list[str] = []
     with Trial(settings, rt, profile, manifest, model_dir, overrides={"parallel": 2, "ubatch": 32},
                log=logs.append) as t:
@@ -107,7 +125,8 @@ def test_trial_starts_gates_measures_and_is_removed_leaving_the_ledger_alone(ser
     # nothing in the ledger, no lock taken: the engine created the trial container only
     # (and maybe a --help probe), never a lock or a ledger record
     created = [e["Actor"]["Attributes"].get("name") for e in env.client.events(
-        since=since, until=int(time.time()) + 1, decode=True, filters={"type": "container", "event": "create"})]
+        since=int(t0) - 1, until=int(time.time()) + 1, decode=True, filters={"type": "container", "event": "create"})
+        if e["timeNano"] >= t0 * 1e9]
     assert t.name in created and not [n for n in created if n.startswith(("ossctl-lock-", "ossctl-ledger"))]
     assert _ledger_view(env) == before
     assert answer(release["endpoint"])["choices"]
@@ -188,9 +207,7 @@ def test_leftovers_of_dead_owners_are_reaped_by_the_next_trial_live_ones_are_not
     me = process_owner()
     owners = {"dead": {**me, "pid": gone.pid, "start": "1"}, "live": {**me, "pid": alive.pid, "start": alive_start},
               "remote": {**me, "owner": "ops@another-machine", "pid": gone.pid}}
-    made = {k: env.client.containers.create(env.image, ["--version"], name=f"ossctl-trial-{env.profile}-{k}",
-                                            labels={"ossctl.role": "trial", "ossctl.trial.owner": json.dumps(o)})
-            for k, o in owners.items()}
+    made = {k: _leftover(env, k, o) for k, o in owners.items()}
     try:
         logs: list[str] = []
         res = run_trial(settings, rt, profile, manifest, model_dir, log=logs.append)
@@ -205,8 +222,7 @@ def test_leftovers_of_dead_owners_are_reaped_by_the_next_trial_live_ones_are_not
         assert "another machine" in dict(r.kept)[made["remote"].name]
     finally:
         alive.kill()
-        for c in made.values():
-            c.remove(force=True)
+        _remove(made.values())
 
 
 def test_refuses_a_profiles_port_and_a_busy_one(serve_env):
@@ -236,9 +252,7 @@ def test_doctor_removes_dead_owners_trials_and_names_the_ones_it_cannot_judge(se
     me = process_owner()
     owners = {"dead": {**me, "pid": gone.pid, "start": "1"}, "live": {**me, "pid": alive.pid, "start": alive_start},
               "remote": {**me, "owner": "ops@another-machine", "pid": gone.pid}}
-    made = {k: env.client.containers.create(env.image, ["--version"], name=f"ossctl-trial-{env.profile}-{k}",
-                                            labels={"ossctl.role": "trial", "ossctl.trial.owner": json.dumps(o)})
-            for k, o in owners.items()}
+    made = {k: _leftover(env, k, o) for k, o in owners.items()}
     try:
         r = run_cli("--json", "doctor")
         row = next(c for c in r.json()["checks"] if c["name"] == "trials")
@@ -250,5 +264,4 @@ def test_doctor_removes_dead_owners_trials_and_names_the_ones_it_cannot_judge(se
         assert sorted(c.name for c in trials(env)) == sorted([made["live"].name, made["remote"].name])
     finally:
         alive.kill()
-        for c in made.values():
-            c.remove(force=True)
+        _remove(made.values())
