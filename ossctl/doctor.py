@@ -317,6 +317,24 @@ def _port(ctx: Context) -> Check:
     return Check("port", PASS, f"{host}:{port} is free")
 
 
+def _trials(ctx: Context) -> Check:
+    """Trial containers (a tuner's, a canary's) left behind: those of ossctl processes that
+    are provably gone are removed here, as the next trial would; others are named."""
+    if ctx.runtime is None:
+        return Check("trials", SKIP, "no Docker engine")
+    from ossctl.serve.trial import reap_trials
+
+    r = reap_trials(ctx.runtime)
+    gone = f"removed {len(r.removed)} left by ossctl processes that are gone ({', '.join(r.removed)}); " \
+        if r.removed else ""
+    stuck = [f"{name} ({why})" for name, why in r.kept if not why.endswith(" is alive")]
+    if stuck:
+        return Check("trials", WARN, gone + "trial containers whose owner cannot be checked from here: " + ", ".join(stuck),
+                     "each is removed by its owner when it ends; if that ossctl is gone, `docker rm -f NAME`")
+    live = len(r.kept)
+    return Check("trials", PASS, gone + (f"{live} trial(s) running, owner alive" if live else "no trial containers"))
+
+
 def _fleet(ctx: Context) -> Check:
     """A fleet's hosts, each checked where it is (the deploy's own preflight): engine, the
     same image and llama.cpp build everywhere, model files hashing to the manifest."""
@@ -333,7 +351,7 @@ def _fleet(ctx: Context) -> Check:
 
 CHECKS: list[Callable[[Context], Check]] = [
     _ossctl, _config, _profile, _docker, _nvidia_runtime, _gpu, _vram, _disk, _model, _image, _build, _flags,
-    _chain, _port, _fleet,
+    _chain, _port, _trials, _fleet,
 ]
 
 

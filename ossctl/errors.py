@@ -70,3 +70,10 @@ class Interrupted(OssctlError):
     Raised instead of ``KeyboardInterrupt``, which the CLI framework swallows silently."""
 
     exit_code = EXIT_INTERRUPTED
+
+
+class TrialError(OssctlError):
+    """A trial container (:mod:`ossctl.serve.trial`) failed its gate or its bench; it was
+    removed, nothing else changed."""
+
+    exit_code = EXIT_DEPLOY_FAILED

@@ -42,7 +42,7 @@ from ossctl.artifacts.manifest import locate_model_dir, read_manifest, require_v
 from ossctl.fleet.account import FleetDeploy, FleetRollback, FleetView, HostAccount, HostReach, HostState, summary
 from ossctl.fleet.frontdoor import open_frontdoor
 from ossctl.fleet.frontdoor.base import FrontDoorSpec, Upstream
-from ossctl.serve import Log, image_flags, nolog
+from ossctl.serve import Log, ctrl_c_deferred, image_flags, nolog
 from ossctl.serve.docker_runtime import docker_host, engine_address
 from ossctl.serve.engine import Engine, open_engine
 from ossctl.serve.llama_flags import parse_build
@@ -431,7 +431,7 @@ def _rollback_host(m: Member, fd, timeout: float | None, api_key: str | None):
 def _undo(done: list[tuple[Member, HostAccount]], fd, timeout: float | None, api_key: str | None, log: Log) -> None:
     """Roll back the hosts already updated (newest first), each drained then put back.
     Ctrl-C meanwhile is said and ignored: stopping half-way would leave two versions."""
-    with _ctrl_c_ignored(lambda: log("Ctrl-C: still rolling the fleet back to one version; it ends by itself")):
+    with ctrl_c_deferred(lambda: log("Ctrl-C: still rolling the fleet back to one version; it ends by itself")):
         for m, acc in reversed(done):
             try:
                 rec = _rollback_host(m, fd, timeout, api_key)
@@ -439,23 +439,6 @@ def _undo(done: list[tuple[Member, HostAccount]], fd, timeout: float | None, api
                 log(f"{m.docker_host}: rolled back to release {rec.source}")
             except OssctlError as exc:
                 acc.to(HostState.ROLLBACK_FAILED, error=exc.message)
-
-
-@contextlib.contextmanager
-def _ctrl_c_ignored(say: Callable[[], None]):
-    """SIGINT calls ``say`` instead of interrupting (main thread only; elsewhere nothing
-    changes)."""
-    import signal
-    import threading
-
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.signal(signal.SIGINT, lambda _sig, _frame: say())
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
 
 
 def rollback(settings, profile: Profile, *, timeout: float | None = None, log: Log = nolog) -> FleetRollback:

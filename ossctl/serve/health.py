@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ossctl.errors import DeployError
+from ossctl.serve import Log, nolog
 
 SMOKE_PROMPT = [{"role": "user", "content": "Say OK."}]
 
@@ -115,6 +116,21 @@ def check_props(base_url: str, api_key: str | None, model_file: str, ctx: int, p
     if slots != parallel:
         raise DeployError(f"/props reports {slots} slots, expected {parallel}")
     return {"model_path": path, "n_ctx": n_ctx, "slots": slots, "build": props.get("build_info")}
+
+
+def gate(base_url: str, api_key: str | None, timeout: float, container_state: Callable[[], dict[str, Any] | None],
+         logs: Callable[[], str], model_file: str, ctx: int, parallel: int, log: Log = nolog) -> dict[str, Any]:
+    """The gate a started container passes before it counts as serving (deploy, rollback
+    and a trial share it): :func:`wait_ready`, then :func:`check_props` (``model_file``,
+    ``ctx`` tokens over ``parallel`` slots), then :func:`smoke`. Returns ``{"ready_s"``
+    (seconds until /health said 200), ``"props"``, ``"smoke"}``; raises
+    :class:`DeployError` naming the step that failed."""
+    log(f"waiting for {base_url}/health (timeout {timeout:g} s)")
+    ready = wait_ready(base_url, timeout, api_key, container_state, logs)
+    props = check_props(base_url, api_key, model_file, ctx, parallel)
+    sm = smoke(base_url, api_key)
+    log(f"healthy after {ready:.1f} s; /props ok; smoke completion ok (stream {sm['stream_chunks']} chunks)")
+    return {"ready_s": round(ready, 3), "props": props, "smoke": sm}
 
 
 def smoke(base_url: str, api_key: str | None, timeout: float = 120.0) -> dict[str, Any]:

@@ -348,6 +348,14 @@ def whoami() -> str:
     return f"{user}@{socket.gethostname()}"
 
 
+def process_owner() -> dict[str, Any]:
+    """This process as the engine is told about it (a lock holder, a trial's owner):
+    ``{"owner": user@host, "pid", "boot_id", "pid_ns", "start"}``; :func:`holder_is_dead`
+    reads it back."""
+    return {"owner": whoami(), "pid": os.getpid(), "boot_id": _boot_id(), "pid_ns": _pid_ns(),
+            "start": _proc_start(os.getpid())}
+
+
 def lock_name(profile: str) -> str:
     return f"ossctl-lock-{profile}"
 
@@ -444,8 +452,7 @@ class Ledger:
         """Hold the engine-side lock of ``profile`` for ``op`` (deploy / rollback). A lock
         left by a dead process on this machine is broken (and said so); one held by a live
         process, or by another machine, raises :class:`ConflictError` naming the holder."""
-        me = {"op": op, "owner": whoami(), "pid": os.getpid(), "boot_id": _boot_id(), "pid_ns": _pid_ns(),
-              "start": _proc_start(os.getpid()), "since": now_iso()}
+        me = {"op": op, **process_owner(), "since": now_iso()}
         self.rt.ensure_empty_image(LEDGER_IMAGE, {L.LEDGER: "1"})
         cid = None
         for _ in range(3):

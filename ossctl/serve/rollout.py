@@ -57,13 +57,9 @@ def _gate(eng: Engine, rec: Release, profile: dict[str, Any], first_file: str, a
           timeout: float, bench: bool) -> dict[str, Any]:
     """Health gate for a started container; returns timings/facts. Raises DeployError."""
     url = rec.endpoint
-    eng.log(f"waiting for {url}/health (timeout {timeout:g} s)")
-    ready = health.wait_ready(url, timeout, api_key, lambda: eng.rt.find(rec.container_id),
-                              lambda: eng.rt.logs(rec.container_id, 20))
-    props = health.check_props(url, api_key, first_file, profile["ctx"], profile["parallel"])
-    sm = health.smoke(url, api_key)
-    out = {"ready_s": round(ready, 3), "props": props, "smoke": sm}
-    eng.log(f"healthy after {ready:.1f} s; /props ok; smoke completion ok (stream {sm['stream_chunks']} chunks)")
+    out = health.gate(url, api_key, timeout, lambda: eng.rt.find(rec.container_id),
+                      lambda: eng.rt.logs(rec.container_id, 20), first_file, profile["ctx"], profile["parallel"],
+                      eng.log)
     if bench and "bench" in profile:
         eng.log("running the profile's bench gate")
         g = run_gate(url, api_key, profile["bench"], eng.settings.env)
