@@ -172,10 +172,12 @@ def serve(listen: str, scrape: Callable[[], Iterable[Family]]) -> tuple[Callable
                 self.close_connection = True
                 return
             with scraping:
-                if state["stopping"]:
-                    self.send_error(503, "the exporter is stopping")
-                    return
-                state["scrapes"] += 1
+                stopping = state["stopping"]
+                if not stopping:
+                    state["scrapes"] += 1
+            if stopping:
+                self.send_error(503, "the exporter is stopping")
+                return
             try:  # counted until the answer is written: stopping waits for it
                 self._answer(arrived)
             finally:
