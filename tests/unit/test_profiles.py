@@ -275,3 +275,17 @@ def test_profile_tables_are_frozen_too(home, settings):
     assert p.frontdoor["port"] == 18999
     with pytest.raises(TypeError, match="frozen"):
         p.frontdoor["port"] = 1
+
+
+def test_profile_that_extends_itself_says_so(home):
+    d = home / "profiles"
+    d.mkdir(exist_ok=True)
+    p = d / "b.toml"
+    p.write_text('model = "20b"\nimage = "img:1"\nctx = 4096\nextends = "b"\n')
+    r = run_cli("profile", "show", "b")
+    assert r.code == 2
+    line = r.err.splitlines()[0]
+    assert "extends itself" in line and "unknown profile" not in line
+    v = run_cli("--json", "profile", "validate", "b")
+    assert v.code != 0 and "extends itself" in v.json()["profiles"][0]["error"]
+    assert p.exists()

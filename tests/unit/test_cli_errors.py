@@ -1,13 +1,11 @@
-"""Issue 26, the CLI frame (items 16, 17 and the notes): ``--json`` errors on stdout, a
-private key pasted into a usage error, every command named in a hint (backticked or not),
-the registry's confirmation line, and the bench probe's IPv6 ``Host``."""
+"""The CLI frame: ``--json`` errors on stdout, a private key pasted into a usage error,
+``OSSCTL_DEBUG=1``, the registry's confirmation line, and the bench probe's IPv6
+``Host``. Each asserts the exit code, the one line, and that nothing was lost."""
 
 from __future__ import annotations
 
-import ast
 import asyncio
 import json
-import re
 import socket
 import threading
 from pathlib import Path
@@ -16,7 +14,6 @@ import pytest
 
 from ossctl.cli.app import JSON_ERROR_KEYS
 from tests.support.cli import run_cli, run_proc
-from tests.unit.test_hardening import _tokens, _walk
 
 ROOT = Path(__file__).resolve().parents[2]
 KEY = "0x" + "4c0883a69102937d6231471b5dbb6204fe5129617082792ae468d01a3f362318"
@@ -59,79 +56,6 @@ def test_usage_errors_never_echo_a_pasted_private_key(home, args):
         assert r.code == 2, r.err
         assert KEY[2:].lower() not in (r.out + r.err).lower() and "***" in r.err
         assert "Error: " in r.err and "Traceback" not in r.err
-
-
-# --- 16. every command a hint names exists, backticked or not --------------------------
-
-def _string(node) -> str | None:
-    if isinstance(node, ast.Constant) and isinstance(node.value, str):
-        return node.value
-    if isinstance(node, ast.JoinedStr):  # placeholders become a word
-        return "".join(v.value if isinstance(v, ast.Constant) else "X" for v in node.values)
-    if isinstance(node, ast.BinOp):
-        parts = [_string(node.left), _string(node.right)]
-        return "".join(p for p in parts if p) or None
-    if isinstance(node, ast.IfExp):
-        return f"{_string(node.body) or ''} ; {_string(node.orelse) or ''}"
-    return None
-
-
-def _hint_texts() -> list[tuple[str, str]]:
-    """Every hint written in the source: ``hint=`` arguments and variables named ``*hint*``."""
-    out = []
-    for f in sorted((ROOT / "ossctl").rglob("*.py")):
-        for n in ast.walk(ast.parse(f.read_text(encoding="utf-8"))):
-            values = []
-            if isinstance(n, ast.Call):
-                values += [k.value for k in n.keywords if k.arg == "hint"]
-            elif isinstance(n, ast.Assign):
-                if any(isinstance(t, ast.Name) and "hint" in t.id.lower() for t in n.targets):
-                    values.append(n.value)
-            for v in values:
-                text = _string(v)
-                if text:
-                    out.append((str(f.relative_to(ROOT)), text))
-    return out
-
-
-# prose that names the tool, not a command ("ossctl is older than ...")
-_PROSE = {"is", "keeps", "start", "itself", "will", "can", "does", "writes", "X"}
-
-
-def _bare_commands(text: str) -> list[str]:
-    """``ossctl ...`` spans written without backticks, up to the end of the clause."""
-    plain = re.sub(r"`[^`]*`", " ", text)
-    return [m.group(0) for m in re.finditer(r"\bossctl(?: [^;,.()\n]*)?", plain)
-            if len(m.group(0).split()) > 1 and m.group(0).split()[1] not in _PROSE]
-
-
-def test_every_command_named_in_a_hint_exists_backticked_or_not():
-    import typer.main
-
-    from ossctl.cli.app import app
-
-    root = typer.main.get_command(app)
-    hints = _hint_texts()
-    assert len(hints) > 150  # the scan finds them
-    bad = []
-    for where, text in hints:
-        spans = re.findall(r"`(ossctl(?: [^`\n]*)?)`", text) + _bare_commands(text)
-        for span in spans:
-            problem = _walk(root, _tokens(span.split(" | ")[0])[1:])
-            if problem:
-                bad.append(f"{where}: {span!r}: {problem}")
-    assert bad == []
-
-
-def test_the_bare_scan_catches_the_old_bench_hint():
-    import typer.main
-
-    from ossctl.cli.app import app
-
-    root = typer.main.get_command(app)
-    old = "check the URL and that the server is running (ossctl serve status)"
-    (span,) = _bare_commands(old)
-    assert _walk(root, _tokens(span)[1:]) == "ossctl has no command 'serve'"
 
 
 def test_bench_unreachable_url_names_a_real_command(home):
@@ -202,3 +126,16 @@ def test_a_command_that_printed_its_json_then_failed_prints_no_second_document(h
     (d / "b.toml").write_text('model = "20b"\nimage = "img:1"\nctx = 4096\nextends = "b"\n')
     r = run_cli("--json", "profile", "validate", "b")
     assert r.code == 2 and "extends itself" in r.json()["profiles"][0]["error"]  # one document
+
+
+# --- 15. OSSCTL_DEBUG=1 keeps exit code and hint -------------------------------------
+
+def test_debug_keeps_exit_code_and_hint_and_adds_the_traceback(home):
+    plain = run_proc("verify", "/nonexistent/dir", cwd=ROOT)
+    debug = run_proc("verify", "/nonexistent/dir", env={"OSSCTL_DEBUG": "1"}, cwd=ROOT)
+    assert plain.code == debug.code == 3
+    assert "Traceback" in debug.err and "Traceback" not in plain.err
+    err_lines = [ln for ln in plain.err.splitlines()]
+    assert debug.err.splitlines()[-len(err_lines):] == err_lines  # same error line (and hint) last
+    usage = run_proc("download", "120b", "--workers", "0", env={"OSSCTL_DEBUG": "1"}, cwd=ROOT)
+    assert usage.code == 2
