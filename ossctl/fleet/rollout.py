@@ -49,7 +49,7 @@ from ossctl.serve.llama_flags import parse_build
 from ossctl.serve.preflight import check_registered, check_strategy, gate_timeout, profile_api_key
 from ossctl.serve.profiles import Profile, host_profile
 from ossctl.serve.releases import LEDGER_IMAGE
-from ossctl.serve.rollout import deploy_locked, rollback_locked
+from ossctl.serve.rollout import deploy_locked, rollback_locked, rollback_target
 from ossctl.serve.results import EngineHistory, EngineStatus
 from ossctl.serve.status import engine_history, engine_status
 
@@ -180,8 +180,17 @@ def verify_on_host(rt, image: str, model_dir: str, manifest, ledger) -> bool:
     last = ledger.verified(model_dir)
     if all(last.get(f.name) == {**seen[f.name], "sha256": f.sha256} for f in manifest.files):
         return False
-    code, out = rt.run_once(image, [f"/models/{n}" for n in names], timeout=3600, entrypoint=["sha256sum"],
-                            read_only={model_dir: "/models"})
+    try:
+        code, out = rt.run_once(image, [f"/models/{n}" for n in names], timeout=3600, entrypoint=["sha256sum"],
+                                read_only={model_dir: "/models"})
+    except OssctlError as exc:
+        low = exc.message.lower()
+        if "sha256sum" in low and ("not found" in low or "no such file" in low):
+            raise UsageError(f"{rt.host}: the image {image} has no `sha256sum`, which a remote host's preflight runs "
+                             "in it to hash the model files there",
+                             hint="use a release image with sha256sum on its PATH (coreutils or busybox; the official "
+                                  "llama.cpp images have it), the same image on every host") from None
+        raise
     got: dict[str, str] = {}
     for line in out.splitlines():
         parts = line.split()
@@ -201,8 +210,36 @@ def verify_on_host(rt, image: str, model_dir: str, manifest, ledger) -> bool:
     return True
 
 
-def _preflight_host(settings, m: Member, manifest, log: Log) -> dict[str, Any]:
+def _open(settings, m: Member, log: Log) -> None:
+    """Connect ``m`` (its engine logs with the host's prefix, as every line about a host
+    does) and note which engine answered (``facts["engine"]``, see :func:`_refuse_duplicates`)."""
     m.engine = open_engine(settings, m.docker_host, lambda msg: log(f"[{m.docker_host}] {msg}"))
+    info = m.engine.rt.engine_info()
+    m.facts["engine"] = (info.get("id"), info.get("name"), info.get("root_dir"))
+
+
+def _refuse_duplicates(ms: list[Member]) -> None:
+    """Two ``[[hosts]]`` entries that reach one engine (two URLs, a URL and a context) would
+    wait on their own lock: refuse them before anything changes. An engine is its ``info``
+    ID with its name and data root: engines of one machine can share the ID (docker 20.10
+    derives it from /etc/docker/key.json, which they share), never the data root. Raises
+    :class:`UsageError` (exit 2) naming both entries."""
+    seen: dict[Any, tuple[int, Member]] = {}
+    for i, m in enumerate(ms, 1):
+        key = m.facts.get("engine")
+        if not key or key[0] is None:
+            continue
+        if key in seen:
+            j, first = seen[key]
+            raise UsageError(f"[[hosts]] entries {j} ({first.docker_host}) and {i} ({m.docker_host}) reach the "
+                             f"same Docker engine (ID {key[0]}, data root {key[2]}); "
+                             "nothing was changed",
+                             hint="list each engine once: remove one of the two entries from the profile")
+        seen[key] = (i, m)
+
+
+def _preflight_host(settings, m: Member, manifest, log: Log) -> dict[str, Any]:
+    _open(settings, m, log)
     image = m.engine.rt.image_info(m.profile["image"])
     build = parse_build(image_flags.read_version(m.engine.rt, m.profile["image"], settings.cache_dir, image["id"]))
     image_flags.read_help(m.engine.rt, m.profile["image"], settings.cache_dir, image["id"])
@@ -218,15 +255,17 @@ def _preflight_host(settings, m: Member, manifest, log: Log) -> dict[str, Any]:
         hashed = verify_on_host(m.engine.rt, m.profile["image"], model_dir, manifest, m.engine.ledger)
         log(f"[{m.docker_host}] {model_dir}: " + ("hashed on the host, matches the manifest" if hashed else
             "unchanged since it was hashed on the host (size and mtime)"))
-    m.facts = {"image_id": image["id"], "image_digests": image["digests"], "build": build}
-    return m.facts
+    m.facts.update({"image_id": image["id"], "image_digests": image["digests"], "build": build})
+    return {k: v for k, v in m.facts.items() if k != "engine"}
 
 
 def preflight(settings, ms: list[Member], manifest, log: Log = nolog) -> list[dict[str, Any]]:
     """Check every host (concurrently, each within :data:`PREFLIGHT_TIMEOUT_S`) and that
     they agree. Returns one row per host; raises the first host's error (its exit code)
-    with every host's account when any fails."""
+    with every host's account when any fails, :class:`UsageError` when two entries are one
+    engine."""
     res = per_host(ms, lambda m: _preflight_host(settings, m, manifest, log), PREFLIGHT_TIMEOUT_S)
+    _refuse_duplicates(ms)
     rows = [{"docker_host": m.docker_host, "ok": err is None, "error": err.message if err else None,
              **(facts or {})} for m, facts, err in res]
     bad = [(m, err) for m, _, err in res if err is not None]
@@ -257,7 +296,7 @@ def _frontdoor(settings, profile: dict[str, Any], ms: list[Member], log: Log):
 def _locks(ms: list[Member], name: str, op: str, log: Log):
     """The profile's lock on every host, taken (and given back) on all hosts at once; when
     one is held elsewhere, the others taken here are given back and its error raised."""
-    cms = {id(m): m.engine.ledger.lock(name, op, log) for m in ms}
+    cms = {id(m): m.engine.ledger.lock(name, op, m.engine.log) for m in ms}  # its lines carry the host
 
     def release(held: list[Member]) -> None:
         per_host(held, lambda m: cms[id(m)].__exit__(None, None, None), None)
@@ -342,11 +381,31 @@ def deploy(settings, profile: Profile, *, timeout: float | None = None, force: b
             if interrupted:
                 raise Interrupted(f"interrupted: fleet rollout of {name!r} stopped; {said}") from None
             if isinstance(exc, OssctlError):
-                raise DeployError(f"fleet rollout of {name!r} failed: {said}",
-                                  hint="the fleet serves the previous release everywhere" if not keep_going else
-                                  "--keep-going: the hosts updated before the failure keep the new release") from None
+                raise DeployError(f"fleet rollout of {name!r} failed: {said}", hint=_serving_hint(
+                    ms, name, "the fleet serves the previous release everywhere" if not keep_going else
+                    "--keep-going: the hosts updated before the failure keep the new release")) from None
             raise
     return FleetDeploy(name, fd.spec.endpoint, fd.rt.host, strat, account, round(time.monotonic() - t0, 3))
+
+
+def _serving_hint(ms: list[Member], name: str, fine: str) -> str:
+    """What is true after a failed fleet step, asked of every host at once (each within
+    :data:`STATUS_TIMEOUT_S`): ``fine`` when every host serves, else which hosts serve
+    nothing (a killed engine, a release that did not come back) and the command that
+    serves there again."""
+    down, mute = [], []
+    for m, res, err in per_host(ms, Member.current, STATUS_TIMEOUT_S):
+        if err is not None:
+            down.append((m, "its engine does not answer"))
+            mute.append(m.docker_host)
+        elif not res[1]:
+            down.append((m, f"its release {res[0].id} is not running" if res[0] else "nothing was deployed there"))
+    if not down:
+        return fine
+    return ("; ".join(f"{m.docker_host} serves nothing ({why})" for m, why in down)
+            + ("; the other hosts serve" if len(down) < len(ms) else "")
+            + f"; `ossctl deploy --profile {name}` serves there again"
+            + (f" once {' and '.join(mute)} answers" if mute else ""))
 
 
 def _deploy_host(m: Member, now, fd, manifest, strat: str, gate: dict[str, Any], log: Log):
@@ -443,28 +502,48 @@ def _undo(done: list[tuple[Member, HostAccount]], fd, timeout: float | None, api
 
 def rollback(settings, profile: Profile, *, timeout: float | None = None, log: Log = nolog) -> FleetRollback:
     """Roll every host of the fleet back to its previous release, host by host behind the
-    front door, health-gated. Raises :class:`DeployError` with the per-host account when a
+    front door, health-gated. Raises as one engine's rollback does (:class:`NotFoundError`
+    when a host has no previous release) before any host changes, :class:`UsageError` when
+    two entries are one engine, and :class:`DeployError` with the per-host account when a
     host's rollback fails (that host serves what it served before)."""
     name = profile["name"]
     api_key = profile_api_key(profile)
     ms = members(settings, profile)
-    res = per_host(ms, lambda m: setattr(m, "engine", open_engine(settings, m.docker_host, log)), PREFLIGHT_TIMEOUT_S)
+    res = per_host(ms, lambda m: _open(settings, m, log), PREFLIGHT_TIMEOUT_S)
     bad = [(m, e) for m, _, e in res if e is not None]
     if bad:
         raise type(bad[0][1])("; ".join(f"{m.docker_host}: {e.message}" for m, e in bad) + "; nothing was changed",
                               hint=bad[0][1].hint)
+    _refuse_duplicates(ms)
     fd = _frontdoor(settings, profile, ms, log)
     account = [HostAccount(m.docker_host, m.upstream) for m in ms]
     with _locks(ms, name, "rollback", log):
+        _check_targets(ms, name)
         for m, acc in zip(ms, account):
             try:
                 rec = _rollback_host(m, fd, timeout, api_key)
                 acc.to(HostState.ROLLED_BACK, rec.id, m.url(rec.port), source=rec.source)
+                log(f"{m.docker_host}: release {rec.id} ({rec.source}) serves at {m.url(rec.port)} behind the front door")
             except OssctlError as exc:
                 acc.to(HostState.FAILED, error=exc.message)
                 raise DeployError(f"fleet rollback of {name!r} stopped at {m.docker_host}: {exc.message}",
-                                  hint="; ".join(f"{a.docker_host}: {a.state.value}" for a in account)) from None
+                                  hint=_serving_hint(ms, name, "; ".join(f"{a.docker_host}: {a.state.value}"
+                                                                           for a in account))) from None
     return FleetRollback(name, fd.spec.endpoint, account)
+
+
+def _check_targets(ms: list[Member], name: str) -> None:
+    """Every host has a release to go back to (the choice one engine's rollback makes), or
+    nothing changes: raises that host's error (:class:`NotFoundError` exit 3 for none)."""
+    def one(m: Member) -> None:
+        book = m.engine.book(name)
+        rollback_target(book, name, book.current(name), None)
+
+    bad = [(m, err) for m, _, err in per_host(ms, one, PREFLIGHT_TIMEOUT_S) if err is not None]
+    if bad:
+        first = bad[0][1]
+        raise type(first)(f"fleet rollback of {name!r} refused on {len(bad)} of {len(ms)} hosts; nothing was changed: "
+                          + "; ".join(f"{m.docker_host}: {e.message}" for m, e in bad), hint=first.hint)
 
 
 def status(settings, profile: Profile, log: Log = nolog) -> FleetView:

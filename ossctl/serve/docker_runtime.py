@@ -666,6 +666,7 @@ class DockerRuntime:
             info = self.client.info()
         return {"version": ver.get("Version", "?"), "api_version": ver.get("ApiVersion"),
                 "runtimes": sorted((info.get("Runtimes") or {}).keys()),
+                "id": info.get("ID"), "name": info.get("Name"), "root_dir": info.get("DockerRootDir"),  # who answered
                 "cdi_spec_dirs": list(info.get("CDISpecDirs") or [])}
 
     def run_once(self, image: str, args: list[str], timeout: float = 60, entrypoint: list[str] | None = None,

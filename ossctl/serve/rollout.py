@@ -358,6 +358,7 @@ def _restorable(target: Release, name: str) -> Release:
                          "cannot roll back to it", hint=f"deploy instead: `ossctl deploy --profile {name}`")
     return target
 
+rollback_target = _rollback_target  # the fleet asks every host for its target before any host changes
 
 def rollback(settings, profile: str | None = None, to: str | None = None, *, timeout: float | None = None,
              docker_host_flag: str | None = None, log: Log = nolog) -> Release:
