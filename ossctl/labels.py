@@ -21,6 +21,7 @@ PORT = "ossctl.port"
 ROLE = "ossctl.role"  # "frontdoor": not a release (no MANAGED), never counted as one
 FRONTDOOR_LISTEN = "ossctl.frontdoor.listen"
 FRONTDOOR_ADMIN_PORT = "ossctl.frontdoor.admin_port"
+FRONTDOOR_KIND = "ossctl.frontdoor.kind"  # "haproxy" | "caddy": which proxy the container runs
 LEDGER = "ossctl.ledger"
 LOCK = "ossctl.lock"
 PROBE = "ossctl.probe"

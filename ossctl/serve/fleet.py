@@ -248,13 +248,14 @@ def preflight(settings, ms: list[Member], manifest, log: Log = nolog) -> list[di
 # ---------------------------------------------------------------------- rolling
 
 def _frontdoor(settings, profile: dict[str, Any], ms: list[Member], log: Log):
-    from ossctl.serve.frontdoor import FrontDoor, FrontDoorSpec
+    from ossctl.fleet.frontdoor import open_frontdoor
+    from ossctl.serve.frontdoor import FrontDoorSpec
     from ossctl.serve.rollout import Engine
 
     spec = FrontDoorSpec.from_profile(profile)
     where = profile["frontdoor"].get("docker_host") or ms[0].docker_host
     eng = next((m.engine for m in ms if m.docker_host == where and m.engine), None) or Engine(settings, where, log)
-    return FrontDoor(eng.rt, spec, log)
+    return open_frontdoor(spec.kind, eng.rt, spec, log)
 
 
 @contextlib.contextmanager

@@ -97,14 +97,17 @@ def canonical_url(url: str) -> str:
 @dataclass(frozen=True)
 class FrontDoorSpec:
     """Where the front door of one profile runs: ``host:port`` clients use,
-    ``127.0.0.1:admin_port`` for the admin API (both on the engine's host), and the image
-    (the official ``caddy:2`` unless the profile's ``[frontdoor] image`` says otherwise)."""
+    ``127.0.0.1:admin_port`` for the admin API (both on the engine's host), the image
+    (the official ``caddy:2`` unless the profile's ``[frontdoor] image`` says otherwise)
+    and the proxy it runs (``kind``: "caddy" here, "haproxy" in
+    :mod:`ossctl.fleet.frontdoor.haproxy`, which has no admin port)."""
 
     profile: str
     port: int
     host: str = "127.0.0.1"
     admin_port: int = DEFAULT_ADMIN_PORT
     image: str = DEFAULT_IMAGE
+    kind: str = "caddy"
 
     @classmethod
     def from_profile(cls, profile: dict[str, Any]) -> FrontDoorSpec:
@@ -114,7 +117,7 @@ class FrontDoorSpec:
         if not fd:
             raise UsageError(f"profile {profile['name']!r} has no [frontdoor] table",
                              hint=f"add `[frontdoor]` with `port = ...` to it, then `ossctl profile validate {profile['name']}`")
-        return cls(profile["name"], fd["port"], fd["host"], fd["admin_port"], fd["image"])
+        return cls(profile["name"], fd["port"], fd["host"], fd["admin_port"], fd["image"], fd.get("kind", "caddy"))
 
     @property
     def name(self) -> str:
@@ -137,7 +140,8 @@ class FrontDoorSpec:
     def labels(self) -> dict[str, str]:
         # no ossctl.managed: that marks release containers, which the ledger accounts for
         return {ROLE_LABEL: "frontdoor", L.PROFILE: self.profile,
-                L.FRONTDOOR_LISTEN: self.listen, L.FRONTDOOR_ADMIN_PORT: str(self.admin_port)}
+                L.FRONTDOOR_LISTEN: self.listen, L.FRONTDOOR_ADMIN_PORT: str(self.admin_port),
+                L.FRONTDOOR_KIND: self.kind}
 
 
 @dataclass(frozen=True)
