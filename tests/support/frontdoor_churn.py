@@ -15,12 +15,14 @@ Everything is on 127.0.0.1."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 _HOG = "import time\nend = time.monotonic() + float(__import__('sys').argv[1])\nwhile time.monotonic() < end:\n    pass\n"
@@ -115,6 +117,28 @@ def _changer(fd, urls: list[str], stop: threading.Event, tally: Tally, errors: l
         errors.append(exc)
 
 
+@contextlib.contextmanager
+def clients(endpoint: str, pollers: int = 2, streamers: int = 3, hog_s: float | None = None, max_tokens: int = 16,
+            api_key: str | None = None) -> Iterator[Tally]:
+    """Pollers and streamers on ``endpoint`` (and the hog, bounded to ``hog_s`` seconds,
+    when given) for as long as the block runs; yields the tally, complete once the block
+    ended (each client finishes the request it is in)."""
+    tally, stop = Tally(), threading.Event()
+    procs = cpu_hog(hog_s) if hog_s else []
+    threads = [threading.Thread(target=_poller, args=(endpoint, stop, tally)) for _ in range(pollers)]
+    threads += [threading.Thread(target=_streamer, args=(endpoint, stop, tally, max_tokens, api_key))
+                for _ in range(streamers)]
+    try:
+        for t in threads:
+            t.start()
+        yield tally
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(120)
+        stop_hog(procs)
+
+
 def churn(fd, urls: list[str], seconds: float, pollers: int = 2, streamers: int = 3, hog: bool = True,
           max_tokens: int = 16, api_key: str | None = None, pause: float = 0.2) -> dict:
     """Route ``fd`` to ``urls[:2]`` (``urls[2]`` is the spare), run the clients and the
@@ -123,25 +147,14 @@ def churn(fd, urls: list[str], seconds: float, pollers: int = 2, streamers: int 
     from ossctl.serve.frontdoor import Upstream
 
     fd.prepare([Upstream(u) for u in urls[:2]])
-    tally, stop, errors = Tally(), threading.Event(), []
-    procs = cpu_hog(seconds + 15) if hog else []
-    try:
-        threads = [threading.Thread(target=_poller, args=(fd.spec.endpoint, stop, tally)) for _ in range(pollers)]
-        threads += [threading.Thread(target=_streamer, args=(fd.spec.endpoint, stop, tally, max_tokens, api_key))
-                    for _ in range(streamers)]
+    stop, errors = threading.Event(), []
+    with clients(fd.spec.endpoint, pollers, streamers, seconds + 15 if hog else None, max_tokens, api_key) as tally:
         changer = threading.Thread(target=_changer, args=(fd, urls, stop, tally, errors, pause))
-        for t in threads:
-            t.start()
         time.sleep(1)
         changer.start()
         time.sleep(seconds)
         stop.set()
         changer.join(120)
-        for t in threads:
-            t.join(120)
-    finally:
-        stop.set()
-        stop_hog(procs)
     if errors:
         raise errors[0]
     return tally.to_dict()
