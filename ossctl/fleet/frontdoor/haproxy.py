@@ -501,7 +501,9 @@ class HAProxyFrontDoor:
         try:
             rc, out, err = self.rt.exec(self.spec.name, argv, env=env)
         except OssctlError:
-            if not self._revive():
+            # a change (or a drain's look) starts a stopped front door again, as Caddy's
+            # does; reading the state says that it is not running
+            if not (cfg or cmds or slots) or not self._revive():
                 self._raise_not_running()
                 raise
             rc, out, err = self.rt.exec(self.spec.name, argv, env=env)
