@@ -501,9 +501,12 @@ class HAProxyFrontDoor:
         try:
             rc, out, err = self.rt.exec(self.spec.name, argv, env=env)
         except OssctlError:
-            # a change (or a drain's look) starts a stopped front door again, as Caddy's
-            # does; reading the state says that it is not running
-            if not (cfg or cmds or slots) or not self._revive():
+            c = self.rt.find(self.spec.name)
+            if c is not None and c["running"]:
+                pass  # the exec's answer was lost (docker-py misreads one now and then): each exec here is safe to repeat
+            elif not (cfg or cmds or slots) or not self._revive():
+                # a change (or a drain's look) starts a stopped front door again, as Caddy's
+                # does; reading the state says that it is not running
                 self._raise_not_running()
                 raise
             rc, out, err = self.rt.exec(self.spec.name, argv, env=env)
