@@ -590,8 +590,9 @@ class HAProxyFrontDoor:
                 rc, err = None, b""  # it stopped between the two calls: the next turn says why
             if rc == 0:
                 return
-            if rc in (126, 127) or rc is not None and b"perl" in err and b"not found" in err:
-                raise self._failed("read", rc, err)
+            if (rc in (126, 127) or rc is not None and b"perl" in err and b"not found" in err) \
+                    and (self.rt.find(cid) or {}).get("running"):
+                raise self._failed("read", rc, err)  # no perl in the image (a container that stopped: next turn)
             if time.monotonic() - t0 > timeout:
                 raise RemoteError(f"the front door {self.spec.name} did not answer on its admin socket within {timeout:g} s",
                                   hint=f"see `docker logs {self.spec.name}`")
