@@ -40,7 +40,6 @@ Pure parts (:func:`haproxy_config`, :func:`record_from_config`, :func:`assign_sl
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import time
 from dataclasses import asdict, replace
@@ -87,14 +86,6 @@ def slot_name(n: int) -> str:
 def _host_port(url: str) -> tuple[str, int]:
     u = urlsplit(url)
     return u.hostname or "", int(u.port or 0)
-
-
-def _is_ip(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host)
-        return True
-    except ValueError:
-        return False
 
 
 def haproxy_config(spec: FrontDoorSpec, table: Table, order: list[str] | None = None) -> str:
