@@ -1,11 +1,11 @@
-"""Front-door overhead: the same load through the front door (Caddy in a container,
+"""Front-door overhead: the same load through the front door (HAProxy or Caddy, `--kind`, in a container,
 ossctl's configuration) and straight to the llama-server behind it, in one run.
 
     OSSCTL_TEST_DOCKER_HOST=unix:///... OSSCTL_TEST_LLAMA_BIN=.../bin python3 bench/frontdoor_overhead.py \\
         [--rounds 3] [--seconds 5] [--users 1,4] [--max-tokens 8]
 
 One llama-server container (tiny model, CPU) publishing a port on 127.0.0.1, and two
-front doors (Caddy containers on the host network, ossctl's configuration) routing to it:
+front doors (containers on the host network, ossctl's configuration) routing to it:
 one through that published port (docker-proxy included, as an upstream on another host
 is reached), one to the container's own bridge address (what a front door on the same
 engine can use). Each round runs ``ossctl bench``'s load generator (closed loop,
@@ -36,6 +36,7 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=5.0)
     ap.add_argument("--users", default="1,4")
     ap.add_argument("--max-tokens", type=int, default=8)
+    ap.add_argument("--kind", default="haproxy", choices=("haproxy", "caddy"), help="the front door's proxy")
     a = ap.parse_args()
     docker_host = os.environ.get("OSSCTL_TEST_DOCKER_HOST") or os.environ.get("DOCKER_HOST")
     if not docker_host or not os.environ.get("OSSCTL_TEST_LLAMA_BIN"):
@@ -45,8 +46,8 @@ def main() -> None:
     from ossctl.loadtest import engine
     from ossctl.loadtest.prompts import builtin_prompts
     from ossctl.serve.docker_runtime import DockerRuntime
+    from ossctl.fleet.frontdoor import open_frontdoor
     from ossctl.fleet.frontdoor.base import FrontDoorSpec, Upstream
-    from ossctl.fleet.frontdoor.caddy import CaddyFrontDoor as FrontDoor
     from tests.plugins.docker_engine import llama_image_into, llama_server_binary, make_model_dir
     from tests.support.net import free_port_pair
     from tests.plugins.frontdoor import frontdoor_image_into, start_llama, wait_healthy
@@ -62,9 +63,9 @@ def main() -> None:
                     ctx=2048, threads=2)
         direct = f"http://127.0.0.1:{port}"
         bridge_ip = client.containers.get(f"fdbench-{tag}").attrs["NetworkSettings"]["IPAddress"]
-        image = frontdoor_image_into(client)
-        doors = {name: FrontDoor(rt, FrontDoorSpec(f"fdbench{tag}{i}", free_port_pair(), admin_port=free_port_pair(),
-                                                   image=image))
+        image = frontdoor_image_into(client, a.kind)
+        doors = {name: open_frontdoor(rt, FrontDoorSpec(f"fdbench{tag}{i}", free_port_pair(),
+                                                         admin_port=free_port_pair(), image=image, kind=a.kind))
                  for i, name in enumerate(("door (port)", "door (bridge)"))}
         try:
             wait_healthy(direct)

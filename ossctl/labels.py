@@ -24,6 +24,7 @@ FRONTDOOR_ADMIN_PORT = "ossctl.frontdoor.admin_port"
 TRIAL_OWNER = "ossctl.trial.owner"  # JSON: the process that must remove it (releases.process_owner)
 TRIAL_CREATED = "ossctl.trial.created"
 TRIAL_PROFILE = "ossctl.trial.profile"  # not PROFILE: nothing that lists a profile's releases sees it
+FRONTDOOR_KIND = "ossctl.frontdoor.kind"  # "haproxy" | "caddy": which proxy the container runs
 LEDGER = "ossctl.ledger"
 LOCK = "ossctl.lock"
 PROBE = "ossctl.probe"

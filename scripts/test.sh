@@ -28,6 +28,8 @@ command -v openssl >/dev/null || need+=(openssl)
 command -v ssh >/dev/null || need+=(openssh-client)
 [ -x /bin/busybox ] || need+=(busybox-static)
 [ -x /usr/bin/caddy ] || need+=(caddy)
+# the HAProxy front-door test image: Debian's haproxy binary (+ perl-base, always there)
+[ -x /usr/sbin/haproxy ] || need+=(haproxy)
 if [ ${#need[@]} -gt 0 ]; then
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null

@@ -500,8 +500,14 @@ class DockerRuntime:
             res = self._exec_via_files(cid, argv, env, timeout)
             if res is not None:
                 return res
-        with _errors(self.host, cid):
-            res = self.client.containers.get(cid).exec_run(argv, environment=env or None, demux=True)
+        try:
+            with _errors(self.host, cid):
+                res = self.client.containers.get(cid).exec_run(argv, environment=env or None, demux=True)
+        except ValueError as exc:
+            # docker-py now and then misreads the multiplexed answer ("N is not a valid
+            # stream", docker/docker-py#3160): the command ran, its output is lost
+            raise RemoteError(f"the answer of {argv[0]} in {cid} on {self.host} could not be read: {exc}",
+                              hint="run the command again") from None
         out, err = res.output if isinstance(res.output, tuple) else (res.output, b"")
         return int(res.exit_code if res.exit_code is not None else -1), out or b"", err or b""
 

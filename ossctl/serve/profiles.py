@@ -120,10 +120,13 @@ TABLES = ("bench", "frontdoor")  # merged key by key along `extends`
 HOST_OVERRIDES = ("model", "host", "port", "gpus", "tensor_split", "n_cpu_moe", "threads", "api_key_file")
 HOST_KEYS = ("docker_host", "upstream", *HOST_OVERRIDES)
 ALL_KEYS = ("extends", "name", *DEFAULTS, *OPTIONAL)
-# [frontdoor]: the stable endpoint clients use (a Caddy container, see serve/frontdoor.py);
+# [frontdoor]: the stable endpoint clients use (a proxy container, see fleet/frontdoor/);
+# kind: the proxy (haproxy: changes through its runtime API, no reload; caddy: a new
+# configuration at each change); image: default per kind (FRONTDOOR_IMAGES);
 # docker_host: the engine it runs on (default: the first of [[hosts]], else the profile's engine)
-FRONTDOOR_DEFAULTS: dict[str, Any] = {"host": "127.0.0.1", "port": None, "admin_port": 2019, "image": "caddy:2",
-                                      "docker_host": ""}
+FRONTDOOR_DEFAULTS: dict[str, Any] = {"kind": "haproxy", "host": "127.0.0.1", "port": None, "admin_port": 2019,
+                                      "image": "", "docker_host": ""}
+FRONTDOOR_IMAGES = {"haproxy": "haproxy:2.8", "caddy": "caddy:2"}
 
 FLASH_ATTN = ("on", "off", "auto")
 STRATEGIES = ("auto", "recreate", "blue-green")
@@ -484,6 +487,11 @@ def _validate_frontdoor(t: Any, p: dict[str, Any]) -> dict[str, Any]:
     if "port" not in t:
         raise UsageError("`frontdoor.port` is required", hint="add `port = ...` under [frontdoor]: the port clients use")
     f = {k: t.get(k, d) for k, d in FRONTDOOR_DEFAULTS.items()}
+    if not isinstance(f["kind"], str) or f["kind"] not in FRONTDOOR_IMAGES:
+        raise UsageError(f"`frontdoor.kind` must be one of {', '.join(FRONTDOOR_IMAGES)}, got {f['kind']!r}",
+                         hint="haproxy (the default) changes upstreams without a reload; caddy reloads at each change")
+    if "image" not in t:
+        f["image"] = FRONTDOOR_IMAGES[f["kind"]]
     try:
         _str(f, "host", nonempty=True)
         ipaddress.ip_address(f["host"])

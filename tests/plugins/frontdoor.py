@@ -1,5 +1,12 @@
-"""The front-door image for tests, built locally (no registry is reachable): ``docker
-import`` of a Caddy binary at /usr/bin/caddy plus Debian's static busybox for ``sh``,
+"""The front-door images for tests, built locally (no registry is reachable).
+
+HAProxy (the default kind): ``docker import`` of Debian's ``haproxy`` binary (package
+haproxy, 2.6) with its shared libraries, Debian's ``perl`` with perl-base's modules (the
+official ``haproxy:2.8`` image is Debian-based and has perl-base, which ossctl uses to
+reach HAProxy's admin socket from inside the container) and busybox for ``sh``, ``mkdir``
+and ``cp``.
+
+Caddy: ``docker import`` of a Caddy binary at /usr/bin/caddy plus Debian's static busybox for ``sh``,
 ``wget`` and ``timeout`` — the tools the official ``caddy:2`` image (Alpine) also has,
 which ossctl uses to reach the Caddy admin API from inside the container.
 
@@ -20,7 +27,9 @@ import pytest
 
 from tests.plugins.docker_engine import import_image, rootfs_tar
 
-FRONTDOOR_TEST_IMAGE = "ossctl-test/caddy:2"
+CADDY_TEST_IMAGE = "ossctl-test/caddy:2"
+HAPROXY_TEST_IMAGE = "ossctl-test/haproxy:deb"
+PERL_BASE = Path("/usr/lib/x86_64-linux-gnu/perl-base")
 OLD_CADDY_TEST_IMAGE = "ossctl-test/caddy:deb-2.6"
 _LAYOUT = b"layout-3"
 
@@ -62,9 +71,50 @@ def _caddy_image_into(client, caddy: Path, tag: str) -> str:
     return import_image(client, tar, tag, changes, stamp)
 
 
-def frontdoor_image_into(client) -> str:
+def caddy_image_into(client) -> str:
     """Import the Caddy test image into ``client``'s engine (skipped when present)."""
-    return _caddy_image_into(client, caddy_binary(), FRONTDOOR_TEST_IMAGE)
+    return _caddy_image_into(client, caddy_binary(), CADDY_TEST_IMAGE)
+
+
+def haproxy_image_into(client) -> str:
+    """Import the HAProxy test image into ``client``'s engine (skipped when present)."""
+    import io
+    import tarfile
+
+    haproxy, perl = Path("/usr/sbin/haproxy"), Path("/usr/bin/perl")
+    if not haproxy.exists():
+        _missing("Debian's haproxy is not installed (apt-get install haproxy; scripts/test.sh does)")
+    if not perl.exists() or not PERL_BASE.is_dir():
+        _missing("perl-base is not installed (it is part of every Debian system)")
+    busybox = _busybox()
+    h = hashlib.sha256(_LAYOUT)
+    for f in (haproxy.resolve(), perl.resolve(), busybox, *sorted(p for p in PERL_BASE.rglob("*") if p.is_file())):
+        h.update(str(f).encode() + f.read_bytes())
+    stamp = h.hexdigest()[:16]
+    try:
+        if (client.images.get(HAPROXY_TEST_IMAGE).labels or {}).get("ossctl.test.binsha") == stamp:
+            return HAPROXY_TEST_IMAGE
+    except Exception:  # noqa: BLE001 - not there yet: build it
+        pass
+    tar = rootfs_tar({"usr/sbin/haproxy": haproxy.resolve(), "usr/bin/perl": perl.resolve(), "bin/busybox": busybox},
+                     dirs={"tmp": 0o1777, "usr": 0o755, "usr/sbin": 0o755, "usr/bin": 0o755, "bin": 0o755,
+                           "etc": 0o755, "var": 0o755, "var/lib": 0o755, "var/lib/haproxy": 0o755},
+                     links={"bin/sh": "busybox", "bin/mkdir": "busybox", "bin/cp": "busybox", "bin/cat": "busybox",
+                            "bin/ls": "busybox"})
+    buf = io.BytesIO(tar)
+    with tarfile.open(fileobj=buf, mode="a") as t:  # perl's modules, as they are (no ldd per file)
+        t.add(str(PERL_BASE), arcname=str(PERL_BASE).lstrip("/"), recursive=True)
+    changes = ["ENV PATH=/usr/sbin:/usr/bin:/bin", "WORKDIR /var/lib/haproxy",
+               'CMD ["haproxy", "-v"]']
+    return import_image(client, buf.getvalue(), HAPROXY_TEST_IMAGE, changes, stamp)
+
+
+def frontdoor_image_into(client, kind: str | None = None) -> str:
+    """Import the test image of front-door ``kind`` (default: the profiles' default kind)
+    into ``client``'s engine (skipped when present)."""
+    from ossctl.fleet.frontdoor import DEFAULT_KIND
+
+    return caddy_image_into(client) if (kind or DEFAULT_KIND) == "caddy" else haproxy_image_into(client)
 
 
 def old_caddy_image_into(client) -> str:
@@ -77,8 +127,20 @@ def old_caddy_image_into(client) -> str:
 
 @pytest.fixture(scope="session")
 def frontdoor_image(docker_client) -> str:
-    """Tag of the Caddy front-door test image on the shared test engine."""
+    """Tag of the default kind's front-door test image on the shared test engine."""
     return frontdoor_image_into(docker_client)
+
+
+@pytest.fixture(scope="session")
+def caddy_image(docker_client) -> str:
+    """Tag of the Caddy front-door test image on the shared test engine."""
+    return caddy_image_into(docker_client)
+
+
+@pytest.fixture(scope="session")
+def haproxy_image(docker_client) -> str:
+    """Tag of the HAProxy front-door test image on the shared test engine."""
+    return haproxy_image_into(docker_client)
 
 
 def start_llama(client, image: str, model_dir: Path, port: int, name: str, labels: dict[str, str],

@@ -103,7 +103,8 @@ def test_container_spec():
     assert json.loads(spec["files"][F.CONFIG_PATH]) == F.caddy_config(SPEC, ups)
     assert spec["restart_policy"] == {"Name": "unless-stopped"}
     assert spec["labels"] == {"ossctl.role": "frontdoor", "ossctl.profile": "prod",
-                              "ossctl.frontdoor.listen": "127.0.0.1:8000", "ossctl.frontdoor.admin_port": "2020"}
+                              "ossctl.frontdoor.listen": "127.0.0.1:8000", "ossctl.frontdoor.admin_port": "2020",
+                              "ossctl.frontdoor.kind": "caddy"}
     v6 = F.FrontDoorSpec("p", 80, host="::1")
     assert v6.listen == "[::1]:80" and v6.endpoint == "http://[::1]:80"
 
@@ -120,8 +121,12 @@ BASE = {"model": "20b", "image": "img:1", "ctx": 4096}
 
 def test_frontdoor_table_defaults_and_spec():
     p = P.validate({**BASE, "frontdoor": {"port": 8000}}, "prod")
-    assert p["frontdoor"] == {"host": "127.0.0.1", "port": 8000, "admin_port": 2019, "image": "caddy:2", "docker_host": ""}
-    assert F.FrontDoorSpec.from_profile(p) == F.FrontDoorSpec("prod", 8000, "127.0.0.1", 2019, "caddy:2")
+    assert p["frontdoor"] == {"kind": "haproxy", "host": "127.0.0.1", "port": 8000, "admin_port": 2019,
+                              "image": "haproxy:2.8", "docker_host": ""}
+    assert F.FrontDoorSpec.from_profile(p) == F.FrontDoorSpec("prod", 8000, "127.0.0.1", 2019, "haproxy:2.8", "haproxy")
+    p = P.validate({**BASE, "frontdoor": {"port": 8000, "kind": "caddy"}}, "prod")
+    assert p["frontdoor"]["image"] == "caddy:2"
+    assert F.FrontDoorSpec.from_profile(p) == F.FrontDoorSpec("prod", 8000, "127.0.0.1", 2019, "caddy:2", "caddy")
     with pytest.raises(UsageError, match=r"has no \[frontdoor\] table"):
         F.FrontDoorSpec.from_profile(P.validate(dict(BASE), "prod"))
 
@@ -134,6 +139,8 @@ def test_frontdoor_table_defaults_and_spec():
     ({"port": 8080}, "must differ"),
     ({"port": 8000, "admin_port": 8000}, "must differ"),
     ({"port": 8000, "image": "caddy 2"}, "`frontdoor.image` must be an image reference"),
+    ({"port": 8000, "kind": "nginx"}, "`frontdoor.kind` must be one of haproxy, caddy, got 'nginx'"),
+    ({"port": 8000, "kind": ["caddy"]}, "`frontdoor.kind` must be one of haproxy, caddy, got \\['caddy'\\]"),
     ({"port": 8000, "host": "0.0.0.0"}, "`frontdoor.host` 0.0.0.0 is not a loopback address, so `api_key_file` is required"),
 ])
 def test_frontdoor_table_rules(table, msg):
@@ -147,7 +154,8 @@ def test_frontdoor_table_merges_along_extends(home):
     (d / "base.toml").write_text('model = "20b"\nimage = "img:1"\nctx = 4096\n[frontdoor]\nport = 8000\nimage = "caddy:2.10"\n')
     (d / "child.toml").write_text('extends = "base"\n[frontdoor]\nadmin_port = 2100\n')
     p = P.resolve_profile(load_settings(), "child")
-    assert p["frontdoor"] == {"host": "127.0.0.1", "port": 8000, "admin_port": 2100, "image": "caddy:2.10", "docker_host": ""}
+    assert p["frontdoor"] == {"kind": "haproxy", "host": "127.0.0.1", "port": 8000, "admin_port": 2100,
+                              "image": "caddy:2.10", "docker_host": ""}
 
 
 # -- Docker endpoints ----------------------------------------------------------------

@@ -1,20 +1,31 @@
 """The front door: one stable endpoint for a fleet profile, an existing reverse proxy run as
 a container and reconfigured at runtime. :mod:`.base` holds the interface and the shared
-types; each proxy is one module (:mod:`.caddy`); :func:`open_frontdoor` picks it by the
-profile's ``[frontdoor] kind``."""
+types; each proxy is one module; :func:`open_frontdoor` picks it by the profile's
+``[frontdoor] kind``:
+
+- ``haproxy`` (default): upstream changes through HAProxy's runtime API, no reload —
+  requests that arrive during a drain, enable or swap are never dropped.
+- ``caddy``: each change replaces Caddy's whole configuration; requests that start in
+  its reload window can fail (bench/frontdoor_reload.py counts them).
+"""
 
 from __future__ import annotations
 
 from ossctl.errors import UsageError
 from ossctl.fleet.frontdoor.base import FrontDoor, FrontDoorSpec
 from ossctl.fleet.frontdoor.caddy import CaddyFrontDoor
+from ossctl.fleet.frontdoor.haproxy import HAProxyFrontDoor
 
-KINDS = ("caddy",)
+KINDS = ("haproxy", "caddy")
+DEFAULT_KIND = "haproxy"
+_CLASSES = {"haproxy": HAProxyFrontDoor, "caddy": CaddyFrontDoor}
 
 
 def open_frontdoor(runtime, spec: FrontDoorSpec, log=None) -> FrontDoor:
-    """The front door of ``spec.kind`` on the engine ``runtime`` talks to (nothing is
-    started yet). Raises :class:`UsageError` for a kind ossctl does not know."""
-    if spec.kind == "caddy":
-        return CaddyFrontDoor(runtime, spec, log)
-    raise UsageError(f"unknown front-door kind {spec.kind!r}", hint="use one of: " + ", ".join(KINDS))
+    """The front door of ``spec`` (run by the proxy ``spec.kind``) on the engine
+    ``runtime`` talks to; nothing is started yet. Raises :class:`UsageError` for a kind
+    ossctl does not know."""
+    cls = _CLASSES.get(spec.kind)
+    if cls is None:
+        raise UsageError(f"unknown front door kind {spec.kind!r}", hint=f"use one of: {', '.join(KINDS)}")
+    return cls(runtime, spec, log)

@@ -11,11 +11,12 @@ from urllib.parse import urlsplit
 
 from ossctl import labels as L
 from ossctl.errors import OssctlError, UsageError
+from ossctl.serve.profiles import FRONTDOOR_IMAGES as DEFAULT_IMAGES  # per kind: the image a [frontdoor] gets
 
 MAX_WEIGHT = 100
 DEFAULT_ADMIN_PORT = 2019
-DEFAULT_IMAGES = {"caddy": "caddy:2"}  # per kind: the image a profile's [frontdoor] gets by default
 HEALTH_URI = "/health"
+HTTP_TIMEOUT_S = 10  # one admin or /slots request made from inside the front-door container
 ROLE_LABEL = L.ROLE
 
 
@@ -108,7 +109,8 @@ class FrontDoorSpec:
     def labels(self) -> dict[str, str]:
         # no ossctl.managed: that marks release containers, which the ledger accounts for
         return {ROLE_LABEL: "frontdoor", L.PROFILE: self.profile,
-                L.FRONTDOOR_LISTEN: self.listen, L.FRONTDOOR_ADMIN_PORT: str(self.admin_port)}
+                L.FRONTDOOR_LISTEN: self.listen, L.FRONTDOOR_ADMIN_PORT: str(self.admin_port),
+                L.FRONTDOOR_KIND: self.kind}
 
 
 @dataclass(frozen=True)

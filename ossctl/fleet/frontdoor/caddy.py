@@ -34,7 +34,7 @@ from typing import Any
 
 from ossctl.errors import ConflictError, NotFoundError, OssctlError, RemoteError, UsageError
 from ossctl.fleet.frontdoor.base import (
-    DEFAULT_IMAGES, HEALTH_URI, ROLE_LABEL, DrainResult, DrainTimeout, FrontDoorSpec, FrontDoorState, Upstream,
+    DEFAULT_IMAGES, HEALTH_URI, HTTP_TIMEOUT_S, ROLE_LABEL, DrainResult, DrainTimeout, FrontDoorSpec, FrontDoorState, Upstream,
     UpstreamState, canonical_url, check_unique,
 )
 
@@ -42,7 +42,6 @@ DEFAULT_IMAGE = DEFAULT_IMAGES["caddy"]
 CONFIG_PATH = "/etc/ossctl/frontdoor.json"
 SERVER = "frontdoor"
 META_KEY = "ossctl_frontdoor"
-HTTP_TIMEOUT_S = 10  # one admin or /slots request made from inside the container
 # Caddy before 2.7 aborts streaming responses in flight whenever its configuration is
 # replaced (caddyserver/caddy#5663), i.e. on every drain: token streams would break.
 MIN_CADDY = (2, 7)
