@@ -9,6 +9,7 @@ import pytest
 
 from ossctl.errors import EXIT_USAGE, RemoteError, UsageError
 from ossctl.fleet.frontdoor import caddy as F
+from ossctl.fleet.frontdoor.base import canonical_url
 from ossctl.serve import profiles as P
 from ossctl.serve.docker_runtime import check_docker_host
 from ossctl.settings import load_settings
@@ -24,7 +25,7 @@ SPEC = F.FrontDoorSpec("prod", 8000, admin_port=2020, image="caddy:2")
     ("[::1]:8080", "http://[::1]:8080"),
 ])
 def test_upstream_urls_are_canonical(raw, want):
-    assert F.canonical_url(raw) == want
+    assert canonical_url(raw) == want
     assert F.Upstream(raw).url == want
 
 

@@ -5,12 +5,13 @@ the fleet rollout uses; each proxy is one module beside this one (``caddy.py``) 
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+import time
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 from ossctl import labels as L
-from ossctl.errors import OssctlError, UsageError
+from ossctl.errors import NotFoundError, OssctlError, RemoteError, UsageError
 from ossctl.serve.profiles import FRONTDOOR_IMAGES as DEFAULT_IMAGES  # per kind: the image a [frontdoor] gets
 
 MAX_WEIGHT = 100
@@ -194,3 +195,138 @@ class FrontDoor(Protocol):
     def drain(self, url: str, timeout: float = 120.0, api_key: str | None = None, poll: float = 0.2) -> DrainResult:
         """Stop new requests to ``url`` and wait until it is idle; :class:`DrainTimeout`
         after ``timeout`` seconds (it stays disabled)."""
+
+
+class ProxyFrontDoor:
+    """What every proxy's front door does the same way: the upstream-list edits (swap,
+    enable, drain and its wait), reading one upstream's load, and the container checks.
+    A proxy module subclasses it and supplies :meth:`prepare`, :meth:`state`,
+    :meth:`upstreams`, :meth:`route`, :meth:`set_upstreams` and :meth:`_watch` (apply a
+    changed list, when given, and count what one upstream serves: ideally one exec)."""
+
+    def __init__(self, runtime, spec: FrontDoorSpec, log=None):
+        self.rt = runtime
+        self.spec = spec
+        self.log = log or (lambda _msg: None)
+
+    # what a proxy module supplies ---------------------------------------------------------
+    def prepare(self, upstreams: list[Upstream] | None = None, timeout: float = 30.0) -> None:
+        raise NotImplementedError
+
+    def state(self) -> FrontDoorState:
+        raise NotImplementedError
+
+    def upstreams(self) -> list[Upstream]:
+        raise NotImplementedError
+
+    def route(self, upstreams: list[Upstream]) -> None:
+        raise NotImplementedError
+
+    def set_upstreams(self, upstreams: list[Upstream]) -> FrontDoorState:
+        raise NotImplementedError
+
+    def _wait_up(self, timeout: float, cid: str, created: bool) -> None:
+        """Wait until container ``cid``'s proxy answers on its API (``created``: it was
+        just made, so one that exits while starting is removed); raises the reason."""
+        raise NotImplementedError
+
+    def _watch(self, target: str, api_key: str | None, change: list[Upstream] | None) -> int:
+        """Make ``change`` the upstream list when given, then return how many requests
+        ``target`` serves: the larger of the proxy's in-flight count and llama-server's
+        processing slots (0 where ``/slots`` cannot tell)."""
+        raise NotImplementedError
+
+    # shared -------------------------------------------------------------------------------
+    def ensure(self, upstreams: list[Upstream] | None = None, timeout: float = 30.0) -> FrontDoorState:
+        """:meth:`prepare`, then the state."""
+        self.prepare(upstreams, timeout)
+        return self.state()
+
+    def remove(self) -> None:
+        """Remove the container (clients lose the endpoint); nothing when there is none."""
+        c = self.rt.find(self.spec.name)
+        if c is not None and c["labels"].get(ROLE_LABEL) == "frontdoor":
+            self.rt.remove(c["id"])
+
+    def busy(self, url: str, api_key: str | None = None) -> int:
+        """Requests ``url`` serves now: the larger of the front door's in-flight count and
+        llama-server's processing slots (``/slots`` asked from the front door's host, with
+        ``api_key`` when the server needs one; 0 when it cannot tell)."""
+        return self._watch(canonical_url(url), api_key, None)
+
+    def swap(self, old: str | None, new: str) -> None:
+        """Make ``new`` an enabled upstream and drop ``old`` when it differs (one change)."""
+        old = canonical_url(old) if old else None
+        new = canonical_url(new)
+        ups = [u for u in self.upstreams() if u.url != old or old == new]
+        if any(u.url == new for u in ups):
+            ups = [replace(u, enabled=True) if u.url == new else u for u in ups]
+        else:
+            ups.append(Upstream(new))
+        self.route(ups)
+
+    def enable(self, url: str, weight: int | None = None) -> FrontDoorState:
+        """Send new requests to ``url`` again (optionally with a new weight)."""
+        ups = self._changed(url, lambda u: replace(u, enabled=True, weight=u.weight if weight is None else weight))
+        return self.set_upstreams(ups)
+
+    def drain(self, url: str, timeout: float = 120.0, api_key: str | None = None, poll: float = 0.2) -> DrainResult:
+        """Stop sending new requests to ``url``, then wait until it is idle: no request in
+        flight through the front door and no llama-server slot processing (``/slots``,
+        asked from the front door's host; ``api_key`` when the server needs one). The
+        change and the first look are one :meth:`_watch`, each later look one more. Raises
+        :class:`DrainTimeout` after ``timeout`` seconds (it stays disabled)."""
+        target = canonical_url(url)
+        change: list[Upstream] | None = self._changed(target, lambda u: replace(u, enabled=False))
+        t0 = time.monotonic()
+        first: int | None = None
+        while True:
+            busy = self._watch(target, api_key, change)
+            change = None
+            if first is None:
+                first = busy
+            waited = time.monotonic() - t0
+            if busy == 0:
+                return DrainResult(target, waited, first)
+            if waited > timeout:
+                raise DrainTimeout(f"upstream {target} still has {busy} request(s) in flight after {timeout:g} s of draining",
+                                   hint="wait for the long requests and drain again, or pass a longer drain timeout")
+            time.sleep(poll)
+
+    def _revive(self) -> bool:
+        """After an exec that Docker refused: start the front door again when it stopped
+        (killed, crashed, stopped by hand) and wait for its API; the proxy starts from the
+        last upstream list it was given. False when there is none (the caller says so)."""
+        c = self.rt.find(self.spec.name)
+        if c is None or c["labels"].get(ROLE_LABEL) != "frontdoor":
+            return False
+        if not c["running"]:
+            self.log(f"the front door {self.spec.name} on {self.rt.host} was not running "
+                     f"({c['status']}, exit code {c['exit_code']}); starting it again with its last upstreams")
+            self.rt.start(c["id"])
+        self._wait_up(30.0, c["id"], created=False)
+        return True
+
+    def _changed(self, url: str, change) -> list[Upstream]:
+        target = canonical_url(url)
+        ups = self.upstreams()
+        if target not in {u.url for u in ups}:
+            raise NotFoundError(f"{target} is not an upstream of the front door {self.spec.name}",
+                                hint="its upstreams: " + (", ".join(u.url for u in ups) or "none"))
+        return [change(u) if u.url == target else u for u in ups]
+
+    def _matches(self, c: dict[str, Any]) -> bool:
+        """Whether container ``c`` runs this spec (image, listen address, kind, ...)."""
+        want = self.spec.labels()
+        return c["image"] == self.spec.image and all(c["labels"].get(k) == v for k, v in want.items())
+
+    def _raise_not_running(self) -> None:
+        c = self.rt.find(self.spec.name)
+        if c is None:
+            raise NotFoundError(f"no front door for profile {self.spec.profile} on {self.rt.host}",
+                                hint=f"`ossctl deploy --profile {self.spec.profile}` starts it")
+        if not c["running"]:
+            raise RemoteError(f"the front door {self.spec.name} on {self.rt.host} is not running "
+                              f"({c['status']}, exit code {c['exit_code']})",
+                              hint=f"`docker start {self.spec.name}` brings it back with its last upstreams; "
+                                   f"`docker logs {self.spec.name}` says why it stopped")

@@ -29,13 +29,13 @@ import json
 import math
 import re
 import time
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from typing import Any
 
-from ossctl.errors import ConflictError, NotFoundError, OssctlError, RemoteError, UsageError
+from ossctl.errors import ConflictError, OssctlError, RemoteError, UsageError
 from ossctl.fleet.frontdoor.base import (
-    DEFAULT_IMAGES, HEALTH_URI, HTTP_TIMEOUT_S, ROLE_LABEL, DrainResult, DrainTimeout, FrontDoorSpec, FrontDoorState, Upstream,
-    UpstreamState, canonical_url, check_unique,
+    DEFAULT_IMAGES, HEALTH_URI, HTTP_TIMEOUT_S, FrontDoorSpec, FrontDoorState, ProxyFrontDoor, Upstream,
+    UpstreamState, check_unique,
 )
 
 DEFAULT_IMAGE = DEFAULT_IMAGES["caddy"]
@@ -159,7 +159,7 @@ _SCRIPT = (
     'exit 0\n')
 
 
-class CaddyFrontDoor:
+class CaddyFrontDoor(ProxyFrontDoor):
     """The front door of ``spec.profile`` on the engine ``runtime`` talks to. Every method
     raises :class:`OssctlError`: NotFoundError when the container does not exist,
     RemoteError when it is not running or the admin API fails, ConflictError when it
@@ -170,17 +170,10 @@ class CaddyFrontDoor:
     per change instead of a read, a write and a read back."""
 
     def __init__(self, runtime, spec: FrontDoorSpec, log=None):
-        self.rt = runtime
-        self.spec = spec
-        self.log = log or (lambda _msg: None)
+        super().__init__(runtime, spec, log)
         self._known: list[Upstream] | None = None
 
     # lifecycle ------------------------------------------------------------------------
-    def ensure(self, upstreams: list[Upstream] | None = None, timeout: float = 30.0) -> FrontDoorState:
-        """:meth:`prepare`, then the state (one more admin request)."""
-        self.prepare(upstreams, timeout)
-        return self.state()
-
     def prepare(self, upstreams: list[Upstream] | None = None, timeout: float = 30.0) -> None:
         """Make the front door run as ``spec`` says. A stopped container is started again
         (it resumes its last upstreams); one whose image, listen address or admin port
@@ -195,23 +188,17 @@ class CaddyFrontDoor:
         policy = container_spec(self.spec, [])["restart_policy"]
         if c is None:
             cid = self.rt.run(container_spec(self.spec, upstreams or []))
-            self._wait_admin(timeout, cid, created=True)
+            self._wait_up(timeout, cid, created=True)
             self._check_version(cid, created=True)
             self.rt.set_restart(cid, policy)
             self._known = list(upstreams or [])
             return
         if not c["running"]:
             self.rt.start(c["id"])
-            self._wait_admin(timeout, c["id"], created=False)
+            self._wait_up(timeout, c["id"], created=False)
         self.rt.set_restart(c["id"], policy)
         if upstreams is not None:
             self.route(upstreams)  # a running one answers at once; its Caddy was checked when it was made
-
-    def remove(self) -> None:
-        """Remove the container (clients lose the endpoint); nothing when there is none."""
-        c = self.rt.find(self.spec.name)
-        if c is not None and c["labels"].get(ROLE_LABEL) == "frontdoor":
-            self.rt.remove(c["id"])
 
     # reading ----------------------------------------------------------------------------
     def state(self) -> FrontDoorState:
@@ -229,12 +216,6 @@ class CaddyFrontDoor:
         """The upstream list (as this object last read or set it)."""
         return list(self._known) if self._known is not None else self._read_upstreams()
 
-    def busy(self, url: str, api_key: str | None = None) -> int:
-        """Requests ``url`` serves now: the larger of the front door's in-flight count and
-        llama-server's processing slots (``/slots`` asked from the front door's host, with
-        ``api_key`` when the server needs one; 0 when it cannot tell)."""
-        return self._run(watch=canonical_url(url), api_key=api_key)
-
     # changing -------------------------------------------------------------------------
     def route(self, upstreams: list[Upstream]) -> None:
         """Replace the upstream list (one admin request). Caddy swaps its configuration
@@ -246,58 +227,10 @@ class CaddyFrontDoor:
         self.route(upstreams)
         return self._state(list(upstreams))
 
-    def swap(self, old: str | None, new: str) -> None:
-        """Make ``new`` an enabled upstream and drop ``old`` when it differs (one request)."""
-        old = canonical_url(old) if old else None
-        new = canonical_url(new)
-        ups = [u for u in self.upstreams() if u.url != old or old == new]
-        if any(u.url == new for u in ups):
-            ups = [replace(u, enabled=True) if u.url == new else u for u in ups]
-        else:
-            ups.append(Upstream(new))
-        self.route(ups)
-
-    def enable(self, url: str, weight: int | None = None) -> FrontDoorState:
-        """Send new requests to ``url`` again (optionally with a new weight)."""
-        ups = self._changed(url, lambda u: replace(u, enabled=True, weight=u.weight if weight is None else weight))
-        return self.set_upstreams(ups)
-
-    def drain(self, url: str, timeout: float = 120.0, api_key: str | None = None, poll: float = 0.2) -> DrainResult:
-        """Stop sending new requests to ``url``, then wait until it is idle: no request in
-        flight through the front door and no llama-server slot processing (``/slots``,
-        asked from the front door's host; ``api_key`` when the server needs one). The
-        change and the first look are one request, each later look one more. Raises
-        :class:`DrainTimeout` after ``timeout`` seconds (it stays disabled)."""
-        target = canonical_url(url)
-        load: list[Upstream] | None = self._changed(target, lambda u: replace(u, enabled=False))
-        t0 = time.monotonic()
-        first: int | None = None
-        while True:
-            busy = self._run(load=load, watch=target, api_key=api_key)
-            load = None
-            if first is None:
-                first = busy
-            waited = time.monotonic() - t0
-            if busy == 0:
-                return DrainResult(target, waited, first)
-            if waited > timeout:
-                raise DrainTimeout(f"upstream {target} still has {busy} request(s) in flight after {timeout:g} s of draining",
-                                   hint="wait for the long requests and drain again, or pass a longer drain timeout")
-            time.sleep(poll)
+    def _watch(self, target: str, api_key: str | None, change: list[Upstream] | None) -> int:
+        return self._run(load=change, watch=target, api_key=api_key)
 
     # internals ------------------------------------------------------------------------
-    def _changed(self, url: str, change) -> list[Upstream]:
-        target = canonical_url(url)
-        ups = self.upstreams()
-        if target not in {u.url for u in ups}:
-            raise NotFoundError(f"{target} is not an upstream of the front door {self.spec.name}",
-                                hint="its upstreams: " + (", ".join(u.url for u in ups) or "none"))
-        return [change(u) if u.url == target else u for u in ups]
-
-    def _matches(self, c: dict[str, Any]) -> bool:
-        want = self.spec.labels()
-        return c["image"] == self.spec.image and all(c["labels"].get(k) == v for k, v in want.items())
-
     def _read_upstreams(self) -> list[Upstream]:
         self._known = upstreams_from_config(self._admin("/config/") or {})
         return list(self._known)
@@ -337,20 +270,6 @@ class CaddyFrontDoor:
             busy = 0  # unreachable, disabled: the front door's own count still holds
         return max(proxied, busy)
 
-    def _revive(self) -> bool:
-        """After an exec that Docker refused: start the front door again when it stopped
-        (killed, crashed, stopped by hand) and wait for its admin API; Caddy resumes the
-        upstream list it had. False when there is none (the caller says so)."""
-        c = self.rt.find(self.spec.name)
-        if c is None or c["labels"].get(ROLE_LABEL) != "frontdoor":
-            return False
-        if not c["running"]:
-            self.log(f"the front door {self.spec.name} on {self.rt.host} was not running "
-                     f"({c['status']}, exit code {c['exit_code']}); starting it again with its last upstreams")
-            self.rt.start(c["id"])
-        self._wait_admin(30.0, c["id"], created=False)
-        return True
-
     def _admin(self, path: str) -> Any:
         """GET ``path`` of the admin API, as JSON."""
         rc, out, err = self._wget(self.spec.admin_url + path)
@@ -380,17 +299,6 @@ class CaddyFrontDoor:
         return RemoteError(f"front door {self.spec.name} on {self.rt.host}: admin API {what} failed: {why}",
                            hint=f"see `docker logs {self.spec.name}`")
 
-    def _raise_not_running(self) -> None:
-        c = self.rt.find(self.spec.name)
-        if c is None:
-            raise NotFoundError(f"no front door for profile {self.spec.profile} on {self.rt.host}",
-                                hint=f"`ossctl deploy --profile {self.spec.profile}` starts it")
-        if not c["running"]:
-            raise RemoteError(f"the front door {self.spec.name} on {self.rt.host} is not running "
-                              f"({c['status']}, exit code {c['exit_code']})",
-                              hint=f"`docker start {self.spec.name}` brings it back with its last upstreams; "
-                                   f"`docker logs {self.spec.name}` says why it stopped")
-
     def _check_version(self, cid: str, created: bool) -> None:
         rc, out, _ = self.rt.exec(cid, ["caddy", "version"])
         version = caddy_version(out.decode("utf-8", "replace")) if rc == 0 else None
@@ -404,7 +312,7 @@ class CaddyFrontDoor:
                          "whenever the upstream list changes)",
                          hint=f"use the official image: `[frontdoor] image = \"{DEFAULT_IMAGE}\"` in the profile")
 
-    def _wait_admin(self, timeout: float, cid: str, created: bool) -> None:
+    def _wait_up(self, timeout: float, cid: str, created: bool) -> None:
         t0 = time.monotonic()
         while True:
             c = self.rt.find(cid)

@@ -47,17 +47,9 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from ossctl import labels as L
-from ossctl.errors import ConflictError, NotFoundError, OssctlError, RemoteError, UsageError
+from ossctl.errors import ConflictError, OssctlError, RemoteError, UsageError
 from ossctl.fleet.frontdoor.base import (
-    HEALTH_URI,
-    HTTP_TIMEOUT_S,
-    ROLE_LABEL,
-    DrainResult,
-    DrainTimeout,
-    FrontDoorSpec,
-    FrontDoorState,
-    Upstream,
-    UpstreamState,
+    HEALTH_URI, HTTP_TIMEOUT_S, FrontDoorSpec, FrontDoorState, ProxyFrontDoor, Upstream, UpstreamState,
     canonical_url,
 )
 from ossctl.fleet.frontdoor.caddy import CaddyFrontDoor
@@ -302,7 +294,7 @@ exit 0;
 '''
 
 
-class HAProxyFrontDoor:
+class HAProxyFrontDoor(ProxyFrontDoor):
     """The front door of ``spec.profile`` on the engine ``runtime`` talks to, on HAProxy.
     The same interface as :class:`ossctl.fleet.frontdoor.base.FrontDoor`; every method raises
     :class:`OssctlError`: NotFoundError when the container does not exist, RemoteError
@@ -314,18 +306,11 @@ class HAProxyFrontDoor:
     change."""
 
     def __init__(self, runtime, spec: FrontDoorSpec, log=None):
-        self.rt = runtime
-        self.spec = spec if spec.kind == KIND else replace(spec, kind=KIND)
-        self.log = log or (lambda _msg: None)
+        super().__init__(runtime, spec if spec.kind == KIND else replace(spec, kind=KIND), log)
         self._table: Table | None = None
         self._order: list[str] = []
 
     # lifecycle ------------------------------------------------------------------------
-    def ensure(self, upstreams: list[Upstream] | None = None, timeout: float = 30.0) -> FrontDoorState:
-        """:meth:`prepare`, then the state."""
-        self.prepare(upstreams, timeout)
-        return self.state()
-
     def prepare(self, upstreams: list[Upstream] | None = None, timeout: float = 30.0) -> None:
         """Make the front door run as ``spec`` says. A stopped container is started again
         (it comes back with its last upstreams); one whose image, listen address or kind
@@ -343,22 +328,16 @@ class HAProxyFrontDoor:
             table = assign_slots({}, ups)
             order = [u.url for u in ups]
             cid = self.rt.run(container_spec(self.spec, table, order))
-            self._wait_ready(timeout, cid, created=True)
+            self._wait_up(timeout, cid, created=True)
             self.rt.set_restart(cid, policy)
             self._table, self._order = table, order
             return
         if not c["running"]:
             self.rt.start(c["id"])
-            self._wait_ready(timeout, c["id"], created=False)
+            self._wait_up(timeout, c["id"], created=False)
         self.rt.set_restart(c["id"], policy)
         if upstreams is not None:
             self.route(upstreams)
-
-    def remove(self) -> None:
-        """Remove the container (clients lose the endpoint); nothing when there is none."""
-        c = self.rt.find(self.spec.name)
-        if c is not None and c["labels"].get(ROLE_LABEL) == "frontdoor":
-            self.rt.remove(c["id"])
 
     # reading ----------------------------------------------------------------------------
     def state(self) -> FrontDoorState:
@@ -383,12 +362,6 @@ class HAProxyFrontDoor:
         slot_of = {u.url: n for n, u in table.items()}
         return [table[slot_of[url]] for url in order]
 
-    def busy(self, url: str, api_key: str | None = None) -> int:
-        """Requests ``url`` serves now: the larger of the front door's in-flight count and
-        llama-server's processing slots (``/slots`` asked from the front door's host, with
-        ``api_key`` when the server needs one; 0 when it cannot tell)."""
-        return self._busy(canonical_url(url), api_key, None)
-
     # changing -------------------------------------------------------------------------
     def route(self, upstreams: list[Upstream]) -> None:
         """Make ``upstreams`` the upstream list: one exec that rewrites the recorded
@@ -401,60 +374,12 @@ class HAProxyFrontDoor:
         self.route(upstreams)
         return self.state()
 
-    def swap(self, old: str | None, new: str) -> None:
-        """Make ``new`` an enabled upstream and drop ``old`` when it differs (one exec)."""
-        old = canonical_url(old) if old else None
-        new = canonical_url(new)
-        ups = [u for u in self.upstreams() if u.url != old or old == new]
-        if any(u.url == new for u in ups):
-            ups = [replace(u, enabled=True) if u.url == new else u for u in ups]
-        else:
-            ups.append(Upstream(new))
-        self.route(ups)
-
-    def enable(self, url: str, weight: int | None = None) -> FrontDoorState:
-        """Send new requests to ``url`` again (optionally with a new weight)."""
-        ups = self._changed(url, lambda u: replace(u, enabled=True, weight=u.weight if weight is None else weight))
-        return self.set_upstreams(ups)
-
-    def drain(self, url: str, timeout: float = 120.0, api_key: str | None = None, poll: float = 0.2) -> DrainResult:
-        """Stop sending new requests to ``url`` (``state drain``: what it serves goes on),
-        then wait until it is idle: no request in flight through the front door and no
-        llama-server slot processing (``/slots``, asked from the front door's host;
-        ``api_key`` when the server needs one). The change and the first look are one
-        exec, each later look one more. Raises :class:`DrainTimeout` after ``timeout``
-        seconds (it stays disabled)."""
-        target = canonical_url(url)
-        change: list[Upstream] | None = self._changed(target, lambda u: replace(u, enabled=False))
-        t0 = time.monotonic()
-        first: int | None = None
-        while True:
-            busy = self._busy(target, api_key, change)
-            change = None
-            if first is None:
-                first = busy
-            waited = time.monotonic() - t0
-            if busy == 0:
-                return DrainResult(target, waited, first)
-            if waited > timeout:
-                raise DrainTimeout(f"upstream {target} still has {busy} request(s) in flight after {timeout:g} s of draining",
-                                   hint="wait for the long requests and drain again, or pass a longer drain timeout")
-            time.sleep(poll)
-
     # internals ------------------------------------------------------------------------
     def _current(self) -> tuple[Table, list[str]]:
         if self._table is None:
             record, _, _ = self._run(read=True)
             self._table, self._order = record_from_config(record.decode("utf-8", "replace"))
         return self._table, self._order
-
-    def _changed(self, url: str, change) -> list[Upstream]:
-        target = canonical_url(url)
-        ups = self.upstreams()
-        if target not in {u.url for u in ups}:
-            raise NotFoundError(f"{target} is not an upstream of the front door {self.spec.name}",
-                                hint="its upstreams: " + (", ".join(u.url for u in ups) or "none"))
-        return [change(u) if u.url == target else u for u in ups]
 
     def _plan(self, upstreams: list[Upstream]) -> tuple[Table, list[str], str, list[str]]:
         table, _ = self._current()
@@ -467,7 +392,7 @@ class HAProxyFrontDoor:
         self._run(cfg=cfg, cmds=cmds)
         self._table, self._order = new, order
 
-    def _busy(self, target: str, api_key: str | None, change: list[Upstream] | None) -> int:
+    def _watch(self, target: str, api_key: str | None, change: list[Upstream] | None) -> int:
         """How many requests ``target`` serves (after applying ``change``, in the same exec)."""
         plan = self._plan(change) if change is not None else None
         table = plan[0] if plan else self._current()[0]
@@ -511,10 +436,6 @@ class HAProxyFrontDoor:
                               f"{out[:80]!r}", hint=f"see `docker logs {self.spec.name}`")
         return parts[0], parts[1], parts[2]
 
-    def _matches(self, c: dict[str, Any]) -> bool:
-        want = self.spec.labels()
-        return c["image"] == self.spec.image and all(c["labels"].get(k) == v for k, v in want.items())
-
     def _read_other(self, c: dict[str, Any]) -> list[Upstream] | None:
         """The upstreams of a front door that is to be replaced: ours (another image or
         address) or Caddy's (the profile changed ``[frontdoor] kind``)."""
@@ -522,20 +443,6 @@ class HAProxyFrontDoor:
             return self.upstreams()
         admin = int(c["labels"].get(L.FRONTDOOR_ADMIN_PORT) or self.spec.admin_port)
         return CaddyFrontDoor(self.rt, replace(self.spec, kind="caddy", image=c["image"], admin_port=admin)).upstreams()
-
-    def _revive(self) -> bool:
-        """After an exec that Docker refused: start the front door again when it stopped
-        (killed, crashed, stopped by hand) and wait for its runtime API; HAProxy starts from
-        the last configuration ossctl wrote. False when there is none (the caller says so)."""
-        c = self.rt.find(self.spec.name)
-        if c is None or c["labels"].get(ROLE_LABEL) != "frontdoor":
-            return False
-        if not c["running"]:
-            self.log(f"the front door {self.spec.name} on {self.rt.host} was not running "
-                     f"({c['status']}, exit code {c['exit_code']}); starting it again with its last upstreams")
-            self.rt.start(c["id"])
-        self._wait_ready(30.0, c["id"], created=False)
-        return True
 
     def _failed(self, what: str, rc: int, err: bytes) -> RemoteError:
         """The error for a runtime API exec ``what`` that exited ``rc``; raises the
@@ -547,18 +454,7 @@ class HAProxyFrontDoor:
         return RemoteError(f"front door {self.spec.name} on {self.rt.host}: runtime API {what} failed: {why}",
                            hint=f"see `docker logs {self.spec.name}`")
 
-    def _raise_not_running(self) -> None:
-        c = self.rt.find(self.spec.name)
-        if c is None:
-            raise NotFoundError(f"no front door for profile {self.spec.profile} on {self.rt.host}",
-                                hint=f"`ossctl deploy --profile {self.spec.profile}` starts it")
-        if not c["running"]:
-            raise RemoteError(f"the front door {self.spec.name} on {self.rt.host} is not running "
-                              f"({c['status']}, exit code {c['exit_code']})",
-                              hint=f"`docker start {self.spec.name}` brings it back with its last upstreams; "
-                                   f"`docker logs {self.spec.name}` says why it stopped")
-
-    def _wait_ready(self, timeout: float, cid: str, created: bool) -> None:
+    def _wait_up(self, timeout: float, cid: str, created: bool) -> None:
         t0 = time.monotonic()
         argv = ["perl", "-e", _SCRIPT, "--", "5", SOCKET, LIVE_CFG, "", "", "", "1", "", "0"]
         while True:
