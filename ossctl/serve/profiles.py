@@ -516,6 +516,16 @@ def _validate_frontdoor(t: Any, p: dict[str, Any]) -> dict[str, Any]:
         if f[k] == side:
             raise UsageError(f"`frontdoor.{k}` ({f[k]}) is blue-green's side port (`port` + 1): a deploy would "
                              f"start the new release on it", hint=f"use another `frontdoor.{k}`, not {side}")
+    # an image named after the other proxy would run with this kind's command line and exit
+    other = next((k for k in FRONTDOOR_IMAGES if k != f["kind"]
+                  and f["image"].split("@")[0].rsplit("/", 1)[-1].split(":")[0] == k), None)
+    if other:
+        raise UsageError(f"`frontdoor.image` {f['image']!r} is a {other} image, but `frontdoor.kind` is {f['kind']!r}",
+                         hint=f"set kind = \"{other}\", or leave `image` out for the {f['kind']} default")
+    if f["kind"] == "haproxy" and f["port"] < 1024 and "image" not in t:
+        raise UsageError(f"`frontdoor.port` {f['port']} is a privileged port, which the official HAProxy image "
+                         "(it runs as a non-root user) cannot listen on",
+                         hint="use a port of 1024 or above, or an image of your own that may bind it")
     if not is_loopback(f["host"]) and not p["api_key_file"]:
         raise UsageError(f"`frontdoor.host` {f['host']} is not a loopback address, so `api_key_file` is required",
                          hint="point api_key_file at a file holding the key (chmod 600), or bind host = \"127.0.0.1\"")

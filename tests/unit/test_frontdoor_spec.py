@@ -152,10 +152,10 @@ def test_frontdoor_table_rules(table, msg):
 def test_frontdoor_table_merges_along_extends(home):
     d = home / "profiles"
     d.mkdir()
-    (d / "base.toml").write_text('model = "20b"\nimage = "img:1"\nctx = 4096\n[frontdoor]\nport = 8000\nimage = "caddy:2.10"\n')
+    (d / "base.toml").write_text('model = "20b"\nimage = "img:1"\nctx = 4096\n[frontdoor]\nkind = "caddy"\nport = 8000\nimage = "caddy:2.10"\n')
     (d / "child.toml").write_text('extends = "base"\n[frontdoor]\nadmin_port = 2100\n')
     p = P.resolve_profile(load_settings(), "child")
-    assert p["frontdoor"] == {"kind": "haproxy", "host": "127.0.0.1", "port": 8000, "admin_port": 2100,
+    assert p["frontdoor"] == {"kind": "caddy", "host": "127.0.0.1", "port": 8000, "admin_port": 2100,
                               "image": "caddy:2.10", "docker_host": ""}
 
 

@@ -94,3 +94,27 @@ def test_hint_names_the_key(home):
 def test_still_accepted(home, body):
     r = validate(home, body)
     assert r.code == 0, r.err
+
+
+@pytest.mark.parametrize("table,needle", [
+    ('kind = "caddy"\nimage = "haproxy:2.8"', "is a haproxy image, but `frontdoor.kind` is 'caddy'"),
+    ('image = "docker.io/library/caddy:2@sha256:' + "a" * 64 + '"', "is a caddy image, but `frontdoor.kind` is 'haproxy'"),
+    ('port = 80', "privileged port"),
+])
+def test_front_door_kind_image_and_port_agree(home, table, needle):
+    d = home / "profiles"
+    d.mkdir(exist_ok=True)
+    body = table if "port" in table else f"port = 18000\n{table}"
+    f = d / "fdk.toml"
+    f.write_text(f'extends = "cpu"\n[frontdoor]\n{body}\n')
+    r = run_cli("profile", "validate", "fdk")
+    assert r.code == 2 and needle in r.err, r.err
+    assert "Traceback" not in r.err
+
+
+def test_front_door_custom_image_may_bind_a_low_port(home):
+    d = home / "profiles"
+    d.mkdir(exist_ok=True)
+    (d / "fdl.toml").write_text('extends = "cpu"\n[frontdoor]\nport = 80\nimage = "registry.example/own-haproxy:1"\n')
+    r = run_cli("profile", "validate", "fdl")
+    assert r.code == 0, r.err
