@@ -14,16 +14,29 @@ import typer
 
 # ------------------------------------------------------------------ serving
 
+def _profile_name(value: Optional[str]) -> Optional[str]:
+    """A ``--profile`` value must be a name a profile can have (as ``profile validate``
+    rules it): anything else would quietly match nothing on the engine."""
+    if value is None:
+        return value
+    from ossctl.serve.profiles import NAME_RE  # only when the option is given: --help stays light
+
+    if not NAME_RE.match(value):
+        raise typer.BadParameter(f"{value!r} is not a profile name (lowercase letters, digits, '.', '_' and '-', "
+                                 "up to 63, starting with a letter or digit; see `ossctl profile list`)")
+    return value
+
+
 Profile = Annotated[str, typer.Option(
-    "--profile", "-p", metavar="NAME", help="Profile name (see `ossctl profile list`).")]
+    "--profile", "-p", metavar="NAME", help="Profile name (see `ossctl profile list`).", callback=_profile_name)]
 """A profile the command needs (no default: the option is required)."""
 
 ProfileOpt = Annotated[Optional[str], typer.Option(
-    "--profile", "-p", metavar="NAME", help="Profile name (see `ossctl profile list`).")]
+    "--profile", "-p", metavar="NAME", help="Profile name (see `ossctl profile list`).", callback=_profile_name)]
 """A profile the command can do without (its docstring says what it does then)."""
 
 ProfileFilter = Annotated[Optional[str], typer.Option(
-    "--profile", "-p", metavar="NAME", help="Only this profile (default: all).")]
+    "--profile", "-p", metavar="NAME", help="Only this profile (default: all).", callback=_profile_name)]
 """Narrow a listing to one profile."""
 
 DockerHost = Annotated[Optional[str], typer.Option(

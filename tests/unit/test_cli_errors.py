@@ -139,3 +139,11 @@ def test_debug_keeps_exit_code_and_hint_and_adds_the_traceback(home):
     assert debug.err.splitlines()[-len(err_lines):] == err_lines  # same error line (and hint) last
     usage = run_proc("download", "120b", "--workers", "0", env={"OSSCTL_DEBUG": "1"}, cwd=ROOT)
     assert usage.code == 2
+
+
+@pytest.mark.parametrize("args", [("unlock", "--profile", "Bad Name!"), ("releases", "-p", "../../etc"),
+                                  ("status", "-p", ""), ("deploy", "-p", "x" * 70, "--dry-run")])
+def test_a_profile_option_that_is_no_profile_name_is_refused_before_anything_runs(home, args):
+    r = run_cli(*args, env={"DOCKER_HOST": "unix:///nonexistent/docker.sock"})
+    assert r.code == 2 and "is not a profile name" in r.err and "Traceback" not in r.err
+    assert "Docker" not in r.err  # refused before any engine is asked
