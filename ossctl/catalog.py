@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ossctl.errors import UsageError
+from ossctl.redact import shown
 
 
 # gpt-oss reasoning levels (the harmony template's "Reasoning: low|medium|high"), for
@@ -94,6 +95,4 @@ def resolve(name: str) -> CatalogEntry:
     if is_repo_id(name):
         return CatalogEntry(name, name, "*.gguf", 0, 0, 0, "hub repo")
     known = ", ".join(sorted(CATALOG))
-    from ossctl.redact import shown
-
     raise UsageError(f"unknown model {shown(name)}", hint=f"use an alias ({known}) or a hub repo id like owner/repo; see `ossctl models`")

@@ -28,6 +28,7 @@ from ossctl.serve.llama_flags import check_flags, parse_build, parse_help_flags,
 from ossctl.serve.llama_server import llama_args
 from ossctl.serve.preflight import port_free_locally
 from ossctl.serve.profiles import is_loopback
+from ossctl.serve.trial import reap_trials
 from ossctl.settings import load_settings
 from ossctl.units import human_size
 # the --version / --help parsers live with the flag table they serve (deploy uses them too)
@@ -322,8 +323,6 @@ def _trials(ctx: Context) -> Check:
     are provably gone are removed here, as the next trial would; others are named."""
     if ctx.runtime is None:
         return Check("trials", SKIP, "no Docker engine")
-    from ossctl.serve.trial import reap_trials
-
     r = reap_trials(ctx.runtime)
     gone = f"removed {len(r.removed)} left by ossctl processes that are gone ({', '.join(r.removed)}); " \
         if r.removed else ""

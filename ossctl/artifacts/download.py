@@ -14,9 +14,10 @@ from pathlib import Path
 from ossctl import catalog
 from ossctl.artifacts import manifest as mf
 from ossctl.artifacts.dirlock import model_dir_lock
+from ossctl.artifacts.gguf import int_value, read_gguf_kv
+from ossctl.artifacts.hashing import sha256_file
 from ossctl.artifacts.hub import Hub, RemoteModel, check_patterns
 from ossctl.artifacts.shards import check_split_headers, order_parts, safe_relpath
-from ossctl.artifacts.hashing import sha256_file
 from ossctl.artifacts.transfer import Cancelled, Job, fetch, quarantine
 from ossctl.errors import ConflictError, IntegrityError, Interrupted, OssctlError, UsageError
 from ossctl.settings import Settings
@@ -252,8 +253,6 @@ def _kept_partials(target: Path) -> str:
 
 
 def gguf_facts(directory: Path, ordered: list[str]) -> dict:
-    from ossctl.artifacts.gguf import int_value, read_gguf_kv
-
     first = directory / ordered[0]
     kv = read_gguf_kv(first)
     arch = kv.get("general.architecture")

@@ -9,9 +9,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ossctl import catalog
-from ossctl.artifacts import hashing
-from ossctl.artifacts import manifest as mf
+from ossctl.artifacts import hashing, manifest as mf
+from ossctl.artifacts.dirlock import model_dir_lock
+from ossctl.artifacts.download import check_same_repo, gguf_facts, int_setting
 from ossctl.artifacts.gguf import not_regular
+from ossctl.artifacts.hub import Hub
 from ossctl.artifacts.shards import check_split_files, order_parts
 from ossctl.errors import IntegrityError, NotFoundError, OssctlError, RemoteError, UsageError
 from ossctl.settings import Settings
@@ -90,9 +92,6 @@ def adopt(settings: Settings, directory: str | Path, repo: str, revision: str | 
     or a part it does not have), :class:`NotFoundError` when the Hub has no such repo or
     revision, :class:`ConflictError` when the directory holds another repo's manifest or
     another ossctl writes there. Nothing is written unless everything checks out."""
-    from ossctl.artifacts.dirlock import model_dir_lock
-    from ossctl.artifacts.download import check_same_repo, gguf_facts, int_setting
-
     d = Path(directory).expanduser()
     if not d.is_dir():
         raise NotFoundError(f"directory {d} does not exist", hint="pass the directory that holds the .gguf parts")
@@ -121,8 +120,6 @@ def adopt(settings: Settings, directory: str | Path, repo: str, revision: str | 
 
         status, detail, commit = "skipped", "--offline", None
         if not offline:
-            from ossctl.artifacts.hub import Hub
-
             retries = int_setting(settings, "download.retries", "OSSCTL_DOWNLOAD_RETRIES", 5)
             hub = Hub(settings.env, retries=min(retries, 3))
             try:

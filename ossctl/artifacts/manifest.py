@@ -15,11 +15,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ossctl import __version__
+from ossctl import __version__, catalog
 from ossctl.artifacts import hashing
+from ossctl.artifacts.gguf import file_kind
 from ossctl.artifacts.shards import order_parts
-from ossctl.errors import IntegrityError, NotFoundError, UsageError
+from ossctl.errors import IntegrityError, NotFoundError, OssctlError, UsageError
 from ossctl.fsutil import atomic_write
+from ossctl.redact import shown
 
 MANIFEST_NAME = "manifest.toml"
 PARTIAL_SUFFIX = ".part"
@@ -114,8 +116,6 @@ def write_manifest(directory: Path, manifest: Manifest) -> Path:
 def save_manifest(directory: Path, manifest: Manifest, then: str = "re-run") -> Path:
     """:func:`write_manifest` with a file-system error (disk full, read-only) as one
     clear line; ``then`` completes the hint ("check free space and permissions, then …")."""
-    from ossctl.errors import OssctlError
-
     try:
         return write_manifest(directory, manifest)
     except OSError as exc:
@@ -207,10 +207,6 @@ def model_dir_for_repo(models_dir: Path, repo: str) -> Path:
 def locate_model_dir(settings, model_or_dir: str) -> Path:
     """``MODEL|DIR`` as the commands take it: an existing directory, else a catalog alias
     or ``owner/repo`` mapped under the models directory."""
-    from ossctl import catalog
-
-    from ossctl.redact import shown
-
     p = Path(model_or_dir).expanduser()
     if p.is_dir():
         return p
@@ -259,7 +255,6 @@ def layout_problem(directory: Path, rel: str) -> str | None:
     block every reader). Never opens the file."""
     import stat as _stat
 
-    from ossctl.artifacts.gguf import file_kind
 
     p = Path(directory) / rel
     try:

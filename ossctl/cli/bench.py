@@ -11,6 +11,9 @@ from ossctl.cli import output
 from ossctl.cli.options import ProfileOpt
 from ossctl.loadtest import DEFAULT_DURATION, DEFAULT_USERS
 
+# Library modules are imported inside the commands: `ossctl --help` imports this module,
+# and they would cost it start-up time (python -X importtime -m ossctl --help).
+
 
 def bench(
     ctx: typer.Context,

@@ -7,6 +7,9 @@ import typer
 from ossctl.cli import output
 from ossctl.cli.options import ProfileOpt
 
+# Library modules are imported inside the commands: `ossctl --help` imports this module,
+# and they would cost it start-up time (python -X importtime -m ossctl --help).
+
 
 def doctor_cmd(
     ctx: typer.Context,

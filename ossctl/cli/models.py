@@ -9,6 +9,9 @@ import typer
 
 from ossctl.cli import output
 
+# Library modules are imported inside the commands: `ossctl --help` imports this module,
+# and they would cost it start-up time (python -X importtime -m ossctl --help).
+
 
 def models_cmd(ctx: typer.Context) -> None:
     """List the model aliases the other commands accept."""

@@ -16,6 +16,9 @@ import typer
 from typing import TYPE_CHECKING
 from ossctl.units import human_size  # noqa: F401  (re-exported for commands)
 
+# Library modules are imported inside the commands: `ossctl --help` imports this module,
+# and they would cost it start-up time (python -X importtime -m ossctl --help).
+
 if TYPE_CHECKING:  # settings (tomllib, pathlib) load only when a command needs them
     from ossctl.settings import Settings
 

@@ -8,6 +8,9 @@ import typer
 
 from ossctl.cli import output
 
+# Library modules are imported inside the commands: `ossctl --help` imports this module,
+# and they would cost it start-up time (python -X importtime -m ossctl --help).
+
 profile_app = typer.Typer(help="Serving profiles: list, show resolved, validate.", no_args_is_help=True)
 
 

@@ -24,8 +24,8 @@ from collections.abc import Callable, Mapping
 
 from ossctl.catalog import REASONING_EFFORTS
 from ossctl.errors import UsageError
-from ossctl.loadtest import stats
-from ossctl.loadtest.http11 import HEAD, TO_CLOSE, Forward, ResponseParser
+from ossctl.loadtest import report as _report, stats
+from ossctl.loadtest.http11 import Forward, HEAD, ResponseParser, TO_CLOSE
 from ossctl.loadtest.openai import SSE, Target, completion_into, efforts_of, encode_requests, probe
 from ossctl.loadtest.prompts import Prompt
 from ossctl.loadtest.stats import Sample
@@ -293,8 +293,6 @@ def run_levels(target: Target, prompts: list[Prompt], users: list[int], *, durat
     with ``interrupted`` set when Ctrl-C stopped the run and ``aborted`` when the server
     stopped accepting connections. Raises :class:`RemoteError` if the server cannot be
     reached before the run."""
-    from ossctl.loadtest import report as _report
-
     if (duration_s is None) == (requests is None):
         raise UsageError("give either a duration or a request count per level")
     with asyncio.Runner(loop_factory=_loop_factory(env or {})) as runner:

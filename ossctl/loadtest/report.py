@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ossctl.errors import EXIT_SLA, OssctlError, RemoteError, UsageError
+from ossctl.fsutil import atomic_write
 from ossctl.loadtest import sla as _sla
 from ossctl.loadtest.stats import Sample, error_label, summarize
 from ossctl.units import format_seconds
@@ -202,7 +203,6 @@ def store_last(cache_dir: Path, summary: dict) -> Path:
     written atomically). Raises ``OSError``."""
     import json
 
-    from ossctl.fsutil import atomic_write
 
     path = _last_dir(cache_dir) / f"{summary['profile']}.json"
     atomic_write(path, json.dumps(summary, indent=1) + "\n")
@@ -288,7 +288,6 @@ def plot(report: dict, path: str | Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from ossctl.fsutil import atomic_write
 
     panels = plot_panels(report)
     efforts = [lv.get("reasoning_effort") for lv in report["levels"]]

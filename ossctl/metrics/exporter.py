@@ -29,8 +29,16 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import Any
 
+from ossctl.artifacts.manifest import locate_model_dir
 from ossctl.errors import OssctlError
+from ossctl.gpu import fit, nvml
+from ossctl.loadtest.report import load_last
 from ossctl.metrics import families as F
+from ossctl.metrics.promclient import parse_text
+from ossctl.ops import service
+from ossctl.serve.apikey import read_api_key
+from ossctl.serve.docker_runtime import docker_host
+from ossctl.serve.profiles import resolve_profile
 
 SOURCES = ("nvml", "docker", "llama_metrics", "llama_slots", "profile", "plan", "bench")
 JSON_KEYS = ("time", "duration_s", "sources", "metrics")
@@ -113,8 +121,6 @@ class Exporter:
     # -- sources -----------------------------------------------------------------------
 
     def _snapshot(self):
-        from ossctl.gpu import nvml
-
         try:
             if self._nvml is None:
                 session = nvml.Session(self.settings.env, self._backend)
@@ -171,8 +177,6 @@ class Exporter:
             conn.close()
 
     def _fetch_metrics(self, endpoint: str, key: str | None) -> list[F.Family] | None:
-        from ossctl.metrics.promclient import parse_text
-
         code, text = self._get(endpoint.rstrip("/") + "/metrics", key)
         if code in _UNSUPPORTED:
             return None
@@ -218,8 +222,6 @@ class Exporter:
             return self._scrape()
 
     def _scrape(self) -> Scrape:
-        from ossctl.loadtest.report import load_last
-
         t0 = time.perf_counter()
         wall = time.time()
         sources: list[dict[str, Any]] = []
@@ -319,23 +321,16 @@ class Exporter:
 
 
 def _status(settings, profile: str | None, docker_host_flag: str | None) -> dict[str, Any]:
-    from ossctl.ops import service
-
     return service.status(settings, profile, docker_host_flag=docker_host_flag).to_dict()
 
 
 def _docker_host(settings, flag: str | None) -> str:
-    from ossctl.serve.docker_runtime import docker_host
-
     return docker_host(settings, flag)
 
 
 def _resolve(settings, rel: dict[str, Any]) -> dict[str, Any]:
     """``{"profile": resolved dict | None, "api_key": str | None, "metrics": bool,
     "error": str | None}`` for one release."""
-    from ossctl.serve.apikey import read_api_key
-    from ossctl.serve.profiles import resolve_profile
-
     try:
         prof = dict(resolve_profile(settings, str(rel.get("profile"))))
     except OssctlError as exc:
@@ -360,9 +355,6 @@ def _header_safe(key: str) -> bool:
 
 def _plan(settings, prof: dict[str, Any], devices: tuple) -> tuple[dict[int, int] | None, str | None]:
     """Planned bytes per GPU index for ``prof`` on ``devices`` ((index, name, total))."""
-    from ossctl.artifacts.manifest import locate_model_dir
-    from ossctl.gpu import fit
-
     try:
         try:
             model_dir = locate_model_dir(settings, str(prof["model"]))

@@ -22,11 +22,13 @@ import datetime as _dt
 import re
 from typing import Any
 
+from ossctl.artifacts import manifest as mf
 from ossctl.artifacts.hashing import model_id as _model_id
 from ossctl.errors import ConflictError, IntegrityError, NotFoundError, OssctlError, RemoteError, UsageError
 from ossctl.registry.keys import KeySource
-from ossctl.registry.rpc import (Confirm, Connection, RpcError, TxPlan, artifact, checksum_address, connect,
-                                 encode_call, estimate, execute, signer)
+from ossctl.registry.rpc import (
+    Confirm, Connection, RpcError, TxPlan, artifact, checksum_address, connect, encode_call, estimate, execute, signer,
+)
 
 _HEX_ID = re.compile(r"^0x[0-9a-fA-F]{64}$")
 
@@ -272,8 +274,6 @@ def register_model(settings, conn: Connection, model: str, key: KeySource | None
     require its files to verify against the manifest, then :func:`register` its
     composite. Raises what :func:`ossctl.artifacts.manifest.require_verified` and
     :func:`register` raise."""
-    from ossctl.artifacts import manifest as mf
-
     directory = mf.locate_model_dir(settings, model)
     m = mf.require_verified(directory)
     return register(conn, m.repo, m.first_file, m.composite_sha256, m.model_id, key, dry_run=dry_run,
@@ -284,8 +284,6 @@ def resolve(settings, model: str) -> tuple[str, str | None, str | None, str | No
     """ID|MODEL|DIR → (model id, local composite or None, repo, first file): a ``0x``
     id as given, else the manifest of the model's directory. Raises :class:`UsageError`
     when the manifest names no hub repo (then there is no model id)."""
-    from ossctl.artifacts import manifest as mf
-
     mid = parse_model_id(model)
     if mid is not None:
         return mid, None, None, None

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from ossctl.errors import NotFoundError, UsageError
-from ossctl.redact import register_secret
+from ossctl.redact import register_secret, shown
 
 KEY_ENV_VARS = ("OSSCTL_PRIVATE_KEY", "OWNER_PRIVATE_KEY")
 PASSWORD_ENV = "OSSCTL_KEYSTORE_PASSWORD"
@@ -143,8 +143,6 @@ def _checksum(addr: str) -> str:
 
 def _label(path: Path | None) -> str:
     """A keystore path for messages; never a private key pasted as ``--keystore``."""
-    from ossctl.redact import shown
-
     text = shown(path)
     return str(path) if text.startswith("'") else text
 

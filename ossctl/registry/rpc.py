@@ -25,6 +25,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from ossctl.errors import NotFoundError, OssctlError, RemoteError, UsageError
+from ossctl.redact import shown
 from ossctl.registry.keys import KeySource, require_key_source
 
 DEFAULT_RECEIPT_TIMEOUT = 120.0  # seconds
@@ -97,8 +98,6 @@ def checksum_address(text: str, what: str = "address") -> str:
 
     t = (text or "").strip()
     if not _HEX_ADDRESS.match(t):
-        from ossctl.redact import shown
-
         raise UsageError(f"{what} {shown(t)} is not an address (expected 0x followed by 40 hex digits)",
                          hint="check --registry / OSSCTL_REGISTRY_ADDRESS / [registry] address")
     body = t[2:]

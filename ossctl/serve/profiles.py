@@ -24,7 +24,11 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from ossctl.errors import NotFoundError, UsageError
+from ossctl import catalog
+from ossctl.artifacts.gguf import arch_value, read_gguf_kv
+from ossctl.artifacts.manifest import locate_model_dir, read_manifest
+from ossctl.errors import NotFoundError, OssctlError, UsageError
+from ossctl.loadtest.gate import validate_bench_cfg
 from ossctl.serve.llama_flags import REASONING_EFFORTS, REASONING_FORMATS, managed_flag
 
 
@@ -469,8 +473,6 @@ def _validate_bench(b: Any) -> dict[str, Any]:
     """The ``[bench]`` table, checked by the deploy gate's own validator (one validator:
     what ``profile validate`` accepts is what runs after the health gate). The table is
     kept as written, with a single ``users = N`` made a list."""
-    from ossctl.loadtest.gate import validate_bench_cfg
-
     validate_bench_cfg(b)
     b = dict(b)
     if isinstance(b.get("users"), int):
@@ -540,8 +542,6 @@ def _image_ref(v: str, key: str, example: str) -> None:
 def trained_context(model_dir: Path, first_file: str) -> int | None:
     """The model's trained context in tokens, from the GGUF metadata of the first part
     (``<arch>.context_length``); None when unreadable."""
-    from ossctl.artifacts.gguf import arch_value, read_gguf_kv
-
     try:
         kv = read_gguf_kv(Path(model_dir) / first_file)
     except Exception:  # noqa: BLE001 - a broken file is reported by verification, not here
@@ -561,8 +561,6 @@ def check_against_model(profile: dict[str, Any], model_dir: Path, first_file: st
 
 
 def catalog_context(profile: dict[str, Any]) -> int | None:
-    from ossctl import catalog
-
     entry = catalog.CATALOG.get(profile["model"])
     return entry.context_length if entry else None
 
@@ -571,9 +569,6 @@ def validate_all(settings, names: list[str] | None = None, cwd: Path | None = No
     """Validate ``names`` (default: every profile on the search path). Each result: name,
     ok, path, error, hint, note. When the model is downloaded, ``ctx`` is also checked
     against its GGUF metadata. Raises :class:`NotFoundError` for an unknown given name."""
-    from ossctl.artifacts.manifest import locate_model_dir, read_manifest
-    from ossctl.errors import OssctlError
-
     listed = {p["name"]: p["path"] for p in list_profiles(settings, cwd)}
     if names is None:
         names = sorted(listed)
