@@ -137,6 +137,14 @@ def _restore(eng: Engine, prev: Release | None, timeout: float) -> str:
 RETRY_S = 1.0  # between attempts to reach an engine that went away (dockerd restarting)
 
 
+def _engine_answers(eng: Engine) -> bool:
+    try:
+        eng.rt.engine_info()
+    except OssctlError:
+        return False
+    return True
+
+
 def _take_back(eng: Engine, rec: Release, reason: str, undo: Callable[[], None], stopped: Release | None,
                serving: Release | None, timeout: float) -> str:
     """After a failed step: ``undo()`` what was started, record ``rec`` failed, bring back
@@ -147,6 +155,7 @@ def _take_back(eng: Engine, rec: Release, reason: str, undo: Callable[[], None],
     deadline = time.monotonic() + timeout
     t0 = time.monotonic()
     waited = False
+    answering = 0
     while True:
         try:
             undo()
@@ -157,6 +166,10 @@ def _take_back(eng: Engine, rec: Release, reason: str, undo: Callable[[], None],
                 f"release {serving.id} is still serving at {serving.endpoint}" if serving else "nothing was serving before")
             break
         except RemoteError as exc2:
+            # an engine that answers and still fails is not restarting: give up after a few tries
+            answering += _engine_answers(eng)
+            if answering >= 3:
+                return f"could not clean up ({exc2.message}); the next deploy or rollback reconciles"
             if time.monotonic() >= deadline:
                 return (f"the Docker engine did not come back within {timeout:g} s ({exc2.message}); "
                         "the next deploy or rollback reconciles")
