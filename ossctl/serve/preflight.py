@@ -9,6 +9,7 @@ import socket
 from pathlib import Path
 from typing import Any
 
+from ossctl import labels as L
 from ossctl.errors import ConflictError, OssctlError, UsageError
 from ossctl.gpu.preflight import check_vram
 from ossctl.serve import Log
@@ -65,11 +66,26 @@ def check_port(rt, profile: dict[str, Any], port: int, allowed: set[str]) -> Non
     rollout stops first."""
     users = [n for n in rt.host_port_users(port) if n not in allowed]
     if users:
-        raise ConflictError(f"port {port} is busy: published by container {users[0]}",
-                            hint="stop that container, or set another `port` in the profile")
+        raise port_user_error(rt, profile, port, users[0])
     if not allowed and rt.is_local and not port_free_locally(profile["host"], port):
         raise ConflictError(f"port {port} on {profile['host']} is busy (another process listens on it)",
                             hint=f"free it (`ss -ltnp 'sport = :{port}'` shows who holds it), or set another `port` in the profile")
+
+
+def port_user_error(rt, profile: dict[str, Any], port: int, user: str) -> ConflictError:
+    """The error for ``port`` published by container ``user``. Another profile's release
+    is named with a hint to pick another port: telling the operator to stop it would take
+    down a service that is not this profile's to take down."""
+    st = rt.find(user)
+    labels = st["labels"] if st else {}
+    other, release = labels.get(L.PROFILE), labels.get(L.RELEASE)
+    if labels.get(L.MANAGED) == "1" and other and other != profile.get("name"):
+        return ConflictError(f"port {port} is busy: release {release} of profile {other!r} serves there "
+                             f"(container {user})",
+                             hint=f"set another `port` in profile {profile.get('name')!r}; "
+                                  f"`ossctl status --profile {other}` shows what serves on {port}")
+    return ConflictError(f"port {port} is busy: published by container {user}",
+                         hint="stop that container, or set another `port` in the profile")
 
 
 def release_api_key(rec) -> str | None:

@@ -23,12 +23,15 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ossctl import labels as L
 from ossctl.artifacts.manifest import locate_model_dir, read_manifest, require_verified
-from ossctl.errors import ConflictError, DeployError, Interrupted, NotFoundError, OssctlError, UsageError
+from ossctl.errors import (
+    ConflictError, DeployError, IntegrityError, Interrupted, NotFoundError, OssctlError, RemoteError, UsageError,
+)
 from ossctl.gpu.release_vram import measure_release
 from ossctl.loadtest.gate import run_gate
 from ossctl.serve import Log, health, image_flags, llama_server, nolog
@@ -77,16 +80,21 @@ def _reconcile(eng: Engine, book: Book, profile: str, timeout: float) -> list[st
     actions: list[str] = []
     changed: list[Release] = []
     pending = {r.id: r for r in book.history(profile) if r.state is State.PENDING}
+    # a rollback restarts its target's kept container, which carries the target's release
+    # label, not the pending id: the pending record names it (container_id, rollback_to)
+    kept_by = {r.container_id: r for r in pending.values() if r.kind == "rollback" and r.container_id}
     cur = book.current(profile)
     for c in eng.containers(profile):
         rid = c["labels"].get(L.RELEASE, "")
-        rec = pending.get(rid)
+        rec = pending.get(rid) or kept_by.get(c["id"])
         if rec is None or (cur and c["id"] == cur.container_id):
             continue
-        if rec.kind == "rollback" and rec.container_id == c["id"]:
-            # a rollback restarts the target's kept container: stop it, never remove it
-            eng.rt.stop(c["id"])
-            actions.append(f"stopped container {c['name']} started by interrupted rollback {rid}")
+        if rec.kind == "rollback" and rec.container_id == c["id"] and rid != rec.id:
+            # the target's kept container: stop it, never remove it (it stays kept for rollback)
+            if c["running"]:
+                eng.rt.stop(c["id"])
+                actions.append(f"stopped container {c['name']} of release {rec.rollback_to or rid}, "
+                               f"started by interrupted rollback {rec.id}")
         else:
             eng.rt.remove(c["id"])
             actions.append(f"removed container {c['name']} left by interrupted release {rid}")
@@ -119,9 +127,61 @@ def _restore(eng: Engine, prev: Release | None, timeout: float) -> str:
             eng.log(f"restarting previous release {prev.id}")
             eng.rt.start(prev.container_id)
         _wait_healthy(eng, prev, timeout)
+    except RemoteError:
+        raise  # the engine is unreachable: the caller waits for it (see _take_back)
     except OssctlError as exc:
         return f"previous release {prev.id} did not come back: {exc.message}"
     return f"previous release {prev.id} is serving again at {prev.endpoint}"
+
+
+RETRY_S = 1.0  # between attempts to reach an engine that went away (dockerd restarting)
+
+
+def _engine_answers(eng: Engine) -> bool:
+    try:
+        eng.rt.engine_info()
+    except OssctlError:
+        return False
+    return True
+
+
+def _take_back(eng: Engine, rec: Release, reason: str, undo: Callable[[], None], stopped: Release | None,
+               serving: Release | None, timeout: float) -> str:
+    """After a failed step: ``undo()`` what was started, record ``rec`` failed, bring back
+    ``stopped`` (``serving`` still serves when nothing was stopped). While the engine is
+    unreachable (dockerd restarting: exit 5 errors) it is tried again every
+    :data:`RETRY_S` seconds for up to ``timeout`` seconds, so a release the step had
+    stopped serves again when the engine returns. Returns the sentence saying what serves."""
+    deadline = time.monotonic() + timeout
+    t0 = time.monotonic()
+    waited = False
+    answering = 0
+    while True:
+        try:
+            undo()
+            if rec.state is State.PENDING:
+                rec.to(State.FAILED, reason)
+            eng.ledger.save(rec)
+            restored = _restore(eng, stopped, timeout) if stopped else (
+                f"release {serving.id} is still serving at {serving.endpoint}" if serving else "nothing was serving before")
+            break
+        except RemoteError as exc2:
+            # an engine that answers and still fails is not restarting: give up after a few tries
+            answering += _engine_answers(eng)
+            if answering >= 3:
+                return f"could not clean up ({exc2.message}); the next deploy or rollback reconciles"
+            if time.monotonic() >= deadline:
+                return (f"the Docker engine did not come back within {timeout:g} s ({exc2.message}); "
+                        "the next deploy or rollback reconciles")
+            if not waited:
+                eng.log(f"{exc2.message}; waiting up to {timeout:g} s for it to restore the previous state")
+                waited = True
+            time.sleep(RETRY_S)
+        except OssctlError as exc2:
+            return f"could not clean up ({exc2.message}); the next deploy or rollback reconciles"
+    if waited:
+        return f"the Docker engine was unreachable for {time.monotonic() - t0:.0f} s and came back; {restored}"
+    return restored
 
 
 def _step(eng: Engine, rec: Release, cur: Release | None, start: Callable[[], str], undo: Callable[[], None],
@@ -147,14 +207,7 @@ def _step(eng: Engine, rec: Release, cur: Release | None, start: Callable[[], st
         facts = gate(rec)
     except BaseException as exc:
         reason = _reason(exc)
-        try:
-            undo()
-            rec.to(State.FAILED, reason)
-            eng.ledger.save(rec)
-            restored = _restore(eng, stopped, timeout) if stopped else (
-                f"release {cur.id} is still serving at {cur.endpoint}" if cur_state else "nothing was serving before")
-        except OssctlError as exc2:
-            restored = f"could not clean up ({exc2.message}); the next deploy or rollback reconciles"
+        restored = _take_back(eng, rec, reason, undo, stopped, cur if cur_state else None, timeout)
         if isinstance(exc, KeyboardInterrupt):
             raise Interrupted(f"interrupted: {what} stopped; {restored}") from None
         raise DeployError(f"{what} failed: {reason}", hint=restored) from None
@@ -360,6 +413,46 @@ def _restorable(target: Release, name: str) -> Release:
 
 rollback_target = _rollback_target  # the fleet asks every host for its target before any host changes
 
+@dataclass(frozen=True)
+class _RecordedModel:
+    """The model facts a release recorded, in the shape :func:`check_registered` reads."""
+
+    model_id: str | None
+    composite_sha256: str
+    repo: str | None
+    first_file: str
+
+
+def _target_preflight(eng: Engine, target: Release, name: str) -> dict[str, Any]:
+    """What deploy checks before anything stops, for the release a rollback brings back:
+    its model files verify (fast path: size + mtime as last hashed) and are the model it
+    served; when its recorded profile requires registration, the chain still has the model
+    registered, with that hash, and active. Raises :class:`IntegrityError` (exit 4) /
+    :class:`ConflictError` (exit 6) / what the registry raises; changes nothing.
+
+    A remote engine's files that are not on this machine are the fleet's to check on that
+    host (``fleet.rollout.verify_on_host``): they are skipped here, and said so."""
+    out: dict[str, Any] = {}
+    model_dir = Path(target.model_dir) if target.model_dir else None
+    if model_dir is not None and (eng.rt.is_local or (model_dir / "manifest.toml").exists()):
+        eng.log(f"verifying {model_dir} (fast path)")
+        manifest = require_verified(model_dir)
+        if target.composite_sha256 and manifest.composite_sha256 != target.composite_sha256:
+            raise IntegrityError(f"{model_dir} now holds another model than release {target.id} served "
+                                 f"(composite {manifest.composite_sha256[:12]}…, recorded {target.composite_sha256[:12]}…)",
+                                 hint=f"put release {target.id}'s files back in {model_dir}, or deploy the profile "
+                                      f"again: `ossctl deploy --profile {name}`")
+        out["files"] = {"status": "verified"}
+    else:
+        eng.log(f"release {target.id}'s model files are on {eng.host}, not here: not verified from here")
+        out["files"] = {"status": "skipped"}
+    if target.profile_resolved.get("require_registered"):
+        first = Path(target.spec["command"][1]).name if target.spec.get("command") else ""
+        out["registry"] = check_registered(eng.settings, _RecordedModel(
+            target.model_id, target.composite_sha256, target.repo, first), eng.log)
+    return out
+
+
 def rollback(settings, profile: str | None = None, to: str | None = None, *, timeout: float | None = None,
              docker_host_flag: str | None = None, log: Log = nolog) -> Release:
     """Go back to the previous healthy release (or release ``to``): restart its kept
@@ -382,6 +475,7 @@ def rollback_locked(eng: Engine, name: str, to: str | None, timeout: float | Non
     tprofile = target.profile_resolved
     timeout = float(timeout if timeout is not None else tprofile.get("health_timeout", 900))
     _reconcile(eng, book, name, timeout)
+    checked = _target_preflight(eng, target, name)
     cur_state = eng.running(cur)
     tstate = eng.rt.find(target.container_id) if target.container_id and not target.container_removed else None
     if tstate is None:
@@ -394,6 +488,7 @@ def rollback_locked(eng: Engine, name: str, to: str | None, timeout: float | Non
     rec.rollback_to, rec.previous, rec.strategy = target.id, cur.id if cur else None, "recreate"
     rec.rolled_back, rec.error, rec.ready_s, rec.deploy_s, rec.bench, rec.vram = False, None, None, None, None, None
     rec.container_removed = False
+    rec.preflight = checked
     book.add(rec)
     first_file = Path(target.spec["command"][1]).name
     api_key = release_api_key(target)
