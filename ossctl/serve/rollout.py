@@ -387,7 +387,9 @@ def _previous(book: Book, profile: str, cur: Release | None) -> Release | None:
     return None
 
 
-def _rollback_target(book: Book, name: str, cur: Release | None, to: str | None) -> Release:
+def rollback_target(book: Book, name: str, cur: Release | None, to: str | None) -> Release:
+    """The release a rollback of ``name`` goes to (``to``, else the previous one); raises
+    NotFoundError / UsageError before anything changes (the fleet asks every host first)."""
     if not to:
         target = _previous(book, name, cur)
         if target is None:
@@ -411,7 +413,6 @@ def _restorable(target: Release, name: str) -> Release:
                          "cannot roll back to it", hint=f"deploy instead: `ossctl deploy --profile {name}`")
     return target
 
-rollback_target = _rollback_target  # the fleet asks every host for its target before any host changes
 
 @dataclass(frozen=True)
 class _RecordedModel:
@@ -471,7 +472,7 @@ def rollback_locked(eng: Engine, name: str, to: str | None, timeout: float | Non
     log = eng.log
     book = eng.book(name)
     cur = book.current(name)
-    target = _rollback_target(book, name, cur, to)
+    target = rollback_target(book, name, cur, to)
     tprofile = target.profile_resolved
     timeout = float(timeout if timeout is not None else tprofile.get("health_timeout", 900))
     _reconcile(eng, book, name, timeout)

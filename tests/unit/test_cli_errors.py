@@ -147,3 +147,9 @@ def test_a_profile_option_that_is_no_profile_name_is_refused_before_anything_run
     r = run_cli(*args, env={"DOCKER_HOST": "unix:///nonexistent/docker.sock"})
     assert r.code == 2 and "is not a profile name" in r.err and "Traceback" not in r.err
     assert "Docker" not in r.err  # refused before any engine is asked
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-5", "0"])
+def test_deploy_timeout_must_be_positive_and_finite(home, value):
+    r = run_cli("deploy", "-p", "cpu", "--timeout", value, env={"DOCKER_HOST": "unix:///nonexistent/docker.sock"})
+    assert r.code == 2 and "--timeout must be a positive, finite number of seconds" in r.err, r.err
