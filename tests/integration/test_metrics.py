@@ -9,7 +9,6 @@ import re
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -18,7 +17,7 @@ from ossctl.metrics.exporter import JSON_KEYS
 from ossctl.metrics.promclient import parse_text
 from tests.plugins.docker_engine import answer
 from tests.support.cli import run_cli
-from tests.support.net import free_port
+from tests.support.net import free_port, wait_listening
 
 GiB = 1024 ** 3
 MONITORING = Path(__file__).resolve().parents[2] / "monitoring"
@@ -252,16 +251,6 @@ def _stop(proc: subprocess.Popen) -> None:
     proc.wait(20)
 
 
-def _wait_port(port: int, proc: subprocess.Popen, log: Path) -> None:
-    end = time.monotonic() + 60
-    while time.monotonic() < end:
-        assert proc.poll() is None, log.read_text()
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.1)
-    raise AssertionError(f"exporter not listening:\n{log.read_text()}")
-
 
 @pytest.mark.docker
 @pytest.mark.llama
@@ -279,7 +268,7 @@ def test_prometheus_scrapes_a_deployed_release(serve_env, prometheus_factory, tm
     log = tmp_path / "exporter.log"
     exp_env = {**env.env, "OSSCTL_FAKE_NVML": str(sc), "OSSCTL_HOME": str(env.home)}
     exporter = _serve(port, exp_env, log)
-    _wait_port(port, exporter, log)
+    wait_listening(port, exporter, log)
     prom = prometheus_factory([f"127.0.0.1:{port}"], rule_files=(MONITORING / "alerts.yml",))
     p = env.profile
     try:
@@ -328,7 +317,7 @@ def test_prometheus_scrapes_a_deployed_release(serve_env, prometheus_factory, tm
         # Docker down: GPU series stay, the docker source says it failed
         _stop(exporter)
         exporter = _serve(port, {**exp_env, "DOCKER_HOST": f"unix://{tmp_path}/dead.sock"}, log)
-        _wait_port(port, exporter, log)
+        wait_listening(port, exporter, log)
         prom.wait('ossctl_exporter_source_up{source="docker"} == 0')
         assert prom.query('up{job="ossctl"}')[0]["value"] == 1
         assert prom.query('ossctl_gpu_memory_used_bytes{gpu="1"}')[0]["value"] == 2 * GiB
@@ -339,7 +328,7 @@ def test_prometheus_scrapes_a_deployed_release(serve_env, prometheus_factory, tm
         scenario(sc, procs={1: [[4242, 5 * GiB, "compute"]]}, cgroups={4242: f"0::/system.slice/docker-{cid}.scope"},
                  lost_from=1)
         exporter = _serve(port, exp_env, log)
-        _wait_port(port, exporter, log)
+        wait_listening(port, exporter, log)
         prom.wait('ossctl_exporter_source_up{source="nvml"} == 0')
         prom.wait(f'ossctl_release_up{{profile="{p}"}} == 1')
         assert prom.query('up{job="ossctl"}')[0]["value"] == 1

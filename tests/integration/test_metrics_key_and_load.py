@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.net import free_port
+from tests.support.net import free_port, wait_listening
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -82,16 +82,6 @@ def _serve(port: int, env: dict[str, str], log: Path) -> subprocess.Popen:
                             stderr=subprocess.STDOUT, cwd=ROOT)
 
 
-def _wait_port(port: int, proc: subprocess.Popen, log: Path) -> None:
-    end = time.monotonic() + 60
-    while time.monotonic() < end:
-        assert proc.poll() is None, log.read_text()
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.1)
-    raise AssertionError(log.read_text())
-
 
 def _get(port: int, timeout: float = 30) -> tuple[int, str]:
     import http.client
@@ -122,7 +112,7 @@ def test_half_open_requests_keep_threads_bounded_and_run_no_scrape(home, tmp_pat
     proc = _serve(port, {"OSSCTL_FAKE_NVML": "4x80gb", "DOCKER_HOST": f"unix://{tmp_path}/dead.sock"}, log)
     socks = []
     try:
-        _wait_port(port, proc, log)
+        wait_listening(port, proc, log)
         code, text = _get(port)
         assert code == 200 and _scrapes(text) == 1
         base = _threads(proc.pid)
@@ -160,7 +150,7 @@ def test_sigterm_mid_scrape_finishes_the_answer_and_exits_cleanly(home, tmp_path
     proc = _serve(port, {"OSSCTL_FAKE_NVML": "4x80gb", "DOCKER_HOST": f"unix://{tmp_path}/mute.sock"}, log)
     got: dict = {}
     try:
-        _wait_port(port, proc, log)
+        wait_listening(port, proc, log)
         t = threading.Thread(target=lambda: got.setdefault("r", _get(port)), daemon=True)
         t.start()
         mute.settimeout(30)

@@ -71,6 +71,18 @@ def _ledger_view(env):
     assert rel.code == 0 and st.code == 0, rel.err + st.err
     return rel.json(), [(r["release"], r["container"], r["health"], r["leftovers"]) for r in st.json()["releases"]]
 
+def _staged_owners() -> tuple[dict[str, dict], subprocess.Popen]:
+    """Trial owners as other processes would have left them: a pid that is gone, a live
+    process (returned: the caller kills it), and the same pid on another machine."""
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    alive = subprocess.Popen(["sleep", "300"])
+    alive_start = Path(f"/proc/{alive.pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    me = process_owner()
+    return {"dead": {**me, "pid": gone.pid, "start": "1"}, "live": {**me, "pid": alive.pid, "start": alive_start},
+            "remote": {**me, "owner": "ops@another-machine", "pid": gone.pid}}, alive
+
+
 
 def test_trial_starts_gates_measures_and_is_removed_leaving_the_ledger_alone(serve_env, capsys):
     env = serve_env
@@ -200,25 +212,19 @@ def test_leftovers_of_dead_owners_are_reaped_by_the_next_trial_live_ones_are_not
     assert killed.startswith("ossctl-trial-") and [c.name for c in trials(env)] == [killed]
 
     # and containers as other owners left them: a pid that is gone, a live process, another machine
-    gone = subprocess.Popen([sys.executable, "-c", "pass"])
-    gone.wait()
-    alive = subprocess.Popen(["sleep", "300"])
-    alive_start = Path(f"/proc/{alive.pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
-    me = process_owner()
-    owners = {"dead": {**me, "pid": gone.pid, "start": "1"}, "live": {**me, "pid": alive.pid, "start": alive_start},
-              "remote": {**me, "owner": "ops@another-machine", "pid": gone.pid}}
+    owners, alive = _staged_owners()
     made = {k: _leftover(env, k, o) for k, o in owners.items()}
     try:
         logs: list[str] = []
         res = run_trial(settings, rt, profile, manifest, model_dir, log=logs.append)
         left = sorted(c.name for c in trials(env))
         assert left == sorted([made["live"].name, made["remote"].name])
-        assert f"trial: removed leftover {killed} (its owner {me['owner']} pid {child.pid} is gone)" in logs
+        assert f"trial: removed leftover {killed} (its owner {owners['dead']['owner']} pid {child.pid} is gone)" in logs
         assert any(ln.startswith(f"trial: removed leftover {made['dead'].name}") for ln in logs)
         assert res.container not in left
         # doctor-style: reaping on its own, nothing more to remove, the live owner's kept with why
         r = reap_trials(rt)
-        assert r.removed == () and dict(r.kept)[made["live"].name] == f"owner {me['owner']} pid {alive.pid} is alive"
+        assert r.removed == () and dict(r.kept)[made["live"].name] == f"owner {owners['live']['owner']} pid {alive.pid} is alive"
         assert "another machine" in dict(r.kept)[made["remote"].name]
     finally:
         alive.kill()
@@ -245,13 +251,7 @@ def test_refuses_a_profiles_port_and_a_busy_one(serve_env):
 def test_doctor_removes_dead_owners_trials_and_names_the_ones_it_cannot_judge(serve_env, monkeypatch):
     env = serve_env
     monkeypatch.setenv("DOCKER_HOST", env.docker_host)
-    gone = subprocess.Popen([sys.executable, "-c", "pass"])
-    gone.wait()
-    alive = subprocess.Popen(["sleep", "300"])
-    alive_start = Path(f"/proc/{alive.pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
-    me = process_owner()
-    owners = {"dead": {**me, "pid": gone.pid, "start": "1"}, "live": {**me, "pid": alive.pid, "start": alive_start},
-              "remote": {**me, "owner": "ops@another-machine", "pid": gone.pid}}
+    owners, alive = _staged_owners()
     made = {k: _leftover(env, k, o) for k, o in owners.items()}
     try:
         r = run_cli("--json", "doctor")

@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import contextlib
 import socket
+import subprocess
 import threading
+import time
 from collections.abc import Iterator
+from pathlib import Path
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
@@ -50,3 +53,16 @@ def http_server(handler: type[BaseHTTPRequestHandler], **attrs) -> Iterator[Thre
 
 def url(srv: ThreadingHTTPServer) -> str:
     return f"http://127.0.0.1:{srv.server_address[1]}"
+
+
+def wait_listening(port: int, proc: subprocess.Popen, log: Path, timeout: float = 60) -> None:
+    """Until something accepts connections on 127.0.0.1:``port``; fails with ``log`` when
+    ``proc`` exits first or ``timeout`` seconds pass."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        assert proc.poll() is None, log.read_text()
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.1)
+    raise AssertionError(f"nothing listens on 127.0.0.1:{port}:\n{log.read_text()}")
