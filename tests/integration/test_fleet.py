@@ -62,7 +62,7 @@ class FleetSetup:
         doc = {"extends": "cpu", "image": self.fleet.llama_image, "model": str(self.model_dir), "ctx": 512,
                "host": "0.0.0.0", "port": self.port, "api_key_file": str(self.key_file), "health_timeout": 60,
                "batch": 64, "ubatch": 64, "strategy": "recreate", "keep_releases": 5,
-               "frontdoor": {"host": "0.0.0.0", "port": self.fd_port, "image": self.fleet.frontdoor_image,
+               "frontdoor": {"host": "0.0.0.0", "port": self.fd_port, **_frontdoor_kind(self.fleet),
                              "docker_host": self.fd.docker_host},
                "hosts": self.hosts}
         doc.update(over)
@@ -87,6 +87,23 @@ class FleetSetup:
              "--duration", f"{seconds}s", "--max-tokens", "8"],
             env={**os.environ, **self.env, "OSSCTL_API_KEY": KEY}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             text=True)
+
+
+def _frontdoor_kind(fleet) -> dict[str, str]:
+    """The default front door; OSSCTL_TEST_FRONTDOOR_KIND=caddy runs the same tests through
+    Caddy (to show what the zero-loss assertions catch: see the closing note of issue 26)."""
+    if os.environ.get("OSSCTL_TEST_FRONTDOOR_KIND") == "caddy":
+        return {"kind": "caddy", "image": fleet.caddy_image}
+    return {"image": fleet.frontdoor_image}
+
+
+def _tally(phase: str, **counts) -> None:
+    """Append this phase's request counts to $OSSCTL_TEST_TALLY_LOG when set (for repeated
+    runs that report totals)."""
+    log = os.environ.get("OSSCTL_TEST_TALLY_LOG")
+    if log:
+        with open(log, "a", encoding="utf-8") as f:
+            f.write(json.dumps({"phase": phase, **counts}) + "\n")
 
 
 def _bench_result(proc) -> dict:
@@ -159,6 +176,7 @@ def test_rolling_deploy_and_failed_deploy_under_load_lose_no_request(fs):
     assert r.code == 0, r.err
     assert [h["release"] for h in r.json()["hosts"]] == ["r0002"] * 3
     b = _bench_result(load)
+    _tally("rolling deploy", bench=b, clients=polled.to_dict())
     assert b["requests"] > 0 and b["errors"] == 0, (b, wall)
     assert polled.requests > 0 and polled.failed == 0, polled.to_dict()
 
@@ -174,6 +192,7 @@ def test_rolling_deploy_and_failed_deploy_under_load_lose_no_request(fs):
     assert r.code == 7, r.err
     assert "rolled back" in r.err and "failed" in r.err
     b = _bench_result(load)
+    _tally("failing deploy", bench=b, clients=polled.to_dict())
     assert b["requests"] > 0 and b["errors"] == 0, b
     assert polled.requests > 0 and polled.failed == 0, polled.to_dict()
     fs.write()
@@ -183,6 +202,7 @@ def test_rolling_deploy_and_failed_deploy_under_load_lose_no_request(fs):
     # the whole fleet back to r0001, health-gated, through the front door, under load
     with clients(fs.endpoint, api_key=KEY, hog_s=120) as polled:
         r = fs.cli("--json", "rollback", "-p", fs.name)
+    _tally("rollback", clients=polled.to_dict())
     assert r.code == 0, r.err
     assert polled.requests > 0 and polled.failed == 0, polled.to_dict()
     rows = fs.cli("--json", "status", "-p", fs.name).json()["releases"]
