@@ -144,3 +144,11 @@ def test_no_module_imports_a_room_above_it_or_a_peer_room():
         bad += _upward(mod, _imports(p))
     assert unplaced == [], "place these modules in RANKS"
     assert bad == []
+
+
+def test_no_two_test_files_share_a_name():
+    # tests/unit and tests/integration are not packages: pytest imports each test file by its
+    # basename, and a second file of the same name fails the whole collection
+    tests = Path(__file__).resolve().parents[1]
+    names = [p.name for p in tests.rglob("test_*.py")]
+    assert sorted({n for n in names if names.count(n) > 1}) == []

@@ -11,12 +11,13 @@ from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 from ossctl import labels as L
-from ossctl.errors import NotFoundError, OssctlError, RemoteError, UsageError
+from ossctl.errors import ConflictError, NotFoundError, OssctlError, RemoteError, UsageError
 from ossctl.serve.profiles import FRONTDOOR_IMAGES as DEFAULT_IMAGES  # per kind: the image a [frontdoor] gets
 
 MAX_WEIGHT = 100
 DEFAULT_ADMIN_PORT = 2019
 HEALTH_URI = "/health"
+RESTART_POLICY = {"Name": "unless-stopped"}  # a front door comes back with the engine
 HTTP_TIMEOUT_S = 10  # one admin or /slots request made from inside the front-door container
 ROLE_LABEL = L.ROLE
 
@@ -210,7 +211,14 @@ class ProxyFrontDoor:
         self.log = log or (lambda _msg: None)
 
     # what a proxy module supplies ---------------------------------------------------------
-    def prepare(self, upstreams: list[Upstream] | None = None, timeout: float = 30.0) -> None:
+    def _create(self, upstreams: list[Upstream], timeout: float) -> str:
+        """Run a new container routing to ``upstreams`` and wait until its proxy answers
+        (and is one ossctl can drive); returns its id."""
+        raise NotImplementedError
+
+    def _read_other(self, c: dict[str, Any]) -> list[Upstream] | None:
+        """The upstream list of the running container ``c`` that is about to be replaced
+        (another image, address or kind), so the new one keeps it."""
         raise NotImplementedError
 
     def state(self) -> FrontDoorState:
@@ -237,6 +245,28 @@ class ProxyFrontDoor:
         raise NotImplementedError
 
     # shared -------------------------------------------------------------------------------
+    def prepare(self, upstreams: list[Upstream] | None = None, timeout: float = 30.0) -> None:
+        """Make the front door run as ``spec`` says. A stopped container is started again
+        (it comes back with its last upstreams); one whose image, listen address or kind
+        differ is replaced (keeping its upstreams); none is created. ``upstreams``, when
+        given, then becomes the upstream list."""
+        c = self.rt.find(self.spec.name)
+        if c is not None and not self._matches(c):
+            if upstreams is None and c["running"]:
+                upstreams = self._read_other(c)
+            self.rt.remove(c["id"])
+            c = None
+        if c is None:
+            cid = self._create(list(upstreams or []), timeout)
+            self.rt.set_restart(cid, RESTART_POLICY)
+            return
+        if not c["running"]:
+            self.rt.start(c["id"])
+            self._wait_up(timeout, c["id"], created=False)
+        self.rt.set_restart(c["id"], RESTART_POLICY)
+        if upstreams is not None:
+            self.route(upstreams)  # a running one answers at once; it was checked when it was made
+
     def ensure(self, upstreams: list[Upstream] | None = None, timeout: float = 30.0) -> FrontDoorState:
         """:meth:`prepare`, then the state."""
         self.prepare(upstreams, timeout)
@@ -292,6 +322,19 @@ class ProxyFrontDoor:
                 raise DrainTimeout(f"upstream {target} still has {busy} request(s) in flight after {timeout:g} s of draining",
                                    hint="wait for the long requests and drain again, or pass a longer drain timeout")
             time.sleep(poll)
+
+    def _exited_while_starting(self, c: dict[str, Any] | None, cid: str, created: bool, error_of) -> OssctlError:
+        """The error for container ``cid`` (state ``c``) that stopped while it was
+        starting, from its last log lines (``error_of(logs)``: the proxy's own error line);
+        one that was just ``created`` never served and is removed."""
+        logs = self.rt.logs(cid, tail=10)
+        if created and c is not None:
+            self.rt.remove(cid)  # ours, just made, never served: nothing is lost
+        if "address already in use" in logs.lower():
+            return ConflictError(f"the front door cannot listen on {self.spec.listen}: the port is in use",
+                                 hint="another process holds it; pick another [frontdoor] port in the profile")
+        return RemoteError(f"the front door {self.spec.name} exited while starting: {error_of(logs)}",
+                           hint=f"check the image ({self.spec.image}) and `docker logs {self.spec.name}`")
 
     def _revive(self) -> bool:
         """After an exec that Docker refused: start the front door again when it stopped

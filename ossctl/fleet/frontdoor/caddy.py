@@ -32,9 +32,9 @@ import time
 from dataclasses import asdict
 from typing import Any
 
-from ossctl.errors import ConflictError, OssctlError, RemoteError, UsageError
+from ossctl.errors import OssctlError, RemoteError, UsageError
 from ossctl.fleet.frontdoor.base import (
-    DEFAULT_IMAGES, HEALTH_URI, HTTP_TIMEOUT_S, FrontDoorSpec, FrontDoorState, ProxyFrontDoor, Upstream,
+    DEFAULT_IMAGES, HEALTH_URI, HTTP_TIMEOUT_S, RESTART_POLICY, FrontDoorSpec, FrontDoorState, ProxyFrontDoor, Upstream,
     UpstreamState, check_unique,
 )
 
@@ -136,7 +136,7 @@ def container_spec(spec: FrontDoorSpec, upstreams: list[Upstream]) -> dict[str, 
         "environment": {"XDG_CONFIG_HOME": "/config", "XDG_DATA_HOME": "/data"},
         "network_mode": "host",
         "files": {CONFIG_PATH: config},
-        "restart_policy": {"Name": "unless-stopped"},
+        "restart_policy": RESTART_POLICY,
         "labels": spec.labels(),
     }
 
@@ -174,31 +174,15 @@ class CaddyFrontDoor(ProxyFrontDoor):
         self._known: list[Upstream] | None = None
 
     # lifecycle ------------------------------------------------------------------------
-    def prepare(self, upstreams: list[Upstream] | None = None, timeout: float = 30.0) -> None:
-        """Make the front door run as ``spec`` says. A stopped container is started again
-        (it resumes its last upstreams); one whose image, listen address or admin port
-        differ is replaced (keeping its upstreams); none is created (and its Caddy version
-        checked). ``upstreams``, when given, then becomes the upstream list."""
-        c = self.rt.find(self.spec.name)
-        if c is not None and not self._matches(c):
-            if upstreams is None and c["running"]:
-                upstreams = self._read_upstreams()
-            self.rt.remove(c["id"])
-            c = None
-        policy = container_spec(self.spec, [])["restart_policy"]
-        if c is None:
-            cid = self.rt.run(container_spec(self.spec, upstreams or []))
-            self._wait_up(timeout, cid, created=True)
-            self._check_version(cid, created=True)
-            self.rt.set_restart(cid, policy)
-            self._known = list(upstreams or [])
-            return
-        if not c["running"]:
-            self.rt.start(c["id"])
-            self._wait_up(timeout, c["id"], created=False)
-        self.rt.set_restart(c["id"], policy)
-        if upstreams is not None:
-            self.route(upstreams)  # a running one answers at once; its Caddy was checked when it was made
+    def _create(self, upstreams: list[Upstream], timeout: float) -> str:
+        cid = self.rt.run(container_spec(self.spec, upstreams))
+        self._wait_up(timeout, cid, created=True)
+        self._check_version(cid, created=True)
+        self._known = upstreams
+        return cid
+
+    def _read_other(self, c: dict[str, Any]) -> list[Upstream] | None:
+        return self._read_upstreams()  # a Caddy front door's; another proxy's list is not read
 
     # reading ----------------------------------------------------------------------------
     def state(self) -> FrontDoorState:
@@ -317,15 +301,7 @@ class CaddyFrontDoor(ProxyFrontDoor):
         while True:
             c = self.rt.find(cid)
             if c is None or not c["running"]:
-                logs = self.rt.logs(cid, tail=10)
-                if created and c is not None:
-                    self.rt.remove(cid)  # ours, just made, never served: nothing is lost
-                line = _caddy_error(logs)
-                if "address already in use" in logs:
-                    raise ConflictError(f"the front door cannot listen on {self.spec.listen}: the port is in use",
-                                        hint="another process holds it; pick another [frontdoor] port in the profile")
-                raise RemoteError(f"the front door {self.spec.name} exited while starting: {line}",
-                                  hint=f"check the image ({self.spec.image}) and `docker logs {self.spec.name}`")
+                raise self._exited_while_starting(c, cid, created, _caddy_error)
             try:
                 if self._wget(self.spec.admin_url + "/config/")[0] == 0:
                     return

@@ -47,9 +47,9 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from ossctl import labels as L
-from ossctl.errors import ConflictError, OssctlError, RemoteError, UsageError
+from ossctl.errors import OssctlError, RemoteError, UsageError
 from ossctl.fleet.frontdoor.base import (
-    HEALTH_URI, HTTP_TIMEOUT_S, FrontDoorSpec, FrontDoorState, ProxyFrontDoor, Upstream, UpstreamState,
+    HEALTH_URI, HTTP_TIMEOUT_S, RESTART_POLICY, FrontDoorSpec, FrontDoorState, ProxyFrontDoor, Upstream, UpstreamState,
     canonical_url,
 )
 from ossctl.fleet.frontdoor.caddy import CaddyFrontDoor
@@ -232,7 +232,7 @@ def container_spec(spec: FrontDoorSpec, table: Table, order: list[str] | None = 
         "command": ["sh", "-c", start],
         "network_mode": "host",
         "files": {SEED_CFG: haproxy_config(spec, table, order).encode()},
-        "restart_policy": {"Name": "unless-stopped"},
+        "restart_policy": RESTART_POLICY,
         "labels": spec.labels(),
     }
 
@@ -311,33 +311,13 @@ class HAProxyFrontDoor(ProxyFrontDoor):
         self._order: list[str] = []
 
     # lifecycle ------------------------------------------------------------------------
-    def prepare(self, upstreams: list[Upstream] | None = None, timeout: float = 30.0) -> None:
-        """Make the front door run as ``spec`` says. A stopped container is started again
-        (it comes back with its last upstreams); one whose image, listen address or kind
-        differ is replaced (keeping its upstreams); none is created. ``upstreams``, when
-        given, then becomes the upstream list."""
-        c = self.rt.find(self.spec.name)
-        if c is not None and not self._matches(c):
-            if upstreams is None and c["running"]:
-                upstreams = self._read_other(c)
-            self.rt.remove(c["id"])
-            c = None
-        policy = {"Name": "unless-stopped"}
-        if c is None:
-            ups = list(upstreams or [])
-            table = assign_slots({}, ups)
-            order = [u.url for u in ups]
-            cid = self.rt.run(container_spec(self.spec, table, order))
-            self._wait_up(timeout, cid, created=True)
-            self.rt.set_restart(cid, policy)
-            self._table, self._order = table, order
-            return
-        if not c["running"]:
-            self.rt.start(c["id"])
-            self._wait_up(timeout, c["id"], created=False)
-        self.rt.set_restart(c["id"], policy)
-        if upstreams is not None:
-            self.route(upstreams)
+    def _create(self, upstreams: list[Upstream], timeout: float) -> str:
+        table = assign_slots({}, upstreams)
+        order = [u.url for u in upstreams]
+        cid = self.rt.run(container_spec(self.spec, table, order))
+        self._wait_up(timeout, cid, created=True)
+        self._table, self._order = table, order
+        return cid
 
     # reading ----------------------------------------------------------------------------
     def state(self) -> FrontDoorState:
@@ -460,15 +440,7 @@ class HAProxyFrontDoor(ProxyFrontDoor):
         while True:
             c = self.rt.find(cid)
             if c is None or not c["running"]:
-                logs = self.rt.logs(cid, tail=10)
-                if created and c is not None:
-                    self.rt.remove(cid)  # ours, just made, never served: nothing is lost
-                if "address already in use" in logs.lower():
-                    raise ConflictError(f"the front door cannot listen on {self.spec.listen}: the port is in use",
-                                        hint="another process holds it; pick another [frontdoor] port in the profile")
-                line = _haproxy_error(logs)
-                raise RemoteError(f"the front door {self.spec.name} exited while starting: {line}",
-                                  hint=f"check the image ({self.spec.image}) and `docker logs {self.spec.name}`")
+                raise self._exited_while_starting(c, cid, created, _haproxy_error)
             try:
                 rc, _, err = self.rt.exec(cid, argv)
             except OssctlError:
