@@ -54,3 +54,12 @@ def walk(root, toks: list[str]) -> str | None:
     if hasattr(cmd, "commands") and len(path) == 1 and toks:
         return None
     return None
+
+
+def cli_root():
+    """The Click command tree ``ossctl`` runs (what :func:`walk` walks)."""
+    import typer.main
+
+    from ossctl.cli.app import app
+
+    return typer.main.get_command(app)

@@ -8,17 +8,13 @@ import ast
 import re
 from pathlib import Path
 
-from tests.support.commands import spans, tokens, walk
+from tests.support.commands import cli_root, spans, tokens, walk
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_every_ossctl_command_written_in_source_and_readme_exists():
-    import typer.main
-
-    from ossctl.cli.app import app
-
-    root = typer.main.get_command(app)
+    root = cli_root()
     written = spans()
     assert len(written) > 30  # the scan finds them
     bad = []
@@ -40,11 +36,7 @@ def test_every_ossctl_command_written_in_source_and_readme_exists():
 
 
 def test_the_walker_catches_the_old_wrong_hints():
-    import typer.main
-
-    from ossctl.cli.app import app
-
-    root = typer.main.get_command(app)
+    root = cli_root()
     for wrong in ("serve status", "serve deploy prod", "registry register MODEL", "registry activate",
                   "hash --include X"):
         assert walk(root, tokens(wrong)) is not None, wrong
@@ -96,11 +88,7 @@ def _bare_commands(text: str) -> list[str]:
 
 
 def test_every_command_named_in_a_hint_exists_backticked_or_not():
-    import typer.main
-
-    from ossctl.cli.app import app
-
-    root = typer.main.get_command(app)
+    root = cli_root()
     hints = _hint_texts()
     assert len(hints) > 150  # the scan finds them
     bad = []
@@ -114,11 +102,7 @@ def test_every_command_named_in_a_hint_exists_backticked_or_not():
 
 
 def test_the_bare_scan_catches_the_old_bench_hint():
-    import typer.main
-
-    from ossctl.cli.app import app
-
-    root = typer.main.get_command(app)
+    root = cli_root()
     old = "check the URL and that the server is running (ossctl serve status)"
     (span,) = _bare_commands(old)
     assert walk(root, tokens(span)[1:]) == "ossctl has no command 'serve'"
