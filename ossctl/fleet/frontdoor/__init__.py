@@ -12,16 +12,17 @@ types; each proxy is one module; :func:`open_frontdoor` picks it by the profile'
 from __future__ import annotations
 
 from ossctl.errors import UsageError
-from ossctl.fleet.frontdoor.base import FrontDoor, FrontDoorSpec
+from ossctl.fleet.frontdoor.base import FrontDoorSpec, ProxyFrontDoor
 from ossctl.fleet.frontdoor.caddy import CaddyFrontDoor
 from ossctl.fleet.frontdoor.haproxy import HAProxyFrontDoor
+from ossctl.serve.profiles import FRONTDOOR_DEFAULTS
 
-KINDS = ("haproxy", "caddy")
-DEFAULT_KIND = "haproxy"
 _CLASSES = {"haproxy": HAProxyFrontDoor, "caddy": CaddyFrontDoor}
+KINDS = tuple(_CLASSES)
+DEFAULT_KIND = FRONTDOOR_DEFAULTS["kind"]
 
 
-def open_frontdoor(runtime, spec: FrontDoorSpec, log=None) -> FrontDoor:
+def open_frontdoor(runtime, spec: FrontDoorSpec, log=None) -> ProxyFrontDoor:
     """The front door of ``spec`` (run by the proxy ``spec.kind``) on the engine
     ``runtime`` talks to; nothing is started yet. Raises :class:`UsageError` for a kind
     ossctl does not know."""

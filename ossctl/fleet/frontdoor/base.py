@@ -1,13 +1,14 @@
 """The front door's seam: what every proxy behind it shares. Pure types (:class:`Upstream`,
-:class:`FrontDoorSpec` and the states), the URL rule, and :class:`FrontDoor`, the interface
-the fleet rollout uses; each proxy is one module beside this one (``caddy.py``) and
+:class:`FrontDoorSpec` and the states), the URL rule, and :class:`ProxyFrontDoor`, the
+interface the fleet rollout uses with what both proxies do alike; each proxy is one module
+beside this one (``haproxy.py``, ``caddy.py``) and
 :func:`ossctl.fleet.frontdoor.open_frontdoor` picks it by the profile's ``[frontdoor] kind``."""
 
 from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any, Protocol
+from typing import Any
 from urllib.parse import urlsplit
 
 from ossctl import labels as L
@@ -154,56 +155,17 @@ def check_unique(upstreams: list[Upstream]) -> None:
 
 
 
-class FrontDoor(Protocol):
-    """What the fleet rollout needs of a front door, whichever proxy runs it. Every method
-    raises :class:`~ossctl.errors.OssctlError` (NotFoundError: no container; RemoteError:
-    not running or its API failed; ConflictError: it cannot listen on its port)."""
-
-    spec: FrontDoorSpec
-    rt: Any  # the DockerRuntime of the engine it runs on
-
-    def prepare(self, upstreams: list[Upstream] | None = None, timeout: float = 30.0) -> None:
-        """Make it run as ``spec`` says (create, start, or replace it); ``upstreams``, when
-        given, then becomes the upstream list."""
-
-    def ensure(self, upstreams: list[Upstream] | None = None, timeout: float = 30.0) -> FrontDoorState:
-        """:meth:`prepare`, then :meth:`state`."""
-
-    def remove(self) -> None:
-        """Remove the container; nothing when there is none."""
-
-    def state(self) -> FrontDoorState:
-        """The recorded upstreams with the proxy's live counters."""
-
-    def upstreams(self) -> list[Upstream]:
-        """The upstream list."""
-
-    def busy(self, url: str, api_key: str | None = None) -> int:
-        """Requests ``url`` serves now (in flight through the proxy, or slots processing)."""
-
-    def route(self, upstreams: list[Upstream]) -> None:
-        """Replace the upstream list."""
-
-    def set_upstreams(self, upstreams: list[Upstream]) -> FrontDoorState:
-        """:meth:`route`, then the state."""
-
-    def swap(self, old: str | None, new: str) -> None:
-        """Make ``new`` an enabled upstream and drop ``old`` when it differs."""
-
-    def enable(self, url: str, weight: int | None = None) -> FrontDoorState:
-        """Send new requests to ``url`` again (optionally with a new weight)."""
-
-    def drain(self, url: str, timeout: float = 120.0, api_key: str | None = None, poll: float = 0.2) -> DrainResult:
-        """Stop new requests to ``url`` and wait until it is idle; :class:`DrainTimeout`
-        after ``timeout`` seconds (it stays disabled)."""
-
-
 class ProxyFrontDoor:
-    """What every proxy's front door does the same way: the upstream-list edits (swap,
+    """The interface the fleet rollout uses; every method raises
+    :class:`~ossctl.errors.OssctlError` (NotFoundError: no container; RemoteError: not
+    running or its API failed; ConflictError: it cannot listen on its port).
+
+    What every proxy's front door does the same way: the upstream-list edits (swap,
     enable, drain and its wait), reading one upstream's load, and the container checks.
-    A proxy module subclasses it and supplies :meth:`prepare`, :meth:`state`,
-    :meth:`upstreams`, :meth:`route`, :meth:`set_upstreams` and :meth:`_watch` (apply a
-    changed list, when given, and count what one upstream serves: ideally one exec)."""
+    A proxy module subclasses it and supplies :meth:`_create`, :meth:`_read_other`,
+    :meth:`_wait_up`, :meth:`state`, :meth:`upstreams`, :meth:`route`,
+    :meth:`set_upstreams` and :meth:`_watch` (apply a changed list, when given, and count
+    what one upstream serves: ideally one exec)."""
 
     def __init__(self, runtime, spec: FrontDoorSpec, log=None):
         self.rt = runtime

@@ -296,7 +296,7 @@ exit 0;
 
 class HAProxyFrontDoor(ProxyFrontDoor):
     """The front door of ``spec.profile`` on the engine ``runtime`` talks to, on HAProxy.
-    The same interface as :class:`ossctl.fleet.frontdoor.base.FrontDoor`; every method raises
+    The same interface as :class:`ossctl.fleet.frontdoor.base.ProxyFrontDoor`; every method raises
     :class:`OssctlError`: NotFoundError when the container does not exist, RemoteError
     when it is not running or the runtime API fails, ConflictError when it cannot listen
     on its port.
