@@ -49,14 +49,13 @@ from urllib.parse import urlsplit
 from ossctl import labels as L
 from ossctl.errors import OssctlError, RemoteError, UsageError
 from ossctl.fleet.frontdoor.base import (
-    HEALTH_URI, HTTP_TIMEOUT_S, RESTART_POLICY, FrontDoorSpec, FrontDoorState, ProxyFrontDoor, Upstream, UpstreamState,
-    canonical_url,
+    DEFAULT_IMAGES, HEALTH_URI, HTTP_TIMEOUT_S, RESTART_POLICY, FrontDoorSpec, FrontDoorState, ProxyFrontDoor, Upstream,
+    UpstreamState, canonical_url, check_unique,
 )
 from ossctl.fleet.frontdoor.caddy import CaddyFrontDoor
-from ossctl.serve.profiles import FRONTDOOR_IMAGES
 
 KIND = "haproxy"
-DEFAULT_IMAGE = FRONTDOOR_IMAGES[KIND]  # the official image (Debian: has perl-base)
+DEFAULT_IMAGE = DEFAULT_IMAGES[KIND]  # the official image (Debian: has perl-base)
 SLOTS = 32  # server slots of the backend: upstreams one front door can hold at once
 BACKEND = "upstreams"
 FRONTEND = "frontdoor"
@@ -160,11 +159,7 @@ def assign_slots(current: Table, upstreams: list[Upstream]) -> Table:
     the new table, the first after the highest slot in use now (wrapping), so a slot just
     given up is not handed to another address while its last requests may still run.
     Pure; :class:`UsageError` for a URL listed twice or more than :data:`SLOTS`."""
-    seen: set[str] = set()
-    for u in upstreams:
-        if u.url in seen:
-            raise UsageError(f"upstream {u.url} is listed twice")
-        seen.add(u.url)
+    check_unique(upstreams)
     if len(upstreams) > SLOTS:
         raise UsageError(f"the front door holds at most {SLOTS} upstreams, got {len(upstreams)}")
     slot_of = {u.url: n for n, u in current.items()}
