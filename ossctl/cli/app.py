@@ -48,10 +48,11 @@ def _root(
 
 def _register() -> None:
     # typer + stdlib imports only: each module imports its library inside its commands
-    from ossctl.cli import bench, doctor, metrics, models, profile, registry, serve, vram
+    from ossctl.cli import bench, doctor, metrics, models, profile, registry, serve, sign, vram
 
     for name, fn in (("models", models.models_cmd), ("download", models.download_cmd),
                      ("verify", models.verify_cmd), ("hash", models.hash_cmd), ("adopt", models.adopt_cmd),
+                     ("sign", sign.sign_cmd),
                      ("register", registry.register_cmd),
                      ("deploy", serve.deploy), ("rollback", serve.rollback), ("status", serve.status),
                      ("releases", serve.releases_cmd), ("unlock", serve.unlock),

@@ -8,6 +8,7 @@ from typing import List, Optional
 import typer
 
 from ossctl.cli import output
+from ossctl.cli.options import ProfileOpt
 
 # Library modules are imported inside the commands: `ossctl --help` imports this module,
 # and they would cost it start-up time (python -X importtime -m ossctl --help).
@@ -94,30 +95,71 @@ def verify_cmd(
     ctx: typer.Context,
     target: str = typer.Argument(..., metavar="MODEL|DIR", help="Model alias, owner/repo, or a model directory."),
     full: bool = typer.Option(False, "--full", help="Re-hash every file (default trusts size + mtime recorded)."),
+    signer: Optional[List[Path]] = typer.Option(None, "--signer", metavar="PUB.pem",
+                                                help="Trust signatures by this public key (repeatable)."),
+    cert_chain: Optional[List[Path]] = typer.Option(None, "--cert-chain", metavar="CHAIN.pem",
+                                                    help="Trust bundles signed with a certificate chaining to these PEM roots."),
+    cert_identity: Optional[str] = typer.Option(None, "--cert-identity", metavar="EMAIL|URI",
+                                                help="Sigstore keyless signer's identity (needs --cert-oidc-issuer and the network)."),
+    cert_oidc_issuer: Optional[str] = typer.Option(None, "--cert-oidc-issuer", metavar="URL",
+                                                   help="OIDC issuer of --cert-identity (e.g. https://accounts.google.com)."),
+    profile: ProfileOpt = None,
 ) -> None:
-    """Check files against the manifest: missing, extra, size or hash mismatch."""
+    """Check files against the manifest: missing, extra, size or hash mismatch. When
+    model.sig is there (or a signer is given), also its signature: signed by whom, with
+    which algorithm, and every file not covered by it or covered with another digest
+    (exit 4). Trust: --signer / --cert-chain / --cert-identity, else the [signature]
+    table of --profile; without either, the digests are compared and the signer only
+    reported ("unverified")."""
     from ossctl.artifacts import manifest as mf
-    from ossctl.errors import EXIT_INTEGRITY
+    from ossctl.artifacts import signing
+    from ossctl.errors import EXIT_INTEGRITY, UsageError
 
     st = output.state(ctx)
     directory = mf.locate_model_dir(st.settings, target)
+    if bool(cert_identity) != bool(cert_oidc_issuer):
+        raise UsageError("--cert-identity and --cert-oidc-issuer go together", hint="pass both, or neither")
+    trust, require = signing.Trust(tuple(signer or ()), tuple(cert_chain or ()), cert_identity, cert_oidc_issuer), False
+    if profile and not trust.given:
+        from ossctl.serve.profiles import resolve_profile
+
+        table = resolve_profile(st.settings, profile).get("signature") or {}
+        trust, require = signing.Trust.from_profile(table), bool(table.get("require"))
     res = mf.verify_dir(directory, full=full)
+    sig = (signing.check(directory, res.manifest, trust, require) if res.ok
+           else signing.SignatureCheck("skipped"))
+    ok = res.ok and sig.ok
     data = res.manifest.public(directory)
-    data["ok"] = res.ok
-    data["problems"] = res.problems
+    data["ok"] = ok
+    data["problems"] = res.problems + sig.problems
+    data["signature"] = sig.public()
 
     def human() -> str:
         lines = [_render_manifest(res.manifest, directory)]
         how = "re-hashed " + (", ".join(res.rehashed) if res.rehashed else "nothing (size + mtime unchanged)")
-        if res.ok:
+        if sig.status != "unsigned":
+            lines.append(_render_signature(sig))
+        if ok:
             lines.append(f"OK: {len(res.manifest.files)} file(s) verified; {how}")
         else:
-            lines += [f"FAIL {p['kind']}: {p['file']}: {p['detail']}" for p in res.problems]
+            lines += [f"FAIL {p['kind']}: {p['file']}: {p['detail']}" for p in data["problems"]]
         return "\n".join(lines)
 
     output.emit(st, data, human)
-    if not res.ok:
+    if not ok:
         raise typer.Exit(EXIT_INTEGRITY)
+
+
+def _render_signature(sig) -> str:
+    if sig.status == "skipped":
+        return "signature  not checked (the files do not match the manifest)"
+    rows = [f"signature  {sig.status}" + ("" if sig.status != "unverified" else
+                                          " (no trusted signer given: --signer PUB.pem or --profile NAME)")]
+    if sig.signed_by:
+        rows.append(f"signed by  {sig.signed_by}" + (f" (trusted: {sig.trusted})" if sig.trusted else ""))
+    if sig.algorithm:
+        rows.append(f"algorithm  {sig.algorithm}")
+    return "\n".join(rows)
 
 
 def hash_cmd(

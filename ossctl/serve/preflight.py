@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from ossctl import labels as L
-from ossctl.errors import ConflictError, OssctlError, UsageError
+from ossctl.artifacts import signing
+from ossctl.errors import ConflictError, IntegrityError, OssctlError, UsageError
 from ossctl.gpu.preflight import check_vram
 from ossctl.serve import Log
 from ossctl.serve.apikey import read_api_key
@@ -42,6 +43,27 @@ def check_registered(settings, manifest, log: Log) -> dict[str, Any]:
                             hint="reactivate it (`ossctl registry reactivate MODEL`) or deploy another model")
     log(f"on-chain hash matches ({manifest.composite_sha256[:12]}…)")
     return {"status": "match"}
+
+
+def check_signature(profile: dict[str, Any], model_dir: Path, manifest, log: Log) -> dict[str, Any] | None:
+    """The profile's ``[signature]`` policy against ``model_dir/model.sig``: with
+    ``require``, the model must be signed by a trusted signer and every file covered with
+    the digest the verified ``manifest`` has. Without ``require``, a bundle that is there
+    is still checked (a bad one refuses the deploy). Returns the check's public shape, or
+    None when there is no policy and no bundle. Raises :class:`IntegrityError` (exit 4)."""
+    table = profile.get("signature") or {}
+    require = bool(table.get("require"))
+    if not require and not signing.sig_path(model_dir).exists():
+        return None
+    res = signing.check(Path(model_dir), manifest, signing.Trust.from_profile(table), require=require)
+    if not res.ok:
+        p = res.problems[0]
+        more = f" (+{len(res.problems) - 1} more)" if len(res.problems) > 1 else ""
+        raise IntegrityError(f"{model_dir}: {p['file']}: {p['detail']}{more}; nothing was changed",
+                             hint=f"`ossctl verify {model_dir} --profile {profile['name']}` lists every problem; "
+                                  f"sign the verified files: `ossctl sign {model_dir} --key KEY.pem`")
+    log(f"signature: {res.status}" + (f", signed by {res.signed_by[:28]}… ({res.trusted})" if res.trusted else ""))
+    return res.public()
 
 
 def vram_check(settings, profile: dict[str, Any], model_dir: Path) -> dict[str, Any]:

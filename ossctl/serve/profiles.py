@@ -115,8 +115,8 @@ DEFAULTS: dict[str, Any] = {
     "restart": "unless-stopped",
 }
 OPTIONAL = ("temperature", "top_p", "top_k", "min_p", "repeat_penalty", "reasoning_effort", "reasoning_format",
-            "bench", "frontdoor", "hosts", "max_unavailable")
-TABLES = ("bench", "frontdoor")  # merged key by key along `extends`
+            "bench", "frontdoor", "hosts", "max_unavailable", "signature")
+TABLES = ("bench", "frontdoor", "signature")  # merged key by key along `extends`
 # [[hosts]]: a fleet. Each entry names a Docker engine (`docker_host`: a URL as DOCKER_HOST
 # takes, or a `docker context` name) and may override these keys for that host; `upstream`
 # is the address the front door reaches that host's release on (default: the host part of
@@ -424,6 +424,8 @@ def validate(raw: dict[str, Any], name: str) -> Profile:
         raise UsageError("`max_unavailable` needs a fleet: add [[hosts]] entries", hint="or remove `max_unavailable`")
     if "frontdoor" in p:
         p["frontdoor"] = _validate_frontdoor(p["frontdoor"], p)
+    if "signature" in p:
+        p["signature"] = _validate_signature(p["signature"])
     trained = catalog_context(p)
     if trained and p["ctx"] > trained:
         raise UsageError(f"`ctx` {p['ctx']} is above the trained context of {p['model']} ({trained})",
@@ -478,6 +480,39 @@ def _validate_bench(b: Any) -> dict[str, Any]:
     if isinstance(b.get("users"), int):
         b["users"] = [b["users"]]
     return b
+
+
+# [signature]: the trust policy for the model's OpenSSF model-signing bundle (model.sig,
+# see artifacts/signing.py). require: deploy refuses an unsigned model or another signer's;
+# keys: public keys (PEM paths); certificate_chain: PEM roots / intermediates for bundles
+# signed with a certificate; identity + oidc_issuer: a Sigstore keyless signer (checking
+# it reaches Sigstore's public-good instance over the network).
+SIGNATURE_DEFAULTS: dict[str, Any] = {"require": False, "keys": [], "certificate_chain": [], "identity": "",
+                                      "oidc_issuer": ""}
+
+
+def _validate_signature(t: Any) -> dict[str, Any]:
+    if not isinstance(t, dict):
+        raise UsageError(f"`signature` must be a table, got {_type_name(t)}")
+    for k in t:
+        if k not in SIGNATURE_DEFAULTS:
+            raise _unknown(k, tuple(SIGNATURE_DEFAULTS), " in [signature]")
+    s = {k: t.get(k, list(d) if isinstance(d, list) else d) for k, d in SIGNATURE_DEFAULTS.items()}
+    if not isinstance(s["require"], bool):
+        raise UsageError(f"`signature.require` must be true or false, got {_type_name(s['require'])} {s['require']!r}")
+    for k in ("keys", "certificate_chain"):
+        if not isinstance(s[k], list) or any(not isinstance(x, str) or not x.strip() for x in s[k]):
+            raise UsageError(f"`signature.{k}` must be a list of PEM file paths, got {s[k]!r}")
+    for k in ("identity", "oidc_issuer"):
+        if not isinstance(s[k], str):
+            raise UsageError(f"`signature.{k}` must be a string, got {_type_name(s[k])}")
+    if bool(s["identity"]) != bool(s["oidc_issuer"]):
+        raise UsageError("`signature.identity` and `signature.oidc_issuer` go together (a Sigstore keyless signer)",
+                         hint="set both, or neither")
+    if s["require"] and not (s["keys"] or s["certificate_chain"] or s["identity"]):
+        raise UsageError("`signature.require = true` needs someone to trust: `keys`, `certificate_chain`, or "
+                         "`identity` with `oidc_issuer`", hint='add keys = ["/path/to/signer.pub"] under [signature]')
+    return s
 
 
 def _validate_frontdoor(t: Any, p: dict[str, Any]) -> dict[str, Any]:

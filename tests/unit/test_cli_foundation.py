@@ -26,7 +26,8 @@ def test_version():
 def test_help_does_not_import_heavy_sdks():
     code = ("import sys; from ossctl.cli.app import app; import typer.main as t;"
             "t.get_command(app); heavy = [m for m in ('web3', 'docker', 'gguf', 'numpy', 'huggingface_hub', "
-            "'pynvml', 'httpx', 'eth_hash', 'prometheus_client') if m in sys.modules]; print(heavy)")
+            "'pynvml', 'httpx', 'eth_hash', 'prometheus_client', 'model_signing', 'cryptography') "
+            "if m in sys.modules]; print(heavy)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
     assert out.stdout.strip() == "[]"
     r = run_proc("--help", cwd=ROOT)

@@ -73,6 +73,7 @@ OWNERS = {
     "huggingface_hub": {"ossctl.artifacts.hub"},
     "pynvml": {"ossctl.gpu.nvml"},
     "prometheus_client": {"ossctl.metrics.promclient"},
+    "model_signing": {"ossctl.artifacts.signing"},
 }
 
 # The rooms from the top down; a module may import its own room and any room below it.
