@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ossctl import catalog
-from ossctl.artifacts import hashing, manifest as mf
+from ossctl.artifacts import hashing, manifest as mf, signing
 from ossctl.artifacts.dirlock import model_dir_lock
 from ossctl.artifacts.download import check_same_repo, gguf_facts, int_setting
 from ossctl.artifacts.gguf import not_regular
@@ -78,10 +78,12 @@ class AdoptResult:
     directory: Path
     hub: str  # "agreed" | "unreachable" | "skipped" (--offline)
     hub_detail: str | None  # why the hub could not be asked
+    signature: signing.SignatureCheck | None = None  # an existing model.sig, kept because it matches
 
 
 def adopt(settings: Settings, directory: str | Path, repo: str, revision: str | None = None,
-          offline: bool = False, workers: int | None = None) -> AdoptResult:
+          offline: bool = False, workers: int | None = None,
+          trust: signing.Trust | None = None) -> AdoptResult:
     """Write ``manifest.toml`` for the GGUF parts already in ``directory``: check the split
     set and GGUF keys, hash the parts, compare them with the Hub's size and LFS SHA-256 at
     ``revision`` when the Hub answers, and record ``repo`` (the model id needs it).
@@ -91,7 +93,11 @@ def adopt(settings: Settings, directory: str | Path, repo: str, revision: str | 
     Raises :class:`IntegrityError` (exit 4) when the Hub disagrees (a part's size or hash,
     or a part it does not have), :class:`NotFoundError` when the Hub has no such repo or
     revision, :class:`ConflictError` when the directory holds another repo's manifest or
-    another ossctl writes there. Nothing is written unless everything checks out."""
+    another ossctl writes there. Nothing is written unless everything checks out.
+
+    An existing ``model.sig`` is kept when the digests it signs are the files' (and, with
+    ``trust``, a trusted signer made it); otherwise :class:`IntegrityError` (exit 4)
+    names the first file it does not cover or covers with another digest."""
     d = Path(directory).expanduser()
     if not d.is_dir():
         raise NotFoundError(f"directory {d} does not exist", hint="pass the directory that holds the .gguf parts")
@@ -117,6 +123,16 @@ def adopt(settings: Settings, directory: str | Path, repo: str, revision: str | 
         stats = {n: (d / n).stat() for n in ordered}
         digests = hashing.sha256_files([d / n for n in ordered], workers=workers)
         local = {n: (stats[n].st_size, h) for n, h in zip(ordered, digests)}
+        sig = None
+        if signing.sig_path(d).exists():
+            sig = signing.check_files(d, {n: h for n, (_, h) in local.items()}, trust or signing.Trust())
+            if not sig.ok:
+                p = sig.problems[0]
+                more = f" (+{len(sig.problems) - 1} more)" if len(sig.problems) > 1 else ""
+                raise IntegrityError(f"{d / signing.SIG_NAME} does not sign these files: {p['file']}: {p['detail']}"
+                                     f"{more}; nothing written",
+                                     hint=f"fetch the files it signs, or move {signing.SIG_NAME} out of {d} "
+                                          f"and sign the files yourself (`ossctl sign {d} --key KEY.pem`)")
 
         status, detail, commit = "skipped", "--offline", None
         if not offline:
@@ -135,7 +151,7 @@ def adopt(settings: Settings, directory: str | Path, repo: str, revision: str | 
         m = mf.build_manifest(repo, commit, d, entries, gguf=gguf_facts(d, ordered))
         m.hub_check = "agreed" if status == "agreed" else "unchecked"
         mf.save_manifest(d, m)
-    return AdoptResult(m, d, status, detail)
+    return AdoptResult(m, d, status, detail, sig)
 
 
 def _compare(remote, local: dict[str, tuple[int, str]], d: Path) -> None:

@@ -236,11 +236,10 @@ def directory_files(directory: Path, ignore: tuple[str, ...] = IGNORED) -> list[
     return sorted(out)
 
 
-def actual_digests(directory: Path, manifest: mf.Manifest, ignore: tuple[str, ...] = IGNORED) -> dict[str, str]:
-    """Digest per file of the directory: the (verified) manifest's for its parts, a fresh
-    SHA-256 for anything else (files the manifest does not know are not model parts:
-    small, or a mistake to name)."""
-    known = {f.name: f.sha256 for f in manifest.files}
+def actual_digests(directory: Path, known: dict[str, str], ignore: tuple[str, ...] = IGNORED) -> dict[str, str]:
+    """Digest per file of the directory: ``known``'s (the verified manifest's, for its
+    parts), a fresh SHA-256 for anything else (files the manifest does not know are not
+    model parts: small, or a mistake to name)."""
     names = directory_files(directory, ignore)
     others = [n for n in names if n not in known]
     fresh = dict(zip(others, hashing.sha256_files([Path(directory) / n for n in others]))) if others else {}
@@ -442,12 +441,18 @@ def check(directory: Path, manifest: mf.Manifest, trust: Trust, require: bool = 
     ("unverified"). Never raises for a bad signature: the result says it (``ok``,
     ``problems``); raises :class:`UsageError` / :class:`NotFoundError` for unusable trust
     material."""
+    return check_files(directory, {f.name: f.sha256 for f in manifest.files}, trust, require)
+
+
+def check_files(directory: Path, known: dict[str, str], trust: Trust, require: bool = False) -> SignatureCheck:
+    """:func:`check` with the parts' digests given as ``{name: sha256}`` (``adopt``: the
+    ones it has just computed, before any manifest is written)."""
     directory = Path(directory)
     st, res = authenticate(directory, trust, require)
     if st is None:
         return res
     ignore = tuple(dict.fromkeys((*st.ignore_paths, SIG_NAME)))
-    actual = actual_digests(directory, manifest, ignore)
+    actual = actual_digests(directory, known, ignore)
     if res.status != "failed":
         res.problems = compare(st.files, actual)
         if res.problems:

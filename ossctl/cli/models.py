@@ -184,18 +184,28 @@ def adopt_cmd(
     revision: Optional[str] = typer.Option(None, "--revision", help="Branch, tag or commit to compare with (default: main)."),
     offline: bool = typer.Option(False, "--offline", help="Do not ask the Hub; record the local hashes only."),
     workers: Optional[int] = typer.Option(None, "--workers", min=1, help="Files hashed in parallel (default: one thread per file)."),
+    signer: Optional[List[Path]] = typer.Option(None, "--signer", metavar="PUB.pem",
+                                                help="An existing model.sig must be signed by this key (repeatable)."),
 ) -> None:
     """Write manifest.toml for GGUF parts already on disk (fetched with wget, on shared
     storage, copied to an air-gapped host): check the split set and GGUF keys, hash the
     parts, compare with the Hub's SHA-256 when it answers. Then verify, register and
-    deploy work without downloading again."""
+    deploy work without downloading again. An OpenSSF model-signing bundle already there
+    (model.sig) is kept when it signs these files' digests (with --signer, by that key);
+    otherwise nothing is written (exit 4)."""
+    from ossctl.artifacts import signing
     from ossctl.artifacts.local import adopt
 
     st = output.state(ctx)
-    res = adopt(st.settings, directory, repo, revision=revision, offline=offline, workers=workers)
+    res = adopt(st.settings, directory, repo, revision=revision, offline=offline, workers=workers,
+                trust=signing.Trust(tuple(signer or ())))
     m = res.manifest
     data = m.public(res.directory)
     data["hub"] = {"status": res.hub, "detail": res.hub_detail}
+    data["signature"] = res.signature.public() if res.signature else None
+    if res.signature:
+        output.info(f"kept {signing.SIG_NAME}: it signs these files ({res.signature.status}, "
+                    f"signed by {res.signature.signed_by})")
     if res.hub == "agreed":
         output.info(f"the Hub agrees: every part's size and SHA-256 match {m.repo}@{m.revision}")
     elif res.hub == "unreachable":

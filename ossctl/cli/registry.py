@@ -159,7 +159,9 @@ def status_cmd(
     The local composite is the manifest's (`ossctl verify` checks the files against it).
 
     Exit 0 when the hashes match (or for an id, when registered), 3 when not registered,
-    6 on a mismatch; the report is printed in every case.
+    6 on a mismatch; the report is printed in every case. When the model directory holds
+    a signature (model.sig), the composite of the digests it signs is compared with the
+    on-chain hash too (a mismatch: exit 6); `ossctl verify --signer` checks who signed.
     """
     from ossctl.errors import EXIT_CONFLICT, EXIT_NOT_FOUND
     from ossctl.registry import client
@@ -167,6 +169,7 @@ def status_cmd(
     st = output.state(ctx)
     conn = _connect(st, rpc_url, registry, chain_id)
     res = client.status(conn, *client.resolve(st.settings, model))
+    res["signature"] = client.signature_vs_chain(st.settings, model, res["onchain_sha256"])
     _calls(st, conn)
 
     def human() -> str:
@@ -179,12 +182,15 @@ def status_cmd(
                      ("active", _yn(res["active"])), ("tier", res["tier"]), ("registered", res["registered_at"]),
                      ("on chain", res["onchain_sha256"])]
         rows.append(("local", res["local_sha256"] or "n/a"))
+        sig = res["signature"]
+        if sig and sig["status"] != "unsigned":
+            rows.append(("signed", f"{sig['composite_sha256']} ({sig['status']} on chain; {sig['signed_by']})"))
         return "\n".join(f"{k:<10}  {v}" for k, v in rows)
 
     output.emit(st, res, human)
     if res["hash"] == "not-registered":
         raise typer.Exit(EXIT_NOT_FOUND)
-    if res["hash"] == "mismatch":
+    if res["hash"] == "mismatch" or (res["signature"] or {}).get("status") == "mismatch":
         raise typer.Exit(EXIT_CONFLICT)
 
 

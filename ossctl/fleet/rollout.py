@@ -46,7 +46,8 @@ from ossctl.serve import Log, ctrl_c_deferred, image_flags, nolog
 from ossctl.serve.docker_runtime import docker_host, engine_address
 from ossctl.serve.engine import Engine, open_engine
 from ossctl.serve.llama_flags import parse_build
-from ossctl.serve.preflight import check_registered, check_strategy, gate_timeout, profile_api_key
+from ossctl.artifacts import signing
+from ossctl.serve.preflight import check_registered, check_strategy, gate_timeout, profile_api_key, signed_statement
 from ossctl.serve.profiles import Profile, host_profile
 from ossctl.serve.releases import LEDGER_IMAGE
 from ossctl.serve.rollout import deploy_locked, rollback_locked, rollback_target
@@ -238,7 +239,19 @@ def _refuse_duplicates(ms: list[Member]) -> None:
         seen[key] = (i, m)
 
 
-def _preflight_host(settings, m: Member, manifest, log: Log) -> dict[str, Any]:
+def check_host_signature(m: Member, model_dir: str, digests: dict[str, str], statement) -> None:
+    """The digests ``m``'s host computed for its own copy (``digests``: name -> sha256)
+    against the signed ``statement``: only the bundle's digests travel, never the model
+    bytes. Raises :class:`IntegrityError` naming the host and the first file."""
+    bad = signing.compare(statement.files, digests)
+    if bad:
+        p = bad[0]
+        raise IntegrityError(f"{m.docker_host}: {model_dir}/{p['file']}: {p['detail']}",
+                             hint="copy the signed files there again (`ossctl verify DIR --signer PUB.pem` "
+                                  "checks a copy against the signature)")
+
+
+def _preflight_host(settings, m: Member, manifest, log: Log, statement=None) -> dict[str, Any]:
     _open(settings, m, log)
     image = m.engine.rt.image_info(m.profile["image"])
     build = parse_build(image_flags.read_version(m.engine.rt, m.profile["image"], settings.cache_dir, image["id"]))
@@ -249,22 +262,29 @@ def _preflight_host(settings, m: Member, manifest, log: Log) -> dict[str, Any]:
                          hint="give the host a `model = \"/path/on/that/host\"` in its [[hosts]] entry")
     if m.engine.rt.is_local and Path(model_dir, "manifest.toml").exists():
         # this machine's files: the fast path (size + mtime as last hashed), then the same composite
-        if require_verified(Path(model_dir)).composite_sha256 != manifest.composite_sha256:
+        here = require_verified(Path(model_dir))
+        if here.composite_sha256 != manifest.composite_sha256:
             raise IntegrityError(f"{m.docker_host}: {model_dir} holds another model than the manifest")
+        digests = {f.name: f.sha256 for f in here.files}
     else:
         hashed = verify_on_host(m.engine.rt, m.profile["image"], model_dir, manifest, m.engine.ledger)
         log(f"[{m.docker_host}] {model_dir}: " + ("hashed on the host, matches the manifest" if hashed else
             "unchanged since it was hashed on the host (size and mtime)"))
+        digests = {n: rec.get("sha256") for n, rec in m.engine.ledger.verified(model_dir).items()}
+    if statement is not None:
+        check_host_signature(m, model_dir, digests, statement)
+        log(f"[{m.docker_host}] {model_dir}: its digests are the signed ones")
     m.facts.update({"image_id": image["id"], "image_digests": image["digests"], "build": build})
     return {k: v for k, v in m.facts.items() if k != "engine"}
 
 
-def preflight(settings, ms: list[Member], manifest, log: Log = nolog) -> list[dict[str, Any]]:
+def preflight(settings, ms: list[Member], manifest, log: Log = nolog, statement=None) -> list[dict[str, Any]]:
     """Check every host (concurrently, each within :data:`PREFLIGHT_TIMEOUT_S`) and that
-    they agree. Returns one row per host; raises the first host's error (its exit code)
+    they agree; with ``statement`` (a signed one, :func:`signed_statement`), each host's
+    digests must be the signed ones. Returns one row per host; raises the first host's error (its exit code)
     with every host's account when any fails, :class:`UsageError` when two entries are one
     engine."""
-    res = per_host(ms, lambda m: _preflight_host(settings, m, manifest, log), PREFLIGHT_TIMEOUT_S)
+    res = per_host(ms, lambda m: _preflight_host(settings, m, manifest, log, statement), PREFLIGHT_TIMEOUT_S)
     _refuse_duplicates(ms)
     rows = [{"docker_host": m.docker_host, "ok": err is None, "error": err.message if err else None,
              **(facts or {})} for m, facts, err in res]
@@ -349,11 +369,13 @@ def deploy(settings, profile: Profile, *, timeout: float | None = None, force: b
     :class:`Interrupted` on Ctrl-C (after putting the fleet back on one version)."""
     name = profile["name"]
     gate_s = gate_timeout(profile, timeout)
-    manifest = read_manifest(locate_model_dir(settings, profile["model"]).resolve())
+    local_dir = locate_model_dir(settings, profile["model"]).resolve()
+    manifest = read_manifest(local_dir)
+    statement = signed_statement(profile, local_dir, manifest, log)
     api_key = profile_api_key(profile)
     ms = members(settings, profile)
     log(f"preflight of {len(ms)} host(s)")
-    rows = preflight(settings, ms, manifest, log)
+    rows = preflight(settings, ms, manifest, log, statement)
     if profile["require_registered"]:
         check_registered(settings, manifest, log)
     strat = _strategy(profile, strategy, ms, manifest.total_size, log)

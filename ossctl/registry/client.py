@@ -294,6 +294,27 @@ def resolve(settings, model: str) -> tuple[str, str | None, str | None, str | No
     return _model_id(m.repo, m.first_file), m.composite_sha256, m.repo, m.first_file
 
 
+def signature_vs_chain(settings, model: str, onchain_sha256: str | None) -> dict[str, Any] | None:
+    """Whether the composite of the digests a model's ``model.sig`` signs is the one
+    registered: ``{"status": "match" | "mismatch" | "not-registered" | "unsigned",
+    "composite_sha256", "signed_by"}``; None for a ``0x`` id (no directory to look in).
+    Who signed is not checked here (``ossctl verify --signer`` does): this says whether
+    the two anchors name the same bytes. Raises :class:`IntegrityError` for a bundle that
+    is not one."""
+    from ossctl.artifacts import signing
+
+    if parse_model_id(model) is not None:
+        return None
+    path = signing.sig_path(mf.locate_model_dir(settings, model))
+    if not path.exists():
+        return {"status": "unsigned", "composite_sha256": None, "signed_by": None}
+    st = signing.read_statement(path)
+    composite = st.composite_sha256()
+    verdict = ("not-registered" if onchain_sha256 is None
+               else "match" if composite and onchain_sha256.lower() == composite else "mismatch")
+    return {"status": verdict, "composite_sha256": composite, "signed_by": st.signed_by}
+
+
 def status_for_manifest(settings, manifest) -> dict[str, Any]:
     """:func:`status` for a local manifest with the connection taken from ``settings``
     (``[registry]`` / ``OSSCTL_RPC_URL`` / ``OSSCTL_REGISTRY_ADDRESS`` /

@@ -66,6 +66,26 @@ def check_signature(profile: dict[str, Any], model_dir: Path, manifest, log: Log
     return res.public()
 
 
+def signed_statement(profile: dict[str, Any], model_dir: Path, manifest, log: Log):
+    """For a fleet, whose model files are on other hosts: the statement of
+    ``model_dir/model.sig`` (next to the manifest on this machine), checked against the
+    profile's ``[signature]`` trust and against the manifest's digests, or None when there
+    is no policy and no bundle. Each host's own digests are then compared with it
+    (:func:`ossctl.artifacts.signing.compare`). Raises :class:`IntegrityError` (exit 4)."""
+    table = profile.get("signature") or {}
+    require = bool(table.get("require"))
+    if not require and not signing.sig_path(model_dir).exists():
+        return None
+    st, res = signing.authenticate(Path(model_dir), signing.Trust.from_profile(table), require)
+    problems = res.problems or signing.compare(st.files, {f.name: f.sha256 for f in manifest.files})
+    if problems:
+        p = problems[0]
+        raise IntegrityError(f"{model_dir}: {p['file']}: {p['detail']}; nothing was changed",
+                             hint=f"`ossctl verify {model_dir} --profile {profile['name']}` lists every problem")
+    log(f"signature: {res.status}" + (f", signed by {res.signed_by[:28]}… ({res.trusted})" if res.trusted else ""))
+    return st
+
+
 def vram_check(settings, profile: dict[str, Any], model_dir: Path) -> dict[str, Any]:
     r = check_vram(settings, profile, model_dir)
     return {"status": r.status, "message": r.message, "plan": r.plan, "hint": r.hint}

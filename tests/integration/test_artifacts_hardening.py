@@ -192,7 +192,7 @@ def test_adopt_fresh_directory_hub_agrees_then_verify_and_download_reuse(home, h
     r = run_cli("--json", "adopt", str(d), "--repo", REPO_120B)
     assert r.code == 0, r.err
     data = r.json()
-    assert list(data) == ["repo", "revision", "dir", "files", "composite_sha256", "model_id", "hub"]
+    assert list(data) == ["repo", "revision", "dir", "files", "composite_sha256", "model_id", "hub", "signature"]
     assert data["hub"] == {"status": "agreed", "detail": None}
     assert "the Hub agrees" in r.err and "error" not in r.err
     assert data["revision"] == hub.commit_of(REPO_120B, "main")

@@ -129,7 +129,7 @@ def test_verify_detects_missing_extra_size_and_hash(home, hub):
     d = model_dir(home)
     ok = run_cli("--json", "verify", "120b")
     assert ok.code == 0 and ok.json()["ok"] is True and ok.json()["problems"] == []
-    assert set(ok.json()) == set(JSON_KEYS) | {"ok", "problems"}
+    assert set(ok.json()) == set(JSON_KEYS) | {"ok", "problems", "signature"}
     p2 = d / names()[1]
     data = bytearray(p2.read_bytes())
     data[-1] ^= 0xFF

@@ -14,7 +14,7 @@ REGISTER_KEYS = ["action", "model_id", "repo", "file", "composite_sha256", "onch
 TX_KEYS = ["function", "args", "from", "to", "nonce", "gas", "fee_mode", "max_fee_per_gas",
            "max_priority_fee_per_gas", "gas_price", "hash", "block_number", "gas_used"]
 STATUS_KEYS = ["model_id", "repo", "file", "registry", "chain_id", "registered", "approved", "trusted", "active",
-               "tier", "onchain_sha256", "local_sha256", "hash", "registered_at"]
+               "tier", "onchain_sha256", "local_sha256", "hash", "registered_at", "signature"]
 LIST_KEYS = ["registry", "chain_id", "models"]
 LIST_MODEL_KEYS = ["model_id", "repo", "file", "sha256", "tier", "active", "registered_at"]
 SET_ACTIVE_KEYS = ["action", "model_id", "registry", "chain_id", "from", "repo", "file", "active", "tx"]
