@@ -14,7 +14,7 @@ REGISTER_KEYS = ["action", "model_id", "repo", "file", "composite_sha256", "onch
 TX_KEYS = ["function", "args", "from", "to", "nonce", "gas", "fee_mode", "max_fee_per_gas",
            "max_priority_fee_per_gas", "gas_price", "hash", "block_number", "gas_used"]
 STATUS_KEYS = ["model_id", "repo", "file", "registry", "chain_id", "registered", "approved", "trusted", "active",
-               "tier", "onchain_sha256", "local_sha256", "hash", "registered_at", "signature"]
+               "tier", "onchain_sha256", "local_sha256", "hash", "registered_at"]
 LIST_KEYS = ["registry", "chain_id", "models"]
 LIST_MODEL_KEYS = ["model_id", "repo", "file", "sha256", "tier", "active", "registered_at"]
 SET_ACTIVE_KEYS = ["action", "model_id", "registry", "chain_id", "from", "repo", "file", "active", "tx"]
@@ -50,7 +50,7 @@ def test_deploy_register_status_list_and_idempotent_rerun(chain, tiny_model):
     st = run_cli("--json", "registry", "status", str(tiny_model), env=env)
     assert st.code == 0, st.err
     s = st.json()
-    assert list(s) == STATUS_KEYS
+    assert list(s) == STATUS_KEYS + ["signature"]  # the CLI adds the signed composite
     assert (s["registered"], s["approved"], s["trusted"], s["active"], s["hash"]) == (True, True, True, True, "match")
     assert s["onchain_sha256"] == s["local_sha256"] == m.composite_sha256
     assert s["repo"] == m.repo and s["file"] == m.first_file and s["tier"] == 1 and s["registered_at"]

@@ -1,4 +1,5 @@
-"""Every ``--json`` shape of deploy / rollback / status / releases, pinned in one place:
+"""Every ``--json`` shape of deploy / rollback / status / releases / sign (and the
+``signature`` object of verify, adopt and deploy's preflight), pinned in one place:
 the typed results render them, and these are the keys scripts may rely on. (The
 integration tests check the same keys on real output: tests/integration/test_deploy.py,
 test_fleet.py.)"""
@@ -88,3 +89,28 @@ def test_host_states_refused(path):
     with pytest.raises(ValueError, match="cannot go from"):
         for s in path:
             a.to(s)
+
+
+SIGNATURE = ["status", "signed_by", "algorithm", "trusted", "composite_sha256", "problems"]
+SIGN = ["signature", "signed_by", "algorithm", "files", "composite_sha256"]
+REGISTRY_STATUS_SIGNATURE = ["status", "composite_sha256", "signed_by"]
+
+
+def test_sign_and_the_signature_object_of_verify_and_adopt():
+    from pathlib import Path
+
+    from ossctl.artifacts.signing import SignatureCheck, SignResult
+
+    assert list(SignatureCheck("unsigned").public()) == SIGNATURE
+    r = SignResult(Path("/m/model.sig"), "key sha256:x", "ecdsa-p256-sha256", {"a.gguf": "1" * 64}, "1" * 64)
+    assert list(r.public()) == SIGN
+    assert r.public()["files"] == [{"name": "a.gguf", "sha256": "1" * 64}]
+
+
+def test_registry_status_signature_object(tmp_path, monkeypatch):
+    from ossctl.registry.client import signature_vs_chain
+    from ossctl.settings import load_settings
+
+    assert signature_vs_chain(load_settings({"OSSCTL_HOME": str(tmp_path)}), "0x" + "ab" * 32, None) is None
+    assert list(signature_vs_chain(load_settings({"OSSCTL_HOME": str(tmp_path)}), str(tmp_path), None)) == \
+        REGISTRY_STATUS_SIGNATURE
