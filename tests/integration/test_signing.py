@@ -296,3 +296,45 @@ def test_fleet_preflight_checks_each_hosts_own_digests_against_the_signature(hom
     other_prof = prof.replace(signature={**prof["signature"], "keys": [str(other)]})
     with pytest.raises(IntegrityError, match="another key"):
         signed_statement(other_prof, local, manifest, lines.append)
+
+
+def _cert(subject_cn: str, key, issuer_cn: str, issuer_key, ca: bool):
+    import datetime as dt
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.x509.oid import NameOID
+
+    now = dt.datetime.now(dt.timezone.utc)
+    b = (x509.CertificateBuilder()
+         .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject_cn)]))
+         .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, issuer_cn)]))
+         .public_key(key.public_key()).serial_number(x509.random_serial_number())
+         .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(days=1))
+         .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+         .add_extension(x509.KeyUsage(digital_signature=not ca, content_commitment=False, key_encipherment=False,
+                                      data_encipherment=False, key_agreement=False, key_cert_sign=ca, crl_sign=ca,
+                                      encipher_only=False, decipher_only=False), critical=True))
+    return b.sign(issuer_key, hashes.SHA256())
+
+
+def test_sign_with_a_certificate_chain(signed, tmp_path):
+    model, _, _ = signed
+    ca_key, leaf_key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    ca = _cert("ossctl test CA", ca_key, "ossctl test CA", ca_key, ca=True)
+    leaf = _cert("release-signer", leaf_key, "ossctl test CA", ca_key, ca=False)
+    priv, _ = write_key(tmp_path, "leaf", leaf_key)
+    (tmp_path / "chain.pem").write_bytes(leaf.public_bytes(S.Encoding.PEM) + ca.public_bytes(S.Encoding.PEM))
+    (tmp_path / "root.pem").write_bytes(ca.public_bytes(S.Encoding.PEM))
+    r = run_cli("--json", "sign", str(model), "--key", str(priv), "--cert", str(tmp_path / "chain.pem"))
+    assert r.code == 0, r.err
+    assert r.json()["signed_by"] == "certificate CN=release-signer"
+    v = run_cli("--json", "verify", str(model), "--cert-chain", str(tmp_path / "root.pem"))
+    assert v.code == 0, v.out + v.err
+    sig = v.json()["signature"]
+    assert (sig["status"], sig["signed_by"], sig["algorithm"]) == ("verified", "certificate CN=release-signer",
+                                                                    "ecdsa-p256-sha256")
+    # a key is not what signed it: said so, exit 4
+    _, pub = write_key(tmp_path, "k", ec.generate_private_key(ec.SECP256R1()))
+    v = run_cli("verify", str(model), "--signer", str(pub))
+    assert v.code == 4 and "needs a certificate chain" in v.out
