@@ -38,6 +38,7 @@ from typing import Any
 
 from ossctl import labels as L
 from ossctl.errors import ConflictError, DeployError, IntegrityError, Interrupted, OssctlError, RemoteError, UsageError
+from ossctl.artifacts import signing
 from ossctl.artifacts.manifest import locate_model_dir, read_manifest, require_verified
 from ossctl.fleet.account import FleetDeploy, FleetRollback, FleetView, HostAccount, HostReach, HostState, summary
 from ossctl.fleet.frontdoor import open_frontdoor
@@ -46,7 +47,6 @@ from ossctl.serve import Log, ctrl_c_deferred, image_flags, nolog
 from ossctl.serve.docker_runtime import docker_host, engine_address
 from ossctl.serve.engine import Engine, open_engine
 from ossctl.serve.llama_flags import parse_build
-from ossctl.artifacts import signing
 from ossctl.serve.preflight import check_registered, check_strategy, gate_timeout, profile_api_key, signed_statement
 from ossctl.serve.profiles import Profile, host_profile
 from ossctl.serve.releases import LEDGER_IMAGE
@@ -281,9 +281,9 @@ def _preflight_host(settings, m: Member, manifest, log: Log, statement=None) -> 
 def preflight(settings, ms: list[Member], manifest, log: Log = nolog, statement=None) -> list[dict[str, Any]]:
     """Check every host (concurrently, each within :data:`PREFLIGHT_TIMEOUT_S`) and that
     they agree; with ``statement`` (a signed one, :func:`signed_statement`), each host's
-    digests must be the signed ones. Returns one row per host; raises the first host's error (its exit code)
-    with every host's account when any fails, :class:`UsageError` when two entries are one
-    engine."""
+    digests must be the signed ones. Returns one row per host; raises the first host's
+    error (its exit code) with every host's account when any fails, :class:`UsageError`
+    when two entries are one engine."""
     res = per_host(ms, lambda m: _preflight_host(settings, m, manifest, log, statement), PREFLIGHT_TIMEOUT_S)
     _refuse_duplicates(ms)
     rows = [{"docker_host": m.docker_host, "ok": err is None, "error": err.message if err else None,

@@ -45,24 +45,41 @@ def check_registered(settings, manifest, log: Log) -> dict[str, Any]:
     return {"status": "match"}
 
 
+def _signature_policy(profile: dict[str, Any], model_dir: Path) -> tuple[signing.Trust, bool] | None:
+    """(trust, require) from the profile's ``[signature]``; None when there is nothing to
+    check: no policy requiring it and no ``model.sig`` (one that is there is checked)."""
+    table = profile.get("signature") or {}
+    require = bool(table.get("require"))
+    if not require and not signing.sig_path(model_dir).exists():
+        return None
+    return signing.Trust.from_profile(table), require
+
+
+def _refuse_signature(problems: list[dict[str, Any]], model_dir: Path, profile: dict[str, Any]) -> IntegrityError:
+    p = problems[0]
+    more = f" (+{len(problems) - 1} more)" if len(problems) > 1 else ""
+    return IntegrityError(f"{model_dir}: {p['file']}: {p['detail']}{more}; nothing was changed",
+                          hint=f"`ossctl verify {model_dir} --profile {profile['name']}` lists every problem; "
+                               f"sign the verified files: `ossctl sign {model_dir} --key KEY.pem`")
+
+
+def _log_signature(res, log: Log) -> None:
+    log(f"signature: {res.status}" + (f", signed by {res.signed_by[:28]}… ({res.trusted})" if res.trusted else ""))
+
+
 def check_signature(profile: dict[str, Any], model_dir: Path, manifest, log: Log) -> dict[str, Any] | None:
     """The profile's ``[signature]`` policy against ``model_dir/model.sig``: with
     ``require``, the model must be signed by a trusted signer and every file covered with
     the digest the verified ``manifest`` has. Without ``require``, a bundle that is there
     is still checked (a bad one refuses the deploy). Returns the check's public shape, or
-    None when there is no policy and no bundle. Raises :class:`IntegrityError` (exit 4)."""
-    table = profile.get("signature") or {}
-    require = bool(table.get("require"))
-    if not require and not signing.sig_path(model_dir).exists():
+    None when there is nothing to check. Raises :class:`IntegrityError` (exit 4)."""
+    policy = _signature_policy(profile, model_dir)
+    if policy is None:
         return None
-    res = signing.check(Path(model_dir), manifest, signing.Trust.from_profile(table), require=require)
+    res = signing.check(Path(model_dir), manifest, *policy)
     if not res.ok:
-        p = res.problems[0]
-        more = f" (+{len(res.problems) - 1} more)" if len(res.problems) > 1 else ""
-        raise IntegrityError(f"{model_dir}: {p['file']}: {p['detail']}{more}; nothing was changed",
-                             hint=f"`ossctl verify {model_dir} --profile {profile['name']}` lists every problem; "
-                                  f"sign the verified files: `ossctl sign {model_dir} --key KEY.pem`")
-    log(f"signature: {res.status}" + (f", signed by {res.signed_by[:28]}… ({res.trusted})" if res.trusted else ""))
+        raise _refuse_signature(res.problems, model_dir, profile)
+    _log_signature(res, log)
     return res.public()
 
 
@@ -70,19 +87,16 @@ def signed_statement(profile: dict[str, Any], model_dir: Path, manifest, log: Lo
     """For a fleet, whose model files are on other hosts: the statement of
     ``model_dir/model.sig`` (next to the manifest on this machine), checked against the
     profile's ``[signature]`` trust and against the manifest's digests, or None when there
-    is no policy and no bundle. Each host's own digests are then compared with it
-    (:func:`ossctl.artifacts.signing.compare`). Raises :class:`IntegrityError` (exit 4)."""
-    table = profile.get("signature") or {}
-    require = bool(table.get("require"))
-    if not require and not signing.sig_path(model_dir).exists():
+    is nothing to check. Each host's own digests are then compared with it
+    (:func:`ossctl.fleet.rollout.check_host_signature`). Raises :class:`IntegrityError` (exit 4)."""
+    policy = _signature_policy(profile, model_dir)
+    if policy is None:
         return None
-    st, res = signing.authenticate(Path(model_dir), signing.Trust.from_profile(table), require)
+    st, res = signing.authenticate(Path(model_dir), *policy)
     problems = res.problems or signing.compare(st.files, {f.name: f.sha256 for f in manifest.files})
     if problems:
-        p = problems[0]
-        raise IntegrityError(f"{model_dir}: {p['file']}: {p['detail']}; nothing was changed",
-                             hint=f"`ossctl verify {model_dir} --profile {profile['name']}` lists every problem")
-    log(f"signature: {res.status}" + (f", signed by {res.signed_by[:28]}… ({res.trusted})" if res.trusted else ""))
+        raise _refuse_signature(problems, model_dir, profile)
+    _log_signature(res, log)
     return st
 
 

@@ -39,7 +39,8 @@ from ossctl.serve.docker_runtime import docker_host, engine_address
 from ossctl.serve.engine import Engine, endpoint_url, open_engine
 from ossctl.serve.llama_flags import parse_build
 from ossctl.serve.preflight import (
-    check_port, check_registered, check_signature, choose_strategy, gate_timeout, profile_api_key, release_api_key, vram_check,
+    check_port, check_registered, check_signature, choose_strategy, gate_timeout, profile_api_key, release_api_key,
+    vram_check,
 )
 from ossctl.serve.profiles import check_against_model, resolve_profile
 from ossctl.serve.releases import Book, Release, State, now_iso, retain_records, whoami
