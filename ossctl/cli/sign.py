@@ -39,14 +39,17 @@ def sign_cmd(
     verify key DIR --public_key PUB.pem` accepts the bundle."""
     from ossctl.artifacts import manifest as mf
     from ossctl.artifacts import signing
+    from ossctl.artifacts.dirlock import model_dir_lock
 
     st = output.state(ctx)
     directory = mf.locate_model_dir(st.settings, target)
-    manifest = mf.require_verified(directory, full=full)
+    mf.read_manifest(directory)  # no model there: "download it first" (exit 3), before any lock file
     password = st.settings.env.get(signing.PASSPHRASE_ENV) or None
     if password is None and signing.key_encrypted(key) and _interactive():
         password = typer.prompt(f"passphrase for {key}", hide_input=True, err=True)
-    res = signing.sign(directory, manifest, key, cert, password.encode("utf-8") if password else None)
+    with model_dir_lock(directory, "sign"):  # no download / adopt changes the parts while they are signed
+        manifest = mf.require_verified(directory, full=full)
+        res = signing.sign(directory, manifest, key, cert, password.encode("utf-8") if password else None)
     data = res.public()
 
     def human() -> str:

@@ -338,3 +338,20 @@ def test_sign_with_a_certificate_chain(signed, tmp_path):
     _, pub = write_key(tmp_path, "k", ec.generate_private_key(ec.SECP256R1()))
     v = run_cli("verify", str(model), "--signer", str(pub))
     assert v.code == 4 and "needs a certificate chain" in v.out
+
+
+def test_bad_input_is_one_line(signed, tmp_path, home):
+    model, priv, pub = signed
+    assert run_cli("sign", str(model), "--key", str(priv)).code == 0
+    cases = [
+        (("sign", "120b", "--key", str(priv)), 3, "no manifest in"),
+        (("sign", str(model), "--key", str(tmp_path / "absent.pem")), 3, "does not exist"),
+        (("sign", str(model), "--key", str(pub)), 2, "is not a PEM private key"),
+        (("verify", str(model), "--signer", str(priv)), 2, "is not a PEM public key"),
+        (("verify", str(model), "--cert-identity", "ops@example.com"), 2, "go together"),
+    ]
+    for args, code, line in cases:
+        r = run_cli(*args)
+        assert (r.code, r.err.count("error:")) == (code, 1), (args, r.err)
+        assert line in r.err and "Traceback" not in r.err
+    assert not (home / "models").exists() or not any((home / "models").rglob(".ossctl.lock"))
