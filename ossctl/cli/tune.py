@@ -31,7 +31,7 @@ def tune(
              "knobs: parallel, ubatch, batch, flash_attn, cache_type, cache_type_k, cache_type_v, n_cpu_moe, "
              "threads). Only the knobs named are tried (default: parallel up to --users, ubatch 256-2048, "
              "flash_attn on a GPU, threads on CPU)."),
-    more_space: Optional[List[str]] = typer.Argument(None, metavar="[KNOB=V,V]...",
+    more_space: Optional[List[str]] = typer.Argument(None, metavar="[KNOB=V,V ...]",
                                                      help="More --space knobs.", show_default=False),
     time_budget: Optional[str] = typer.Option(None, "--time", metavar="TIME",
                                               help="Stop starting trials once this is spent, e.g. 30m."),
@@ -71,7 +71,7 @@ def tune(
     Trials are recorded as they finish: a rerun with the same arguments skips them;
     Ctrl-C keeps them (exit 130). Exit 9 when no point meets the SLA."""
     st = output.state(ctx)
-    from ossctl.errors import EXIT_SLA, OssctlError, UsageError
+    from ossctl.errors import EXIT_NO_FIT, EXIT_SLA, OssctlError, UsageError
     from ossctl.loadtest.report import require_matplotlib
     from ossctl.ops.tune import tune as run_tune, tune_options
 
@@ -93,6 +93,11 @@ def tune(
 
         draw(result, plot)
         output.info(f"wrote {plot}")
+    if not result.trials and result.skipped:
+        raise OssctlError(f"no point of the space fits the GPUs: {len(result.skipped)} skipped without starting "
+                          f"them ({result.skipped[0]['reason']})",
+                          hint="narrow --space (smaller parallel, ubatch, ctx per slot), lower --margin, "
+                               "or free GPU memory (`ossctl vram watch`)", exit_code=EXIT_NO_FIT)
     if result.best is None:
         raise OssctlError(f"no point met the SLA {opts.sla} ({len(result.trials)} trial(s))",
                           hint="relax the SLA, fewer --users, or widen --space", exit_code=EXIT_SLA)

@@ -246,6 +246,32 @@ def point_overrides(profile: Mapping[str, Any], point: Mapping[str, Any], min_ct
     return {k: v for k, v in want.items() if profile.get(k) != v}
 
 
+def plan_point(profile: Mapping[str, Any], point: Mapping[str, Any], floor: int, model_dir: Path,
+               devices: list[fit.Device] | None, margin: int) -> tuple[int | None, str | None]:
+    """Whether a point may be started: ``(planned bytes on all GPUs, None)``, or ``(None,
+    why it is skipped)`` when the profile rules refuse it or the VRAM plan
+    (:func:`ossctl.gpu.fit.plan_profile`) needs more than a GPU's free memory less
+    ``margin`` bytes. ``devices``: the GPUs with their free memory (None: a CPU profile,
+    planned as 0; [] or unknown free memory: nothing can be ruled out). Reads the
+    model's GGUF header, nothing else."""
+    try:
+        tp = trial_profile(profile, point_overrides(profile, point, floor))
+    except UsageError as exc:
+        return None, exc.message
+    if devices is None:
+        return 0, None
+    try:
+        p = fit.plan_profile(tp, model_dir, devices=devices or None)
+    except OssctlError as exc:
+        return None, f"cannot plan it: {exc.message}"
+    short = [g for g in p.gpus if g.free is not None and g.total + margin > g.free]
+    if short:
+        g = short[0]
+        return None, (f"does not fit: GPU {g.index} needs {human_size(g.total)} + margin {human_size(margin)}, "
+                      f"{human_size(g.free)} free")
+    return p.total_bytes, None
+
+
 def describe_point(point: Mapping[str, Any]) -> str:
     return " ".join(f"{k}={v}" for k, v in point.items())
 
@@ -481,30 +507,9 @@ def _walk(settings, runtime, profile, manifest, model_dir, opts: TuneOptions, sp
     stop_reason: list[str] = []
 
     def plan_of(point) -> tuple[int | None, str | None]:
-        """(planned bytes on all GPUs, None) or (None, why it is skipped). Cached."""
         k = ts.key(point)
-        if k in plans:
-            return plans[k]
-        try:
-            tp = trial_profile(profile, point_overrides(profile, point, floor))
-        except UsageError as exc:
-            plans[k] = (None, exc.message)
-            return plans[k]
-        if devices is None:
-            plans[k] = (0, None)
-            return plans[k]
-        try:
-            p = fit.plan_profile(tp, model_dir, devices=devices or None)
-        except OssctlError as exc:
-            plans[k] = (None, f"cannot plan it: {exc.message}")
-            return plans[k]
-        short = [g for g in p.gpus if g.free is not None and g.total + opts.margin > g.free]
-        if short:
-            g = short[0]
-            plans[k] = (None, f"does not fit: GPU {g.index} needs {human_size(g.total)} + margin "
-                              f"{human_size(opts.margin)}, {human_size(g.free)} free")
-        else:
-            plans[k] = (p.total_bytes, None)
+        if k not in plans:
+            plans[k] = plan_point(profile, point, floor, model_dir, devices, opts.margin)
         return plans[k]
 
     def fits(point) -> bool:

@@ -82,3 +82,137 @@ def test_descent_finds_the_grid_best_and_a_rerun_reuses_the_trials(serve_env):
         assert r.code == 0, r.err
     else:
         assert cd["best"]["baseline"]
+
+
+def _serving(env, release: dict) -> None:
+    """The release is running, healthy and answers on the profile's port; no lock left."""
+    st = run_cli("--json", "status", "--profile", env.profile, env=env.env)
+    assert st.code == 0, st.err
+    rows = [(r["release"], r["container"], r["health"]) for r in st.json()["releases"]]
+    assert rows == [(release["id"], "running", "ok")], rows
+    assert answer(release["endpoint"])["choices"]
+    assert not env.client.containers.list(all=True, filters={"name": f"ossctl-lock-{env.profile}"})
+
+
+def test_take_over_refused_without_it_and_the_release_back_after_a_trial_crashes(serve_env):
+    env = serve_env
+    r = run_cli("--json", "deploy", "-p", env.profile, env=env.env)
+    assert r.code == 0, r.err
+    release = r.json()
+    args = ["tune", "-p", env.profile, "--sla", SLA, *FAST, "--space", "threads=1,2"]
+
+    r = run_cli(*args, env=env.env)
+    assert r.code == 6 and r.err.startswith(f"error: release {release['id']} of profile {env.profile} serves on "), r.err
+    assert "--take-over" in r.err and trials(env) == []
+    _serving(env, release)
+
+    # the first trial's server is killed as soon as it starts: that trial fails, the
+    # tune goes on, the release serves again at the end
+    events = env.client.events(decode=True, filters={"label": ["ossctl.role=trial",
+                                                               f"ossctl.trial.profile={env.profile}"],
+                                                     "event": ["start"]})
+    killed: list[str] = []
+
+    def kill_first():
+        for ev in events:
+            killed.append(ev["Actor"]["Attributes"]["name"])
+            env.client.containers.get(ev["id"]).kill()
+            return
+
+    threading.Thread(target=kill_first, daemon=True).start()
+    try:
+        r = run_cli("--json", *args, "--take-over", env=env.env)
+    finally:
+        events.close()
+    assert r.code == 0, r.err
+    out = r.json()
+    assert killed and out["trials"][0]["status"] == "failed" and out["trials"][0]["error"]
+    assert [t["status"] for t in out["trials"][1:]] == ["ok"] * (len(out["trials"]) - 1) and len(out["trials"]) == 3
+    assert f"tune: --take-over: stopping release {release['id']}" in r.err
+    assert f"release {release['id']} is serving again" in r.err
+    assert trials(env) == []
+    _serving(env, release)
+
+
+CHILD_ENV = {"PYTHONPATH": str(ROOT)}
+
+
+def test_ctrl_c_keeps_the_trials_brings_the_release_back_and_a_rerun_goes_on(serve_env):
+    env = serve_env
+    r = run_cli("--json", "deploy", "-p", env.profile, env=env.env)
+    assert r.code == 0, r.err
+    release = r.json()
+    args = ["tune", "-p", env.profile, "--sla", SLA, *FAST, "--space", "threads=1,2", "--take-over"]
+    events = env.client.events(decode=True, filters={"label": ["ossctl.role=trial",
+                                                               f"ossctl.trial.profile={env.profile}"],
+                                                     "event": ["start"]})
+    proc = subprocess.Popen([sys.executable, "-m", "ossctl", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env={**os.environ, **env.env, **CHILD_ENV})
+
+    def ctrl_c_at_the_second_trial():
+        n = 0
+        for _ev in events:
+            n += 1
+            if n == 2:
+                time.sleep(0.3)
+                proc.send_signal(signal.SIGINT)
+                return
+
+    threading.Thread(target=ctrl_c_at_the_second_trial, daemon=True).start()
+    try:
+        out, err = proc.communicate(timeout=240)
+    finally:
+        events.close()
+    assert proc.returncode == 130, err
+    assert "interrupted: tune stopped; 1 trial(s) recorded in " in err and "Traceback" not in err
+    assert f"release {release['id']} is serving again" in err
+    assert trials(env) == []
+    _serving(env, release)
+
+    r = run_cli("--json", *args, env=env.env)
+    assert r.code == 0, r.err
+    done = r.json()["trials"]
+    assert [t["resumed"] for t in done] == [True, False, False]  # the one that finished, not run again
+    assert "1 trial(s) recorded by an earlier run with these arguments are reused" in r.err
+    _serving(env, release)
+
+
+def test_points_that_do_not_fit_are_skipped_never_started(serve_env, tmp_path):
+    env = serve_env
+    gpu_profile = env.write_profile(f"{env.profile}-gpu", gpus="all", n_gpu_layers=99, port=env.port + 1)
+    fake = tmp_path / "small-gpu.json"
+    fake.write_text(json.dumps({"driver": "550.54.15", "gpus": [
+        {"name": "Small GPU", "uuid": "GPU-small", "total": 1 << 30, "used": 700 << 20, "processes": []}]}))
+    t0 = time.time()
+    r = run_cli("--json", "tune", "-p", gpu_profile, "--sla", SLA, *FAST, "--space", "parallel=1,2,4",
+                env={**env.env, "OSSCTL_FAKE_NVML": str(fake)})
+    assert r.code == 10, r.err
+    out = r.json()
+    assert out["trials"] == [] and len(out["skipped"]) == 3
+    assert all(s["reason"].startswith("does not fit: GPU 0 needs ") and s["reason"].endswith("324.0 MiB free")
+               for s in out["skipped"]), out["skipped"]
+    assert "error: no point of the space fits the GPUs: 3 skipped without starting them" in r.err
+    created = [e for e in env.client.events(since=int(t0) - 1, until=int(time.time()) + 1, decode=True,
+                                            filters={"type": "container", "event": "create",
+                                                     "label": ["ossctl.role=trial"]})]
+    assert created == []
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--sla", "p95<<3", "--users", "4"], "error: SLA condition 'p95<<3' is malformed"),
+    (["--users", "4"], "error: tune needs --sla"),
+    (["--sla", "errors<5%"], "error: give --users N"),
+    (["--sla", "errors<5%", "--users", "2", "--capacity"], "error: give --users N"),
+    (["--sla", "errors<5%", "--users", "2", "--space", "paralel=1,2"],
+     "error: --space 'paralel=1,2': unknown knob 'paralel' (did you mean 'parallel'?)"),
+    (["--sla", "errors<5%", "--users", "2", "--space", "parallel=1,two"],
+     "error: --space 'parallel=1,two': parallel takes whole numbers from 1, got 'two'"),
+    (["--sla", "errors<5%", "--users", "2", "--space", "parallel=1", "ubatch"],
+     "error: unexpected argument 'ubatch'"),
+    (["--sla", "errors<5%", "--users", "2", "--time", "soon"], "error: "),
+    (["--sla", "errors<5%", "--users", "2", "--margin", "lots"], "error: "),
+])
+def test_bad_input_is_one_line_exit_2(args, message, home):
+    r = run_cli("tune", "-p", "cpu", *args, env={"DOCKER_HOST": "unix:///nonexistent.sock"})
+    assert r.code == 2 and r.err.startswith(message), r.err
+    assert "Traceback" not in r.err and len(r.err.strip().splitlines()) <= 2
