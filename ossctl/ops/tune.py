@@ -230,7 +230,7 @@ def start_point(profile: Mapping[str, Any], space: Mapping[str, tuple[Any, ...]]
 def point_overrides(profile: Mapping[str, Any], point: Mapping[str, Any], min_ctx_per_slot: int) -> dict[str, Any]:
     """What a point changes in the profile: its knobs (``cache_type`` sets both KV
     types), ``ctx`` = parallel x ``min_ctx_per_slot`` (each slot keeps at least the
-    floor), ``batch`` raised to ``ubatch`` when below it (llama-server would clamp
+    floor), never below the profile's ctx, ``batch`` raised to ``ubatch`` when below it (llama-server would clamp
     ubatch). Only keys whose value differs from the profile's. Pure."""
     want: dict[str, Any] = {}
     for k, v in point.items():
@@ -239,7 +239,8 @@ def point_overrides(profile: Mapping[str, Any], point: Mapping[str, Any], min_ct
         else:
             want[k] = v
     parallel = int(want.get("parallel", profile["parallel"]))
-    want["ctx"] = max(parallel * min_ctx_per_slot, 1)
+    # never below the profile's own ctx: its own point stays exactly the profile
+    want["ctx"] = max(parallel * min_ctx_per_slot, int(profile["ctx"]))
     ub = int(want.get("ubatch", profile["ubatch"]))
     if int(want.get("batch", profile["batch"])) < ub:
         want["batch"] = ub
@@ -503,7 +504,7 @@ def _walk(settings, runtime, profile, manifest, model_dir, opts: TuneOptions, sp
     plans: dict[tuple, tuple[int | None, str | None]] = {}
     started: list[float] = []  # seconds per trial run here
     deadline = t0 + opts.time_s if opts.time_s is not None else None
-    total = min(opts.max_trials, ts.grid_size(space) + 1)
+    total = min(opts.max_trials, ts.grid_size(space) + sum(len(v) for v in space.values()))  # off-grid start
     stop_reason: list[str] = []
 
     def plan_of(point) -> tuple[int | None, str | None]:

@@ -58,7 +58,7 @@ def test_descent_finds_the_grid_best_and_a_rerun_reuses_the_trials(serve_env):
     assert cd["stopped"] is None and cd["skipped"] == []
     assert trials(env) == []
     assert len(Path(cd["records"]).read_text().splitlines()) == len(cd["trials"])
-    assert "\ntune: trial 1 (1/5): parallel=1 threads=0: " in "\n" + r.err and "ETA" in r.err
+    assert "\ntune: trial 1 (1/8): parallel=1 threads=0: " in "\n" + r.err and "ETA" in r.err
 
     r = run_cli("--json", *args, "--grid", env=env.env)
     assert r.code == 0, r.err
