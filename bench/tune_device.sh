@@ -18,6 +18,10 @@ OUT=${OUT:-/tmp/tune-out}; mkdir -p "$OUT"
 SRC=/tmp/lcpsrc; BUILD=/tmp/lcpbuild; MODEL=${MODEL_DIR:-/tmp/m20}
 LAYERS=${LAYERS:-24}; EXPERTS=${EXPERTS:-32}
 nvidia-smi >"$OUT/nvidia-smi.txt" 2>&1
+# ossctl's tune runs in-process (no docker SDK needed): check what it imports before the build
+python3 -c 'import httpx, tomli_w, pynvml' 2>"$OUT/imports.txt" || {
+  echo "missing Python packages for ossctl on this machine:"; cat "$OUT/imports.txt"
+  echo "install ossctl's wheels first (pip install --no-deps . plus httpx, tomli-w, nvidia-ml-py)"; exit 1; }
 BPID=
 if [ ! -x "$BUILD/bin/llama-server" ]; then
   rm -rf "$SRC" && mkdir -p "$SRC" && tar xJf llama-src.tar.xz -C "$SRC"

@@ -600,12 +600,16 @@ def _trial(settings, runtime, profile, manifest, model_dir, point, floor, planne
     t1 = time.monotonic()
     try:
         with Trial(settings, runtime, profile, manifest, model_dir, overrides=over, log=log) as t:
-            vram = t.measure_vram(nvml_backend)
-            if vram:
-                row.vram_bytes = sum(vram.values())
-                if planned:
-                    row.plan_vs_nvml_pct = round((planned - row.vram_bytes) / row.vram_bytes * 100, 2)
+            # after the gate and again after the bench (CUDA graphs, cuBLAS workspaces grow
+            # on the first full batches): the larger is what the plan must cover
+            loaded = t.measure_vram(nvml_backend) or {}
             lv, cap = _measure(t, opts, conditions, log)
+            vram = t.measure_vram(nvml_backend) or {}
+            held = max(sum(loaded.values()), sum(vram.values()))
+            if held:
+                row.vram_bytes = held
+                if planned:
+                    row.plan_vs_nvml_pct = round((planned - held) / held * 100, 2)
     except TrialError as exc:
         row.status, row.error = "failed", exc.message
         row.seconds = round(time.monotonic() - t1, 3)

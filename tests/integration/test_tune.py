@@ -45,7 +45,9 @@ def test_descent_finds_the_grid_best_and_a_rerun_reuses_the_trials(serve_env):
     matter less, the grid may find a point better by noise: the descent's best is then
     held to the grid's within 30 %."""
     env = serve_env
-    args = ["tune", "-p", env.profile, "--sla", SLA, *FAST, "--space", "parallel=1,4", "threads=1,2"]
+    # shorter benches than FAST: the threads=2 points are the slow ones on a loaded machine
+    args = ["tune", "-p", env.profile, "--sla", SLA, "--users", "4", "--requests", "8", "--max-tokens", "16",
+            "--min-ctx-per-slot", "256", "--space", "parallel=1,4", "threads=1,2"]
     r = run_cli("--json", *args, env=env.env)
     assert r.code == 0, r.err
     cd = r.json()
@@ -78,6 +80,8 @@ def test_descent_finds_the_grid_best_and_a_rerun_reuses_the_trials(serve_env):
         doc = tomllib.loads(text)
         assert doc["extends"] == env.profile and set(doc) - {"extends"} == set(cd["best"]["overrides"])
         assert "# measured: " in text and "output tok/s at 4 users" in text
+        assert f"best: {' '.join(f'{k}={v}' for k, v in cd['best']['overrides'].items())}" in run_cli(
+            *args, "--grid", env=env.env).out  # the table and the best point (all recorded: nothing runs)
         r = run_cli("--json", "profile", "show", f"{env.profile}-tuned", env=env.env)
         assert r.code == 0, r.err
     else:
@@ -96,10 +100,11 @@ def _serving(env, release: dict) -> None:
 
 def test_take_over_refused_without_it_and_the_release_back_after_a_trial_crashes(serve_env):
     env = serve_env
+    env.write_profile(threads=1)  # one thread: quick on two busy cores
     r = run_cli("--json", "deploy", "-p", env.profile, env=env.env)
     assert r.code == 0, r.err
     release = r.json()
-    args = ["tune", "-p", env.profile, "--sla", SLA, *FAST, "--space", "threads=1,2"]
+    args = ["tune", "-p", env.profile, "--sla", SLA, *FAST, "--space", "parallel=1,2,4"]
 
     r = run_cli(*args, env=env.env)
     assert r.code == 6 and r.err.startswith(f"error: release {release['id']} of profile {env.profile} serves on "), r.err
@@ -139,10 +144,11 @@ CHILD_ENV = {"PYTHONPATH": str(ROOT)}
 
 def test_ctrl_c_keeps_the_trials_brings_the_release_back_and_a_rerun_goes_on(serve_env):
     env = serve_env
+    env.write_profile(threads=1)
     r = run_cli("--json", "deploy", "-p", env.profile, env=env.env)
     assert r.code == 0, r.err
     release = r.json()
-    args = ["tune", "-p", env.profile, "--sla", SLA, *FAST, "--space", "threads=1,2", "--take-over"]
+    args = ["tune", "-p", env.profile, "--sla", SLA, *FAST, "--space", "parallel=1,2,4", "--take-over"]
     events = env.client.events(decode=True, filters={"label": ["ossctl.role=trial",
                                                                f"ossctl.trial.profile={env.profile}"],
                                                      "event": ["start"]})
@@ -216,3 +222,20 @@ def test_bad_input_is_one_line_exit_2(args, message, home):
     r = run_cli("tune", "-p", "cpu", *args, env={"DOCKER_HOST": "unix:///nonexistent.sock"})
     assert r.code == 2 and r.err.startswith(message), r.err
     assert "Traceback" not in r.err and len(r.err.strip().splitlines()) <= 2
+
+
+def test_capacity_scores_each_point_by_its_users_at_the_sla_and_plots(serve_env, tmp_path):
+    env = serve_env
+    env.write_profile(threads=1)
+    png = tmp_path / "tune.png"
+    r = run_cli("--json", "tune", "-p", env.profile, "--sla", SLA, "--capacity", "--max-users", "4", "--requests", "4",
+                "--max-tokens", "8", "--min-ctx-per-slot", "256", "--space", "parallel=1,2", "--plot", str(png),
+                env=env.env)
+    assert r.code == 0, r.err
+    out = r.json()
+    assert out["capacity"] is True and out["users"] is None and len(out["trials"]) == 2
+    # errors<5% holds up to the top level on this server: each point serves 4 users
+    assert [t["capacity_users"] for t in out["trials"]] == [4, 4] and out["best"]["users"] == 4
+    assert r.err.count("trial: bench, users [4]") == 2 and "trial: bench, users [2]" in r.err
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and f"wrote {png}" in r.err
+    assert trials(env) == []

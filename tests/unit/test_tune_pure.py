@@ -107,3 +107,21 @@ def test_bad_options(kw, message):
     with pytest.raises(UsageError) as e:
         tune_options(**{**base, **kw})
     assert e.value.message.startswith(message) and e.value.exit_code == 2
+
+
+def test_plot_panels():
+    from ossctl.ops.tune import TuneResult
+    from ossctl.ops.tune_plot import panels
+
+    a = TrialRow({"parallel": 1, "ubatch": 512}, {}, baseline=True, output_tps=171.0, sla_ok=True)
+    b = TrialRow({"parallel": 16, "ubatch": 512}, {}, output_tps=319.0, sla_ok=True)
+    c = TrialRow({"parallel": 32, "ubatch": 512}, {}, output_tps=350.0, sla_ok=False)
+    d = TrialRow({"parallel": 16, "ubatch": 2048}, {}, output_tps=339.0, sla_ok=True)
+    e = TrialRow({"parallel": 8, "ubatch": 512}, {}, status="failed")
+    res = TuneResult("prod", "p95<60s", 16, False, "coordinate-descent", {"parallel": [1, 8, 16, 32],
+                                                                          "ubatch": [512, 2048]},
+                     [a, b, c, d, e], [], d, a, 1.98, None, None, "/x", 1.0)
+    par, ub = panels(res)
+    assert par == {"knob": "parallel", "ylabel": "output tokens/s", "values": [1, 8, 16, 32],
+                   "ok": [(0, 171.0), (2, 319.0), (2, 339.0)], "failing": [(3, 350.0)], "best": (2, 339.0)}
+    assert ub["ok"] == [(0, 171.0), (0, 319.0), (1, 339.0)] and ub["failing"] == [(0, 350.0)] and ub["best"] == (1, 339.0)
