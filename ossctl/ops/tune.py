@@ -37,7 +37,7 @@ import hashlib
 import json
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -552,7 +552,7 @@ def _walk(settings, runtime, profile, manifest, model_dir, opts: TuneOptions, sp
             eta = min(eta, max(deadline - time.monotonic(), 0.0))
         log(f"tune: trial {done} ({len(rows)}/{total}): {describe_point(point)}: "
             + (figures_line(row) if row.status == "ok" else f"failed: {row.error}")
-            + f" [{format_seconds(row.seconds)}; ETA {format_seconds(eta)}]")
+            + f" [{format_seconds(row.seconds)}; ETA {format_seconds(eta) if eta >= 1 else '0s'}]")
         return score_of(row, opts.capacity)
 
     walk = ts.grid if opts.grid else ts.coordinate_descent
