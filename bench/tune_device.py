@@ -3,7 +3,7 @@ native processes (ossctl.serve.native.NativeRuntime) from the same argv deploy b
 everything else is ossctl's own tune (plan, trials, descent, records, tuned profile).
 
     python3 bench/tune_device.py --model-dir /tmp/m20 --bin /tmp/lcpbuild/bin --out $OUT \
-        --users 16 --sla "p95<60s,errors<1%" --time 240s --space "parallel=1,8,16,32 ubatch=512,2048"
+        --users 16 --sla "p95<60s,errors<1%" --time 240s --space "parallel=1,16,32 ubatch=512,2048"
 
 The model directory gets a manifest.toml if it has none (placeholder digests: a trial
 reads the manifest's file list, never verifies it). The profile tuned is the shipped
@@ -44,7 +44,7 @@ def main() -> int:
     ap.add_argument("--users", type=int, default=16)
     ap.add_argument("--sla", default="p95<60s,errors<1%")
     ap.add_argument("--time", default="240s")
-    ap.add_argument("--space", default="parallel=1,8,16,32 ubatch=512,2048")
+    ap.add_argument("--space", default="parallel=1,16,32 ubatch=512,2048")
     ap.add_argument("--ctx", type=int, default=32768)
     ap.add_argument("--min-ctx-per-slot", type=int, default=4096)
     ap.add_argument("--requests", type=int, default=None)
