@@ -38,8 +38,9 @@ class NativeRuntime:
 
     # -- images: the one binary
     def image_info(self, image: str) -> dict[str, Any]:
-        h = hashlib.sha256(self.bin.read_bytes()).hexdigest()
-        return {"id": f"sha256:{h}", "tags": [image]}
+        if not hasattr(self, "_id"):  # the binary's hash stands for the image id (once: a CUDA build is large)
+            self._id = "sha256:" + hashlib.sha256(self.bin.read_bytes()).hexdigest()
+        return {"id": self._id, "tags": [image]}
 
     def run_once(self, image: str, args: list[str], timeout: float = 60, entrypoint=None, volumes=None):
         r = subprocess.run([str(self.bin), *args], capture_output=True, text=True, timeout=timeout, env=self.env)
