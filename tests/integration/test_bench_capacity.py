@@ -28,10 +28,12 @@ def test_capacity_up_to_max_users_json_and_table(llama_server, home):
     assert all(list(lv) == list(LEVEL_KEYS) and lv["sla_failures"] == [] for lv in rep["levels"])
     assert "bench: 4 users: meets the SLA" in r.err
 
+    png = home / "capacity.png"
     r = run_cli("bench", "--url", llama_server, "--capacity", "--sla", "errors<5%", "--max-users", "3",
-                "--requests", "2", "--max-tokens", "4")
+                "--requests", "2", "--max-tokens", "4", "--plot", str(png))
     assert r.code == 0, r.err
     assert "capacity at SLA errors<5%: 3 users (" in r.out and "no level failed up to --max-users 3" in r.out
+    assert png.read_bytes()[:4] == b"\x89PNG" and f"wrote {png}" in r.err
 
 
 def test_capacity_none_exits_9(llama_server, home):
