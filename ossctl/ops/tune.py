@@ -294,6 +294,22 @@ def score_of(row: TrialRow, capacity: bool) -> tuple:
     return (bool(row.sla_ok), tps)
 
 
+def verdict(rows: list[TrialRow], capacity: bool) -> tuple[TrialRow | None, TrialRow | None, float | None]:
+    """(the best row: None when no trial met the SLA; the profile's own row; the best's
+    tokens/s, or users with ``capacity``, over the profile's own, None when either is
+    missing). Pure."""
+    best = max(rows, key=lambda r: score_of(r, capacity), default=None)
+    if best is not None and (best.status != "ok" or not best.sla_ok):
+        best = None  # nothing met the SLA: no point to recommend
+    baseline = next((r for r in rows if r.baseline), None)
+    speedup = None
+    if best is not None and baseline is not None and baseline.status == "ok":
+        a, b = (best.capacity_users, baseline.capacity_users) if capacity else (best.output_tps, baseline.output_tps)
+        if a is not None and b:
+            speedup = round(a / b, 3)
+    return best, baseline, speedup
+
+
 def tuned_toml(profile_name: str, row: TrialRow, baseline: TrialRow | None, result_line: str,
                profile: Mapping[str, Any]) -> str:
     """The text of ``PROFILE-tuned.toml``: ``extends`` the profile, only the changed keys
@@ -545,14 +561,7 @@ def _walk(settings, runtime, profile, manifest, model_dir, opts: TuneOptions, sp
         records.add(row)
         rows.append(row)
         started.append(row.seconds)
-        done = sum(1 for r in rows if not r.resumed)
-        left = max(min(total, opts.max_trials) - len(rows), 0)
-        eta = sum(started) / len(started) * left
-        if deadline is not None:
-            eta = min(eta, max(deadline - time.monotonic(), 0.0))
-        log(f"tune: trial {done} ({len(rows)}/{total}): {describe_point(point)}: "
-            + (figures_line(row) if row.status == "ok" else f"failed: {row.error}")
-            + f" [{format_seconds(row.seconds)}; ETA {format_seconds(eta) if eta >= 1 else '0s'}]")
+        log(_progress(row, rows, started, min(total, opts.max_trials), deadline))
         return score_of(row, opts.capacity)
 
     walk = ts.grid if opts.grid else ts.coordinate_descent
@@ -565,19 +574,7 @@ def _walk(settings, runtime, profile, manifest, model_dir, opts: TuneOptions, sp
         what = f"{len(rows)} trial(s) recorded in {records.path}; a rerun with the same arguments goes on from there"
         back = f"; release {serving.id} is started again" if serving is not None else ""
         raise Interrupted(f"interrupted: tune stopped; {what}{back}") from None
-    best = max((r for r in rows), key=lambda r: score_of(r, opts.capacity), default=None)
-    if best is not None and score_of(best, opts.capacity) <= score_of(TrialRow({}, {}, status="failed"),
-                                                                        opts.capacity):
-        best = None
-    if best is not None and not opts.capacity and not best.sla_ok:
-        best = None  # nothing met the SLA: no point to recommend
-    baseline = next((r for r in rows if r.baseline), None)
-    speedup = None
-    if best is not None and baseline is not None and baseline.status == "ok":
-        a, b = ((best.capacity_users, baseline.capacity_users) if opts.capacity
-                else (best.output_tps, baseline.output_tps))
-        if a is not None and b:
-            speedup = round(a / b, 3)
+    best, baseline, speedup = verdict(rows, opts.capacity)
     stopped = search.stopped
     if stopped == "stop":
         stopped = stop_reason[0] if stop_reason else "time"
@@ -586,6 +583,18 @@ def _walk(settings, runtime, profile, manifest, model_dir, opts: TuneOptions, sp
     return TuneResult(profile["name"], opts.sla, opts.users, opts.capacity, search.method,
                       {k: list(v) for k, v in space.items()}, rows, skipped, best, baseline, speedup, None, stopped,
                       str(records.path), 0.0)
+
+
+def _progress(row: TrialRow, rows: list[TrialRow], started: list[float], total: int, deadline: float | None) -> str:
+    """The line said after each trial: its figures, its time and the ETA of the rest
+    (the mean trial time for the trials left, at most the time left)."""
+    done = sum(1 for r in rows if not r.resumed)
+    eta = sum(started) / len(started) * max(total - len(rows), 0)
+    if deadline is not None:
+        eta = min(eta, max(deadline - time.monotonic(), 0.0))
+    return (f"tune: trial {done} ({len(rows)}/{total}): {describe_point(row.point)}: "
+            + (figures_line(row) if row.status == "ok" else f"failed: {row.error}")
+            + f" [{format_seconds(row.seconds)}; ETA {format_seconds(eta) if eta >= 1 else '0s'}]")
 
 
 def _trial(settings, runtime, profile, manifest, model_dir, point, floor, planned, opts: TuneOptions, conditions,

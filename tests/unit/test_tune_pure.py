@@ -125,3 +125,15 @@ def test_plot_panels():
     assert par == {"knob": "parallel", "ylabel": "output tokens/s", "values": [1, 8, 16, 32],
                    "ok": [(0, 171.0), (2, 319.0), (2, 339.0)], "failing": [(3, 350.0)], "best": (2, 339.0)}
     assert ub["ok"] == [(0, 171.0), (0, 319.0), (1, 339.0)] and ub["failing"] == [(0, 350.0)] and ub["best"] == (1, 339.0)
+
+
+def test_verdict():
+    from ossctl.ops.tune import verdict
+
+    base = TrialRow({"parallel": 1}, {}, baseline=True, output_tps=171.0, sla_ok=True, capacity_users=4)
+    best = TrialRow({"parallel": 16}, {"parallel": 16}, output_tps=339.0, sla_ok=True, capacity_users=9)
+    fails = TrialRow({"parallel": 32}, {"parallel": 32}, output_tps=400.0, sla_ok=False)
+    assert verdict([base, best, fails], False) == (best, base, 1.982)
+    assert verdict([base, best], True) == (best, base, 2.25)
+    assert verdict([fails, TrialRow({}, {}, status="failed")], False) == (None, None, None)
+    assert verdict([], False) == (None, None, None)
