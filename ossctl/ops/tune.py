@@ -13,7 +13,8 @@ The serving release of the profile is never left down: it is measured next to (i
 the GPU, or the cores), so tune refuses while it runs unless ``take_over``; then tune
 holds the profile's lock (no deploy or rollback meanwhile), stops the release, and starts
 it again at the end through the rollout's own restore step, whatever ended the tune (an
-error, Ctrl-C, a trial that crashed its server).
+error, Ctrl-C, a trial that crashed its server); a detached guard
+(:mod:`ossctl.ops.tune_guard`) starts it should the tune itself be killed.
 
 Trials are recorded as they finish, one JSON line each, in
 ``OSSCTL_HOME/cache/tune/PROFILE-KEY.jsonl`` (KEY: a hash of the engine, the resolved
@@ -47,9 +48,10 @@ from ossctl.errors import ConflictError, Interrupted, OssctlError, UsageError
 from ossctl.fsutil import atomic_write
 from ossctl.gpu import fit
 from ossctl.loadtest import capacity as capmod, sla as slamod
-from ossctl.ops import tune_search as ts
+from ossctl.ops import tune_guard, tune_search as ts
 from ossctl.serve import Log, ctrl_c_deferred, nolog
 from ossctl.serve.profiles import NAME_RE, resolve_profile
+from ossctl.serve.releases import process_owner
 from ossctl.serve.trial import Trial, trial_profile
 from ossctl.units import format_seconds, human_size, parse_duration, parse_size
 
@@ -489,6 +491,10 @@ def _take_over(stack: contextlib.ExitStack, engine, name: str, opts: TuneOptions
                                   hint=f"`ossctl rollback --profile {name} --to {cur.id}` starts it")
 
     log(f"tune: --take-over: stopping release {cur.id} of profile {name} for the tune; it is started again at the end")
+    # what no `finally` covers (kill -9): a detached guard starts it when this process is
+    # gone without having given it back; dismissed (last) once it has
+    guard = tune_guard.spawn(process_owner(), engine.host, name, cur.container_id, dict(engine.settings.env))
+    stack.callback(tune_guard.dismiss, guard)
     stack.callback(give_back)  # registered before the stop: a stop cut short is restarted too
     engine.rt.stop(cur.container_id)
     return cur

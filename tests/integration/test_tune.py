@@ -98,6 +98,19 @@ def _serving(env, release: dict) -> None:
     assert not env.client.containers.list(all=True, filters={"name": f"ossctl-lock-{env.profile}"})
 
 
+def _guards(container_id: str) -> list[str]:
+    """Pids of tune guards (ossctl/ops/tune_guard.py) watching over ``container_id``."""
+    out = []
+    for f in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            cmd = f.read_bytes()
+        except OSError:
+            continue
+        if b"ossctl.ops.tune_guard" in cmd and container_id.encode() in cmd:
+            out.append(f.parent.name)
+    return out
+
+
 def test_take_over_refused_without_it_and_the_release_back_after_a_trial_crashes(serve_env):
     env = serve_env
     env.write_profile(threads=1)  # one thread: quick on two busy cores
@@ -137,6 +150,7 @@ def test_take_over_refused_without_it_and_the_release_back_after_a_trial_crashes
     assert f"release {release['id']} is serving again" in r.err
     assert trials(env) == []
     _serving(env, release)
+    assert _guards(release["container_id"]) == []  # given back by the tune: its guard was dismissed
 
 
 CHILD_ENV = {"PYTHONPATH": str(ROOT)}
@@ -239,3 +253,42 @@ def test_capacity_scores_each_point_by_its_users_at_the_sla_and_plots(serve_env,
     assert r.err.count("trial: bench, users [4]") == 2 and "trial: bench, users [2]" in r.err
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and f"wrote {png}" in r.err
     assert trials(env) == []
+
+
+def test_kill_9_of_the_tune_still_brings_the_release_back(serve_env):
+    """What no `finally` covers: the tune's detached guard starts the release once the
+    tune process is gone, and removes the lock the dead tune held."""
+    env = serve_env
+    env.write_profile(threads=1)
+    r = run_cli("--json", "deploy", "-p", env.profile, env=env.env)
+    assert r.code == 0, r.err
+    release = r.json()
+    events = env.client.events(decode=True, filters={"label": ["ossctl.role=trial",
+                                                               f"ossctl.trial.profile={env.profile}"],
+                                                     "event": ["start"]})
+    proc = subprocess.Popen([sys.executable, "-m", "ossctl", "tune", "-p", env.profile, "--sla", SLA, *FAST,
+                             "--space", "parallel=1,2,4", "--take-over"], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, **env.env, **CHILD_ENV})
+    try:
+        for _ev in events:  # the release is stopped by the time a trial starts
+            proc.kill()
+            break
+    finally:
+        events.close()
+    proc.wait(30)
+    assert proc.returncode == -signal.SIGKILL
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        c = env.client.containers.get(release["container_id"])
+        locked = env.client.containers.list(all=True, filters={"name": f"ossctl-lock-{env.profile}"})
+        if c.status == "running" and not locked:
+            try:
+                answer(release["endpoint"])
+                break
+            except Exception:  # noqa: BLE001 - still loading
+                pass
+        time.sleep(0.3)
+    for c in trials(env):  # the killed tune's trial: the next trial would reap it
+        c.remove(force=True)
+    _serving(env, release)
+    assert _guards(release["container_id"]) == []
