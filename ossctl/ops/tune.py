@@ -426,11 +426,6 @@ def tune(settings, opts: TuneOptions, *, docker_host_flag: str | None = None, ru
     floor = opts.min_ctx_per_slot or max(int(profile["ctx"]) // int(profile["parallel"]), 1)
     space = opts.space or default_space(profile, opts.users)
     start = start_point(profile, space)
-    # every point is checked by the profile rules before anything starts
-    for k, values in space.items():
-        for v in values:
-            with contextlib.suppress(UsageError):  # a combination may still be refused: skipped later
-                trial_profile(profile, point_overrides(profile, {**start, k: v}, floor))
     engine = None
     if runtime is None:
         from ossctl.serve.engine import open_engine  # docker: only when trials run on an engine
