@@ -48,7 +48,7 @@ def _root(
 
 def _register() -> None:
     # typer + stdlib imports only: each module imports its library inside its commands
-    from ossctl.cli import bench, doctor, metrics, models, profile, registry, serve, sign, vram
+    from ossctl.cli import bench, doctor, metrics, models, profile, registry, serve, sign, tune, vram
 
     for name, fn in (("models", models.models_cmd), ("download", models.download_cmd),
                      ("verify", models.verify_cmd), ("hash", models.hash_cmd), ("adopt", models.adopt_cmd),
@@ -56,7 +56,7 @@ def _register() -> None:
                      ("register", registry.register_cmd),
                      ("deploy", serve.deploy), ("rollback", serve.rollback), ("status", serve.status),
                      ("releases", serve.releases_cmd), ("unlock", serve.unlock),
-                     ("bench", bench.bench), ("doctor", doctor.doctor_cmd)):
+                     ("bench", bench.bench), ("tune", tune.tune), ("doctor", doctor.doctor_cmd)):
         app.command(name)(fn)
     app.add_typer(registry.registry_app, name="registry")
     app.add_typer(profile.profile_app, name="profile")

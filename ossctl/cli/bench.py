@@ -49,6 +49,12 @@ def bench(
         help="Reasoning effort asked for in each request (chat_template_kwargs and reasoning_effort): one for "
              "every level, or one per level of --users; mixed = low, medium, high in turn "
              "(default: none sent, the server's own)."),
+    capacity: bool = typer.Option(False, "--capacity",
+                                  help="Find the most concurrent users that meet --sla: levels 1, 2, 4, ... until "
+                                       "one fails, then bisection (at most 16 levels; each runs --duration, or "
+                                       "--requests but at least one request per user)."),
+    max_users: Optional[int] = typer.Option(None, "--max-users", metavar="N", min=1, max=10000,
+                                            help="With --capacity: the largest level tried (default: 256)."),
 ) -> None:
     """Load-test a deployment: closed-loop users per concurrency level, latency
     avg/p50/p90/p95/p99, time to first token, errors by kind, requests/min and tokens/s.
@@ -56,15 +62,23 @@ def bench(
     Benches the release serving --profile (without --profile or --url: the newest
     serving release of any profile), or any OpenAI-compatible server at --url.
 
+    With --capacity (and --sla): the largest number of users that meets the SLA, with
+    the figures at that level and the first level that fails (exit 9 when none meets it).
+
     Ctrl-C stops the run and still prints what was measured (exit 130)."""
     st = output.state(ctx)
-    from ossctl.errors import EXIT_INTERRUPTED
+    from ossctl.errors import EXIT_INTERRUPTED, UsageError
     from ossctl.loadtest import report as rep
     from ossctl.ops.bench import bench_options, run_bench
 
-    opts = bench_options(st.settings, users=users, duration=duration, requests=requests, timeout=timeout, sla=sla,
-                         plot=plot, prompts=prompts, reasoning_effort=reasoning_effort, stream=stream,
-                         max_tokens=max_tokens, model=model)
+    if max_users is not None and not capacity:
+        raise UsageError("--max-users goes with --capacity")
+    opts = bench_options(st.settings, users=users if not capacity else "1", duration=duration, requests=requests,
+                         timeout=timeout, sla=sla, plot=plot, prompts=prompts, reasoning_effort=reasoning_effort,
+                         stream=stream, max_tokens=max_tokens, model=model)
+    if capacity:
+        _capacity(st, opts, users, max_users, profile, url, api_key_file, plot)
+        return
     result, warning = run_bench(st.settings, opts, profile=profile, url=url, api_key_file=api_key_file,
                                 progress=output.info)
     output.emit(st, result, lambda: render(result))
@@ -76,6 +90,25 @@ def bench(
     if result["interrupted"]:
         raise typer.Exit(EXIT_INTERRUPTED)
     failure = rep.outcome_error(result)
+    if failure is not None:
+        raise failure
+
+
+def _capacity(st, opts, users, max_users, profile, url, api_key_file, plot) -> None:
+    from ossctl.errors import EXIT_INTERRUPTED
+    from ossctl.loadtest import report as rep
+    from ossctl.ops.bench import capacity_lines, capacity_options, capacity_outcome, run_capacity
+
+    top = capacity_options(opts, users=users, max_users=max_users)
+    result = run_capacity(st.settings, opts, max_users=top, profile=profile, url=url, api_key_file=api_key_file,
+                          progress=output.info)
+    output.emit(st, result, lambda: render(result) + "\n" + "\n".join(capacity_lines(result)))
+    if plot is not None and result["levels"]:
+        rep.plot(result, plot)
+        output.info(f"wrote {plot}")
+    if result["interrupted"]:
+        raise typer.Exit(EXIT_INTERRUPTED)
+    failure = capacity_outcome(result)
     if failure is not None:
         raise failure
 

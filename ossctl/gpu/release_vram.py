@@ -56,6 +56,24 @@ def measure_release(settings, container_id: str, plan: Mapping[str, Any] | None 
     return {"plan": plan_per_gpu(plan), "measured": measured}
 
 
+def measure_pids(settings, pids: list[int], backend=None) -> dict[str, dict[int, int]] | None:
+    """As :func:`measure_release`, for processes started without a container (a trial
+    of :class:`ossctl.serve.native.NativeRuntime`): NVML's memory of ``pids`` per GPU."""
+    session = nvml.Session(settings.env, backend)
+    try:
+        with session as be:
+            snap = nvml.snapshot(be)
+    except OssctlError:
+        return None
+    want = set(pids)
+    measured: dict[int, int] = {}
+    for dev in snap.devices:
+        used = [p.used_bytes for p in dev.processes if p.pid in want and p.used_bytes is not None]
+        if used:
+            measured[dev.index] = sum(used)
+    return {"plan": {}, "measured": measured}
+
+
 def drift(record: Mapping[str, Any] | None) -> list[dict[str, Any]]:
     """How far the plan was off in ``record`` (a release record holding ``plan`` and
     ``measured``, at the top level or under ``"vram"``): one row per GPU with both

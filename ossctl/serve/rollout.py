@@ -135,6 +135,14 @@ def _restore(eng: Engine, prev: Release | None, timeout: float) -> str:
     return f"previous release {prev.id} is serving again at {prev.endpoint}"
 
 
+def restart_release(eng: Engine, rec: Release, timeout: float) -> str:
+    """Start the kept container of ``rec`` again (when stopped) and wait until it is
+    healthy: the restore step of a failed rollout, for callers that stopped a release on
+    purpose (``ossctl tune --take-over``). Returns the sentence saying what serves;
+    raises :class:`RemoteError` while the engine cannot be reached."""
+    return _restore(eng, rec, timeout)
+
+
 RETRY_S = 1.0  # between attempts to reach an engine that went away (dockerd restarting)
 
 

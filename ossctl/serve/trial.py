@@ -39,7 +39,7 @@ from typing import Any
 
 from ossctl import labels as L
 from ossctl.errors import ConflictError, DeployError, Interrupted, OssctlError, TrialError, UsageError
-from ossctl.gpu.release_vram import measure_release
+from ossctl.gpu.release_vram import measure_pids, measure_release
 from ossctl.loadtest.gate import run_gate, validate_bench_cfg
 from ossctl.serve import Log, ctrl_c_deferred, health, image_flags, llama_server, nolog
 from ossctl.serve.apikey import read_api_key
@@ -407,7 +407,9 @@ class Trial:
         if backend is None and (self.profile["gpus"] == "none" or not self.rt.is_local):
             self.vram = None
             return None
-        m = measure_release(self.settings, self.container_id, backend=backend)
+        pids = getattr(self.rt, "pids", None)  # a native runtime (no cgroup to match): by process id
+        m = (measure_pids(self.settings, pids(self.container_id), backend=backend) if pids is not None else
+             measure_release(self.settings, self.container_id, backend=backend))
         self.vram = dict(m["measured"]) if m is not None else None
         return self.vram
 

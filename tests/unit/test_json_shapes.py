@@ -114,3 +114,22 @@ def test_registry_status_signature_object(tmp_path, monkeypatch):
     assert signature_vs_chain(load_settings({"OSSCTL_HOME": str(tmp_path)}), "0x" + "ab" * 32, None) is None
     assert list(signature_vs_chain(load_settings({"OSSCTL_HOME": str(tmp_path)}), str(tmp_path), None)) == \
         REGISTRY_STATUS_SIGNATURE
+
+
+def test_tune_and_bench_capacity():
+    from ossctl.ops.bench import CAPACITY_KEYS
+    from ossctl.ops.tune import RESULT_KEYS, ROW_KEYS, TrialRow, TuneResult
+
+    row = TrialRow({"parallel": 4}, {"parallel": 4})
+    assert list(row.to_dict()) == list(ROW_KEYS) == [
+        "point", "overrides", "baseline", "resumed", "status", "plan_bytes", "vram_bytes", "plan_vs_nvml_pct", "users",
+        "capacity_users", "output_tps", "latency_p50_s", "latency_p95_s", "ttft_p50_s", "requests", "errors",
+        "sla_ok", "sla_failures", "error", "seconds"]
+    res = TuneResult("p", "errors<5%", 4, False, "coordinate-descent", {"parallel": [1, 4]}, [row], [], row, None,
+                     None, None, None, "/x.jsonl", 1.0).to_dict()
+    assert list(res) == list(RESULT_KEYS) == [
+        "profile", "sla", "users", "capacity", "search", "space", "trials", "skipped", "best", "baseline", "speedup",
+        "tuned_profile", "stopped", "records", "elapsed_s"]
+    assert res["best"] == res["trials"][0] and res["baseline"] is None
+    # `bench --capacity`: the bench report plus "capacity" with these keys
+    assert CAPACITY_KEYS == ("sla", "users", "first_fail_users", "steps", "stopped", "max_users")
