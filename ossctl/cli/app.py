@@ -53,7 +53,7 @@ def _register() -> None:
     for name, fn in (("models", models.models_cmd), ("download", models.download_cmd),
                      ("verify", models.verify_cmd), ("hash", models.hash_cmd), ("adopt", models.adopt_cmd),
                      ("register", registry.register_cmd),
-                     ("deploy", serve.deploy), ("rollback", serve.rollback), ("status", serve.status),
+                     ("deploy", serve.deploy), ("upgrade", serve.upgrade), ("rollback", serve.rollback), ("status", serve.status),
                      ("releases", serve.releases_cmd), ("unlock", serve.unlock),
                      ("bench", bench.bench), ("doctor", doctor.doctor_cmd)):
         app.command(name)(fn)

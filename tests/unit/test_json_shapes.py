@@ -13,9 +13,10 @@ from ossctl.serve.results import DryRun, EngineHistory, EngineStatus
 
 DEPLOY = ["id", "profile", "kind", "state", "source", "previous", "strategy", "docker_host", "endpoint", "container_id",
           "container_name", "image", "image_id", "model_id", "composite_sha256", "ctx", "api_key_file", "created",
-          "ready_s"]
+          "ready_s", "digest"]
 RELEASES_ROW = ["id", "profile", "kind", "state", "current", "source", "created", "image", "image_id", "build",
-                "model_id", "composite_sha256", "ctx", "endpoint", "container_id", "rolled_back", "error", "owner", "vram"]
+                "model_id", "composite_sha256", "ctx", "endpoint", "container_id", "rolled_back", "error", "owner", "vram",
+                "digest"]
 
 
 def _release() -> Release:
