@@ -150,6 +150,11 @@ def _vram(rec: dict | None) -> str:
     return " ".join(f"{g}:{int(b) // 2**20}M" for g, b in sorted(measured.items(), key=lambda kv: int(kv[0]))) or "-"
 
 
+def _digest(d: str | None) -> str:
+    """The build's digest as the tables show it: ``sha256:`` dropped, 12 hex digits."""
+    return (d or "-").removeprefix("sha256:")[:12]
+
+
 def _uptime(s: int | None) -> str:
     if s is None:
         return "-"
@@ -187,12 +192,12 @@ def status(
             return f"nothing deployed on {res['docker_host'] or 'the fleet'}"
         return output.table(
             (["HOST"] if fleet else []) + ["PROFILE", "RELEASE", "MODEL", "CTX", "HEALTH", "CONTAINER", "UPTIME", "ENDPOINT",
-                                           "BUILD", "IMAGE_ID", "VRAM"],
+                                           "BUILD", "IMAGE_ID", "DIGEST", "VRAM"],
             [([r["docker_host"]] if fleet else []) + [
                 r["profile"], r["release"] + ("" if r["source"] == r["release"] else f" (= {r['source']})"), r["model"],
                 r["ctx"], r["health"], r["container"], _uptime(r["uptime_s"]), r["endpoint"],
                 f"b{r['build']}" if r["build"] else "-", (r["image_id"] or "-").removeprefix("sha256:")[:12],
-                _vram(r["vram"])] for r in res["releases"]])
+                _digest(r.get("digest")), _vram(r["vram"])] for r in res["releases"]])
 
     output.emit(st, res, human)
 
@@ -216,9 +221,10 @@ def releases_cmd(
             return f"no releases on {res['docker_host'] or 'the fleet'}"
         return output.table(
             ["", *(["HOST"] if fleet else []), "ID", "PROFILE", "KIND", "STATE", "CREATED", "MODEL_ID", "IMAGE", "BUILD",
-             "NOTE"],
+             "DIGEST", "NOTE"],
             [["*" if r["current"] else "", *([r["docker_host"]] if fleet else []), r["id"], r["profile"], r["kind"],
               r["state"], r["created"], (r["model_id"] or "")[:12], r["image"], f"b{r['build']}" if r["build"] else "-",
+              _digest(r.get("digest")),
               (f"= {r['source']}" if r["source"] != r["id"] else "") + (" rolled back" if r["rolled_back"] else "")
               + (f" {r['error'].splitlines()[0][:60]}" if r["error"] else "")] for r in res["releases"]])
 

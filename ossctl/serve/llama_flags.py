@@ -142,6 +142,11 @@ INTENTS: dict[str, tuple[Spelling, ...]] = {
     # stated even when off: builds with --fit default to on, and would then move context and
     # MoE experts the profile and ossctl's VRAM plan placed (issue 23)
     "fit": (
+        # on: llama.cpp logs what it chose only at verbosity 4 (LOG_TRC in common/fit.cpp),
+        # and ossctl records that choice from the log (serve.fit_log)
+        Spelling((("--fit", True), ("-lv", True)), "builds with --fit on|off: stated, so the profile decides the "
+                 "placement (on: -lv 4, where llama.cpp logs what it chose)",
+                 lambda v: ["--fit", "on", "-lv", "4"] if v else ["--fit", "off"]),
         Spelling((("--fit", True),), "builds with --fit on|off: stated, so the profile decides the placement",
                  lambda v: ["--fit", "on" if v else "off"]),
         Spelling((), "this build has no --fit: nothing adjusts the placement", _no_fit),
