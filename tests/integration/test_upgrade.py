@@ -81,3 +81,27 @@ def test_slow_build_refused_moved_tag_named_pin_refuses(serve_env, slow_image, l
                                                                         "VRAM"], text.out
     finally:
         client.images.remove(moving, noprune=True)
+
+
+def test_fit_is_stated_and_fit_on_records_what_llama_cpp_chose(serve_env):
+    from ossctl.serve.docker_runtime import DockerRuntime
+    from ossctl.serve.releases import Ledger
+
+    env = serve_env
+    r = cli(env, "--json", "deploy", "-p", env.profile, "--dry-run")
+    assert r.code == 0, r.err
+    argv = r.json()["spec"]["command"]  # spelled from the image's --help (b11312 has --fit)
+    assert argv[argv.index("--fit"):argv.index("--fit") + 2] == ["--fit", "off"] and "-ngl" in argv
+    assert any(c["intent"] == "fit" and c["args"] == ["--fit", "off"] for c in r.json()["flags"]["choices"])
+
+    env.write_profile(fit=True)
+    r = cli(env, "--json", "deploy", "-p", env.profile, "--dry-run")
+    argv = r.json()["spec"]["command"]
+    assert argv[argv.index("--fit"):argv.index("--fit") + 4] == ["--fit", "on", "-lv", "4"] and "-ngl" not in argv
+    r = cli(env, "deploy", "-p", env.profile)
+    assert r.code == 0, r.err
+    # the CPU build: fit looks at system memory, finds room, changes nothing
+    assert "llama.cpp's fit changed nothing" in r.err, r.err
+    rt = DockerRuntime(env.docker_host)
+    rec = Ledger(rt).load(env.profile).current(env.profile)
+    assert (rec.fit["status"], rec.fit["n_ctx"], rec.fit["devices"]) == ("unchanged", 512, [])
