@@ -34,6 +34,11 @@ def image_digest(image: str, image_id: str | None, repo_digests: list[str] | Non
     return image_id or None
 
 
+def pull_ref(image: str, digest: str) -> str:
+    """``repo@digest``: the reference that pulls exactly that build of ``image``'s repo."""
+    return f"{_repo(image)}@{digest}"
+
+
 def short(digest: str | None) -> str:
     """``sha256:0123456789ab…`` (12 hex digits), ``-`` when unknown."""
     if not digest:

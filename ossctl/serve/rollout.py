@@ -36,7 +36,7 @@ from ossctl.gpu.release_vram import below_plan, measure_release
 from ossctl.loadtest.gate import run_gate, validate_bench_cfg
 from ossctl.serve import Log, health, image_flags, llama_server, nolog, perf_gate
 from ossctl.serve.fit_log import parse_fit_log
-from ossctl.serve.image_pin import image_change, image_digest, refuse_unpinned
+from ossctl.serve.image_pin import image_change, image_digest, pull_ref, refuse_unpinned, short
 from ossctl.serve.docker_runtime import docker_host, engine_address
 from ossctl.serve.engine import Engine, endpoint_url, open_engine
 from ossctl.serve.llama_flags import parse_build
@@ -409,9 +409,9 @@ def deploy_locked(eng: Engine, profile: dict[str, Any], manifest, model_dir: Pat
             log(choice.describe())
         if vram.get("plan") is not None:  # NVML here: what the release holds, next to the plan
             facts["vram"] = measure_release(eng.settings, r.container_id, plan=vram["plan"])
-            short = below_plan(facts["vram"])
-            if short:  # something else decided the placement (issue 23)
-                raise DeployError(f"measured GPU memory is below the plan: {'; '.join(short)}")
+            below = below_plan(facts["vram"])
+            if below:  # something else decided the placement (issue 23)
+                raise DeployError(f"measured GPU memory is below the plan: {'; '.join(below)}")
         eng.rt.set_restart(r.container_id, spec["restart_policy"])
         return facts
 
@@ -516,6 +516,34 @@ def _target_preflight(eng: Engine, target: Release, name: str) -> dict[str, Any]
     return out
 
 
+def _recorded_build(eng: Engine, target: Release, name: str) -> str:
+    """The image a rollback recreates ``target`` from: its tag while that still names the
+    build it ran, else that build by image id (a tag that moved since would run another
+    build, issue 23). Raises :class:`NotFoundError` when neither is on the engine."""
+    try:
+        info = eng.rt.image_info(target.image)
+    except NotFoundError:
+        info = None
+    if info is not None and (not target.image_id or info["id"] == target.image_id):
+        return target.image
+    if target.image_id:
+        try:
+            eng.rt.image_info(target.image_id)
+        except NotFoundError:
+            raise NotFoundError(
+                f"release {target.id} ran {target.image} as {short(target.digest)}, which is no longer on {eng.host}"
+                + (f" (the tag now names {short(info['id'])})" if info else ""),
+                hint=(f"docker pull {pull_ref(target.image, target.digest)}"
+                      if target.digest and target.digest != target.image_id
+                      else f"deploy instead: `ossctl deploy --profile {name}`")) from None
+        if info is not None:
+            eng.log(f"{target.image} now names another build; recreating release {target.id} from its own "
+                    f"({short(target.image_id)})")
+        return target.image_id
+    eng.rt.image_info(target.image)  # raises with the pull command
+    return target.image
+
+
 def rollback(settings, profile: str | None = None, to: str | None = None, *, timeout: float | None = None,
              docker_host_flag: str | None = None, log: Log = nolog) -> Release:
     """Go back to the previous healthy release (or release ``to``): restart its kept
@@ -541,8 +569,9 @@ def rollback_locked(eng: Engine, name: str, to: str | None, timeout: float | Non
     checked = _target_preflight(eng, target, name)
     cur_state = eng.running(cur)
     tstate = eng.rt.find(target.container_id) if target.container_id and not target.container_removed else None
+    build_image = target.image
     if tstate is None:
-        eng.rt.image_info(target.image)
+        build_image = _recorded_build(eng, target, name)
     if not (tstate and tstate["running"]):
         check_port(eng.rt, tprofile, target.port, {cur_state["name"]} if cur_state else set())
     rid = book.next_id(name, [c["labels"].get("ossctl.release", "") for c in eng.containers(name)])
@@ -563,6 +592,7 @@ def rollback_locked(eng: Engine, name: str, to: str | None, timeout: float | Non
                 eng.rt.start(target.container_id)
             return target.container_id
         spec = dict(target.spec)
+        spec["image"] = build_image  # the build it ran, not whatever its tag names now
         spec["name"] = llama_server.container_name(name, rid)
         spec["labels"] = {**spec["labels"], **rec.labels()}
         log(f"recreating release {target.id} as {spec['name']} from its recorded spec")

@@ -74,7 +74,17 @@ def test_slow_build_refused_moved_tag_named_pin_refuses(serve_env, slow_image, l
         assert (h["old"]["release"], h["old"]["digest"], h["new"]["release"], h["new"]["digest"]) == \
             ("r0001", regular_id, "r0003", slow_id)
         assert h["old"]["build"] == h["new"]["build"] and h["old"]["output_tps"] > h["new"]["output_tps"]
-        text = cli(env, "upgrade", "-p", env.profile, "--image", moving)  # the same build again: a no-op upgrade
+        # a rollback whose container is gone recreates r0001 from its own build, not what the tag names now
+        old = client.containers.get(first["container_id"])
+        old.remove(force=True)
+        r = cli(env, "rollback", "-p", env.profile)
+        assert r.code == 0, r.err
+        assert f"{moving} now names another build; recreating release r0001 from its own" in r.err, r.err
+        cur = cli(env, "--json", "status", "-p", env.profile).json()["releases"][0]
+        assert (cur["source"], cur["health"]) == ("r0001", "ok")
+        assert client.containers.get(cur["container_id"]).image.id == regular_id
+
+        text = cli(env, "upgrade", "-p", env.profile, "--image", moving)  # the slowed build again, no gate
         assert text.code == 0, text.err
         assert text.out.splitlines()[0] == f"profile {env.profile} upgraded to {moving}", text.out
         assert [ln.split()[1] for ln in text.out.splitlines()[2:]] == ["RELEASE", "BUILD", "DIGEST", "TOK/S", "P95",
