@@ -574,6 +574,18 @@ def history(settings, profile: Profile, log: Log = nolog) -> FleetView:
     return FleetView(rows, hosts)
 
 
+def currents(settings, profile: Profile, log: Log = nolog) -> dict[str, Any]:
+    """The serving release of the fleet on every host (docker host → Release, None where
+    nothing serves or the host did not answer within :data:`STATUS_TIMEOUT_S`): what
+    ``upgrade`` compares before and after."""
+    def one(m: Member):
+        _open(settings, m, log)
+        return m.current()[0]
+
+    return {m.docker_host: (None if err else res) for m, res, err in per_host(members(settings, profile), one,
+                                                                              STATUS_TIMEOUT_S)}
+
+
 def _every_host(settings, profile: Profile, fn: Callable[[Member], EngineStatus | EngineHistory],
                 ) -> tuple[list[dict[str, Any]], list[HostReach]]:
     """``fn`` on every host at once: the rows of those that answered within

@@ -52,11 +52,7 @@ def _currents(settings, name: str, docker_host_flag: str | None, log: Log) -> di
     if fp is None:
         eng = open_engine(settings, docker_host_flag, log)
         return {eng.host: eng.book(name).current(name)}
-    ms = fleet.members(settings, fp)
-    out: dict[str, Release | None] = {}
-    for m, res, err in fleet.per_host(ms, fleet.Member.current, fleet.STATUS_TIMEOUT_S):
-        out[m.docker_host] = None if err is not None else res[0]
-    return out
+    return fleet.currents(settings, fp, log)
 
 
 def upgrade(settings, profile: str, image: str, *, timeout: float | None = None, force: bool = False,

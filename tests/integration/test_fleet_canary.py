@@ -57,3 +57,13 @@ def test_canary_refused_by_the_gate_leaves_the_other_hosts_untouched(fs):
     st = fs.cli("--json", "status", "-p", fs.name).json()["releases"]
     assert {(x["source"], x["health"]) for x in st} == {("r0001", "ok")}
     assert _answer(fs.endpoint)["choices"]
+
+    # the same build again through `upgrade` (no allowance to trip on a busy machine): old vs new per host
+    fs.write(canary=1, max_unavailable=2, bench={"users": [1], "requests": 2, "max_tokens": 8})
+    r = fs.cli("--json", "upgrade", "-p", fs.name, "--image", fs.fleet.llama_image)
+    assert r.code == 0, r.err
+    up = r.json()
+    assert sorted(h["docker_host"] for h in up["hosts"]) == sorted(h["docker_host"] for h in fs.hosts)
+    new_ids = {h["docker_host"]: h["new"]["release"] for h in up["hosts"]}
+    assert new_ids[canary] == "r0003" and all(new_ids[h] == "r0002" for h in others), new_ids
+    assert all(h["old"]["release"] == "r0001" and h["old"]["digest"] == h["new"]["digest"] for h in up["hosts"])

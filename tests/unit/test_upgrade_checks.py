@@ -14,7 +14,7 @@ from ossctl.loadtest.gate import parse_regress, validate_bench_cfg
 from ossctl.serve import llama_flags as F
 from ossctl.serve import llama_server as L
 from ossctl.serve.fit_log import parse_fit_log
-from ossctl.serve.image_pin import image_change, image_digest, refuse_unpinned, short
+from ossctl.serve.image_pin import image_change, image_digest, pull_ref, refuse_unpinned, short
 from ossctl.serve.perf_gate import baseline, compare, figures, settings_of
 from ossctl.serve.profiles import validate
 from ossctl.serve.releases import Release, State
@@ -145,6 +145,8 @@ def test_image_digest_prefers_the_images_own_repo_digest_then_the_id():
     assert image_digest("local/img:1", b, []) == b
     assert image_digest("local/img:1", None, None) is None
     assert short(a) == "sha256:aaaaaaaaaaaa…" and short(None) == "-"
+    assert pull_ref("reg:5000/x/y:t", a) == f"reg:5000/x/y@{a}"
+    assert pull_ref("ghcr.io/ggml-org/llama.cpp:server-cuda-b11312", a) == f"ghcr.io/ggml-org/llama.cpp@{a}"
 
 
 def test_image_change_lines():
