@@ -89,3 +89,20 @@ def test_host_states_refused(path):
     with pytest.raises(ValueError, match="cannot go from"):
         for s in path:
             a.to(s)
+
+
+def test_upgrade():
+    from ossctl.ops.upgrade import Upgrade, side
+
+    rec = Release(id="r0002", profile="p", state=State.OK, image="img:2", image_id="sha256:" + "a" * 64, build=11312,
+                  bench={"summary": "s", "settings": {}, "levels": [{"users": 1, "effort": None, "output_tps": 300.0,
+                                                                     "latency_p95_s": 0.05}]},
+                  vram={"plan": {"0": 10}, "measured": {"1": 2 * 2**20, "0": 5 * 2**20}})
+    s = side(rec)
+    assert list(s) == ["release", "image", "build", "digest", "output_tps", "latency_p95_s", "bench_levels", "vram",
+                       "fit"]
+    assert (s["digest"], s["output_tps"], s["latency_p95_s"], s["vram"]) == (
+        "sha256:" + "a" * 64, 300.0, 0.05, {"0": 5 * 2**20, "1": 2 * 2**20})
+    assert side(None) is None
+    d = Upgrade("p", "img:2", [{"docker_host": "unix:///x.sock", "old": None, "new": s}]).to_dict()
+    assert list(d) == ["profile", "image", "hosts"] and list(d["hosts"][0]) == ["docker_host", "old", "new"]
