@@ -49,7 +49,7 @@ from ossctl.serve.llama_flags import parse_build
 from ossctl.serve.preflight import check_registered, check_strategy, gate_timeout, profile_api_key
 from ossctl.serve.profiles import Profile, host_profile
 from ossctl.serve.releases import LEDGER_IMAGE
-from ossctl.serve.rollout import deploy_locked, rollback_locked, rollback_target
+from ossctl.serve.rollout import bench_baseline, deploy_locked, rollback_locked, rollback_target
 from ossctl.serve.results import EngineHistory, EngineStatus
 from ossctl.serve.status import engine_history, engine_status
 
@@ -575,14 +575,17 @@ def history(settings, profile: Profile, log: Log = nolog) -> FleetView:
 
 
 def currents(settings, profile: Profile, log: Log = nolog) -> dict[str, Any]:
-    """The serving release of the fleet on every host (docker host → Release, None where
-    nothing serves or the host did not answer within :data:`STATUS_TIMEOUT_S`): what
-    ``upgrade`` compares before and after."""
+    """The serving release of the fleet on every host, with the release whose bench it
+    stands on (a rollback: the one it brought back): docker host → (Release, Release), or
+    (None, None) where nothing serves or the host did not answer within
+    :data:`STATUS_TIMEOUT_S`. What ``upgrade`` compares before and after."""
     def one(m: Member):
         _open(settings, m, log)
-        return m.current()[0]
+        book = m.engine.book(m.profile["name"])
+        cur = book.current(m.profile["name"])
+        return cur, bench_baseline(book, cur)
 
-    return {m.docker_host: (None if err else res) for m, res, err in per_host(members(settings, profile), one,
+    return {m.docker_host: ((None, None) if err else res) for m, res, err in per_host(members(settings, profile), one,
                                                                               STATUS_TIMEOUT_S)}
 
 

@@ -19,13 +19,16 @@ from ossctl.ops import service
 from ossctl.serve import Log, nolog
 from ossctl.serve.engine import open_engine
 from ossctl.serve.releases import Release
+from ossctl.serve.rollout import bench_baseline
 
 
-def side(rec: Release | None) -> dict[str, Any] | None:
-    """One release as the upgrade summary shows it (None: nothing served)."""
+def side(rec: Release | None, bench_of: Release | None = None) -> dict[str, Any] | None:
+    """One release as the upgrade summary shows it (None: nothing served); its bench
+    figures are those of ``bench_of`` when given (a rollback serves the build and spec of
+    the release it brought back, whose bench it stands on)."""
     if rec is None:
         return None
-    levels = (rec.bench or {}).get("levels") or []
+    levels = ((bench_of or rec).bench or {}).get("levels") or []
     first = levels[0] if levels else {}
     measured = (rec.vram or {}).get("measured") or {}
     return {"release": rec.id, "image": rec.image, "build": rec.build, "digest": rec.digest,
@@ -46,12 +49,15 @@ class Upgrade:
         return {"profile": self.profile, "image": self.image, "hosts": self.hosts}
 
 
-def _currents(settings, name: str, docker_host_flag: str | None, log: Log) -> dict[str, Release | None]:
-    """The serving release of ``name`` per engine (docker host → release or None)."""
+def _currents(settings, name: str, docker_host_flag: str | None, log: Log) -> dict[str, tuple]:
+    """The serving release of ``name`` per engine, with the release whose bench it stands
+    on: docker host → (release, bench release), (None, None) where nothing serves."""
     fp = service.fleet_profile(settings, name, docker_host_flag)
     if fp is None:
         eng = open_engine(settings, docker_host_flag, log)
-        return {eng.host: eng.book(name).current(name)}
+        book = eng.book(name)
+        cur = book.current(name)
+        return {eng.host: (cur, bench_baseline(book, cur))}
     return fleet.currents(settings, fp, log)
 
 
@@ -61,12 +67,12 @@ def upgrade(settings, profile: str, image: str, *, timeout: float | None = None,
     """Deploy ``profile`` with ``image`` (see the module docstring) and return old vs new
     per host. Raises what :func:`ossctl.ops.service.deploy` raises."""
     before = _currents(settings, profile, docker_host_flag, log)
-    for host, rec in before.items():
+    for host, (rec, _) in before.items():
         log(f"{host}: serving {rec.id} ({rec.image}, b{rec.build}) -> trying {image}" if rec else
             f"{host}: nothing serves yet -> deploying {image}")
     service.deploy(settings, profile, timeout=timeout, force=force, strategy=strategy,
                    docker_host_flag=docker_host_flag, keep_going=keep_going, log=log, image=image,
                    allow_image_change=True)
     after = _currents(settings, profile, docker_host_flag, log)
-    rows = [{"docker_host": h, "old": side(before.get(h)), "new": side(after.get(h))} for h in after]
+    rows = [{"docker_host": h, "old": side(*before.get(h, (None, None))), "new": side(*after[h])} for h in after]
     return Upgrade(profile, image, rows)

@@ -99,7 +99,7 @@ def _perf_gate(eng: Engine, profile: dict[str, Any], report: dict[str, Any], ser
     return rec
 
 
-def _bench_baseline(book: Book, cur: Release | None) -> Release | None:
+def bench_baseline(book: Book, cur: Release | None) -> Release | None:
     """The release whose recorded bench the performance gate compares with: the serving
     one, or for a rollback the release it brought back (same container or spec)."""
     if cur is not None and cur.bench is None and cur.kind == "rollback" and cur.source:
@@ -402,7 +402,7 @@ def deploy_locked(eng: Engine, profile: dict[str, Any], manifest, model_dir: Pat
 
     def gate(r: Release) -> dict[str, Any]:
         facts = _gate(eng, r, profile, manifest.first_file, api_key, timeout, bench=True,
-                      serving=_bench_baseline(book, cur))
+                      serving=bench_baseline(book, cur))
         if profile.get("fit"):  # what llama.cpp chose instead of the plan, from its log
             choice = parse_fit_log(eng.rt.logs(r.container_id, "all"))
             facts["fit"] = choice.to_dict()

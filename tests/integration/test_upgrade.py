@@ -87,8 +87,11 @@ def test_slow_build_refused_moved_tag_named_pin_refuses(serve_env, slow_image, l
         text = cli(env, "upgrade", "-p", env.profile, "--image", moving)  # the slowed build again, no gate
         assert text.code == 0, text.err
         assert text.out.splitlines()[0] == f"profile {env.profile} upgraded to {moving}", text.out
-        assert [ln.split()[1] for ln in text.out.splitlines()[2:]] == ["RELEASE", "BUILD", "DIGEST", "TOK/S", "P95",
-                                                                        "VRAM"], text.out
+        rows = {ln.split()[1]: ln.split()[2:] for ln in text.out.splitlines()[2:]}
+        assert list(rows) == ["RELEASE", "BUILD", "DIGEST", "TOK/S", "P95", "VRAM"], text.out
+        # the serving release is the rollback to r0001: its figures are r0001's bench
+        assert rows["RELEASE"][0] == "r0004" and rows["TOK/S"][0] != "-" and rows["P95"][0] != "-", text.out
+        assert rows["DIGEST"] == [regular_id.removeprefix("sha256:")[:12], slow_id.removeprefix("sha256:")[:12]]
     finally:
         client.images.remove(moving, noprune=True)
 
