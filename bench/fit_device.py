@@ -23,12 +23,10 @@ each with llama-server started with the argv ``ossctl deploy`` builds
 from __future__ import annotations
 
 import argparse
-import ctypes
 import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
