@@ -54,7 +54,7 @@ def _register() -> None:
                      ("verify", models.verify_cmd), ("hash", models.hash_cmd), ("adopt", models.adopt_cmd),
                      ("sign", sign.sign_cmd),
                      ("register", registry.register_cmd),
-                     ("deploy", serve.deploy), ("rollback", serve.rollback), ("status", serve.status),
+                     ("deploy", serve.deploy), ("upgrade", serve.upgrade), ("rollback", serve.rollback), ("status", serve.status),
                      ("releases", serve.releases_cmd), ("unlock", serve.unlock),
                      ("bench", bench.bench), ("tune", tune.tune), ("doctor", doctor.doctor_cmd)):
         app.command(name)(fn)

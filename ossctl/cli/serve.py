@@ -29,6 +29,8 @@ def deploy(
     strategy: Optional[str] = typer.Option(None, "--strategy", metavar="auto|recreate|blue-green", help="Override the profile's strategy."),
     docker_host: DockerHost = None,
     keep_going: bool = typer.Option(False, "--keep-going", help="Fleet: when a host fails, keep the hosts already updated on the new release."),
+    image: Optional[str] = typer.Option(None, "--image", metavar="IMAGE", help="Deploy this image instead of the profile's (see also `ossctl upgrade`)."),
+    allow_image_change: bool = typer.Option(False, "--allow-image-change", help="A profile with pin_image = true may run another build than the serving release."),
 ) -> None:
     """Deploy a profile: preflight, start, health gate, switch, record. On failure the
     previous release serves again and the exit code is 7. A profile with [[hosts]] rolls
@@ -39,7 +41,8 @@ def deploy(
     from ossctl.serve.results import DryRun
 
     out = service.deploy(st.settings, profile, dry_run=dry_run, timeout=timeout, force=force, strategy=strategy,
-                         docker_host_flag=docker_host, keep_going=keep_going, log=_log(st))
+                         docker_host_flag=docker_host, keep_going=keep_going, log=_log(st), image=image,
+                         allow_image_change=allow_image_change)
     res = _data(out)
     if isinstance(out, DryRun):
         output.emit(st, res, lambda: json.dumps(res["spec"], indent=2) + "\n\n" + res["docker_run"]
@@ -71,6 +74,53 @@ def _flags_text(flags: dict) -> str:
     return f"flags spelled from {flags['source']}\n" + output.table(["INTENT", "ARGS", "WHY"], rows)
 
 
+def upgrade(
+    ctx: typer.Context,
+    profile: Profile,
+    image: str = typer.Option(..., "--image", metavar="IMAGE", help="The new llama.cpp image (tag or tag@digest) to try."),
+    timeout: Optional[float] = typer.Option(None, "--timeout", metavar="S", help="Health-gate timeout in seconds (default: the profile's health_timeout)."),
+    force: bool = typer.Option(False, "--force", help="Deploy even when the VRAM check says it does not fit."),
+    strategy: Optional[str] = typer.Option(None, "--strategy", metavar="auto|recreate|blue-green", help="Override the profile's strategy."),
+    docker_host: DockerHost = None,
+    keep_going: bool = typer.Option(False, "--keep-going", help="Fleet: when a host fails, keep the hosts already updated on the new release."),
+) -> None:
+    """Try a new llama.cpp image on a profile: plan, canary (a fleet's `canary` hosts
+    first), gate (health, bench, `bench.regress`, GPU memory against the plan), roll or
+    roll back; then old vs new per host (build, digest, tok/s, p95, VRAM per GPU). A
+    refused upgrade exits 7 with the previous release serving."""
+    st = output.state(ctx)
+    from ossctl.ops import upgrade as upgrade_
+
+    res = upgrade_.upgrade(st.settings, profile, image, timeout=timeout, force=force, strategy=strategy,
+                           docker_host_flag=docker_host, keep_going=keep_going, log=_log(st)).to_dict()
+
+    def cell(side: dict | None, key: str) -> str:
+        if side is None:
+            return "-"
+        v = side[key]
+        if key == "build":
+            return f"b{v}" if v else "-"
+        if key == "digest":
+            return (v or "-").removeprefix("sha256:")[:12]
+        if key == "output_tps":
+            return "-" if v is None else f"{v:.1f}"
+        if key == "latency_p95_s":
+            return "-" if v is None else f"{v:.3f}s"
+        if key == "vram":
+            return " ".join(f"{g}:{b // 2**20}M" for g, b in v.items()) or "-"
+        return str(v)
+
+    def human() -> str:
+        rows = []
+        for h in res["hosts"]:
+            for what, label in (("release", "RELEASE"), ("build", "BUILD"), ("digest", "DIGEST"),
+                                ("output_tps", "TOK/S"), ("latency_p95_s", "P95"), ("vram", "VRAM")):
+                rows.append([h["docker_host"], label, cell(h["old"], what), cell(h["new"], what)])
+        return f"profile {res['profile']} upgraded to {res['image']}\n" + output.table(["HOST", "", "OLD", "NEW"], rows)
+
+    output.emit(st, res, human)
+
+
 def rollback(
     ctx: typer.Context,
     to: Optional[str] = typer.Option(None, "--to", metavar="RELEASE", help="Release id to go back to (default: the previous healthy one)."),
@@ -98,6 +148,11 @@ def _vram(rec: dict | None) -> str:
     NVML was not read (a remote engine, no GPU)."""
     measured = (rec or {}).get("measured") or {}
     return " ".join(f"{g}:{int(b) // 2**20}M" for g, b in sorted(measured.items(), key=lambda kv: int(kv[0]))) or "-"
+
+
+def _digest(d: str | None) -> str:
+    """The build's digest as the tables show it: ``sha256:`` dropped, 12 hex digits."""
+    return (d or "-").removeprefix("sha256:")[:12]
 
 
 def _uptime(s: int | None) -> str:
@@ -137,12 +192,12 @@ def status(
             return f"nothing deployed on {res['docker_host'] or 'the fleet'}"
         return output.table(
             (["HOST"] if fleet else []) + ["PROFILE", "RELEASE", "MODEL", "CTX", "HEALTH", "CONTAINER", "UPTIME", "ENDPOINT",
-                                           "BUILD", "IMAGE_ID", "VRAM"],
+                                           "BUILD", "IMAGE_ID", "DIGEST", "VRAM"],
             [([r["docker_host"]] if fleet else []) + [
                 r["profile"], r["release"] + ("" if r["source"] == r["release"] else f" (= {r['source']})"), r["model"],
                 r["ctx"], r["health"], r["container"], _uptime(r["uptime_s"]), r["endpoint"],
                 f"b{r['build']}" if r["build"] else "-", (r["image_id"] or "-").removeprefix("sha256:")[:12],
-                _vram(r["vram"])] for r in res["releases"]])
+                _digest(r.get("digest")), _vram(r["vram"])] for r in res["releases"]])
 
     output.emit(st, res, human)
 
@@ -166,9 +221,10 @@ def releases_cmd(
             return f"no releases on {res['docker_host'] or 'the fleet'}"
         return output.table(
             ["", *(["HOST"] if fleet else []), "ID", "PROFILE", "KIND", "STATE", "CREATED", "MODEL_ID", "IMAGE", "BUILD",
-             "NOTE"],
+             "DIGEST", "NOTE"],
             [["*" if r["current"] else "", *([r["docker_host"]] if fleet else []), r["id"], r["profile"], r["kind"],
               r["state"], r["created"], (r["model_id"] or "")[:12], r["image"], f"b{r['build']}" if r["build"] else "-",
+              _digest(r.get("digest")),
               (f"= {r['source']}" if r["source"] != r["id"] else "") + (" rolled back" if r["rolled_back"] else "")
               + (f" {r['error'].splitlines()[0][:60]}" if r["error"] else "")] for r in res["releases"]])
 

@@ -50,7 +50,7 @@ from ossctl.serve.llama_flags import parse_build
 from ossctl.serve.preflight import check_registered, check_strategy, gate_timeout, profile_api_key, signed_statement
 from ossctl.serve.profiles import Profile, host_profile
 from ossctl.serve.releases import LEDGER_IMAGE
-from ossctl.serve.rollout import deploy_locked, rollback_locked, rollback_target
+from ossctl.serve.rollout import bench_baseline, deploy_locked, rollback_locked, rollback_target
 from ossctl.serve.results import EngineHistory, EngineStatus
 from ossctl.serve.status import engine_history, engine_status
 
@@ -362,7 +362,8 @@ def _mem_available() -> int | None:
 
 
 def deploy(settings, profile: Profile, *, timeout: float | None = None, force: bool = False,
-           keep_going: bool = False, strategy: str | None = None, log: Log = nolog) -> FleetDeploy:
+           keep_going: bool = False, strategy: str | None = None, log: Log = nolog,
+           allow_image_change: bool = False) -> FleetDeploy:
     """Roll ``profile`` (resolved, with ``hosts``) across its hosts; see the module
     docstring. Returns the per-host account. Raises preflight errors (nothing changed),
     :class:`DeployError` (exit 7) with the per-host account when a host failed, and
@@ -393,8 +394,13 @@ def deploy(settings, profile: Profile, *, timeout: float | None = None, force: b
         log(f"front door {fd.spec.endpoint} on {fd.rt.host} over {sum(r for _, r in now.values())} serving host(s)")
         done: list[tuple[Member, HostAccount]] = []
         try:
-            _roll_batches(ms, account, profile["max_unavailable"], done, log, lambda m: _deploy_host(
-                m, now[m.docker_host], fd, manifest, strat, dict(timeout=gate_s, force=force, api_key=api_key), log))
+            gate = dict(timeout=gate_s, force=force, api_key=api_key, allow_image_change=allow_image_change)
+            for a, b in _phases(len(ms), profile.get("canary", 0)):
+                _roll_batches(ms[a:b], account[a:b], profile["max_unavailable"], done, log, lambda m: _deploy_host(
+                    m, now[m.docker_host], fd, manifest, strat, gate, log))
+                if b < len(ms):
+                    log(f"canary passed on {', '.join(m.docker_host for m in ms[a:b])}; "
+                        f"rolling the other {len(ms) - b} host(s)")
         except BaseException as exc:
             interrupted = isinstance(exc, (KeyboardInterrupt, Interrupted))
             if not keep_going or interrupted:
@@ -408,6 +414,12 @@ def deploy(settings, profile: Profile, *, timeout: float | None = None, force: b
                     "--keep-going: the hosts updated before the failure keep the new release")) from None
             raise
     return FleetDeploy(name, fd.spec.endpoint, fd.rt.host, strat, account, round(time.monotonic() - t0, 3))
+
+
+def _phases(n: int, canary: int) -> list[tuple[int, int]]:
+    """Host index ranges rolled one after another: with ``canary`` hosts, those first (the
+    rest only once every one of them passed its gate), then the others (issue 23)."""
+    return [(0, canary), (canary, n)] if 0 < canary < n else [(0, n)]
 
 
 def _serving_hint(ms: list[Member], name: str, fine: str) -> str:
@@ -582,6 +594,21 @@ def history(settings, profile: Profile, log: Log = nolog) -> FleetView:
     rows, hosts = _every_host(settings, profile, lambda m: engine_history(settings, profile["name"], m.docker_host, log))
     rows.sort(key=lambda r: (r["created"] or "", r["id"]), reverse=True)
     return FleetView(rows, hosts)
+
+
+def currents(settings, profile: Profile, log: Log = nolog) -> dict[str, Any]:
+    """The serving release of the fleet on every host, with the release whose bench it
+    stands on (a rollback: the one it brought back): docker host → (Release, Release), or
+    (None, None) where nothing serves or the host did not answer within
+    :data:`STATUS_TIMEOUT_S`. What ``upgrade`` compares before and after."""
+    def one(m: Member):
+        _open(settings, m, log)
+        book = m.engine.book(m.profile["name"])
+        cur = book.current(m.profile["name"])
+        return cur, bench_baseline(book, cur)
+
+    return {m.docker_host: ((None, None) if err else res) for m, res, err in per_host(members(settings, profile), one,
+                                                                              STATUS_TIMEOUT_S)}
 
 
 def _every_host(settings, profile: Profile, fn: Callable[[Member], EngineStatus | EngineHistory],

@@ -74,6 +74,27 @@ def measure_pids(settings, pids: list[int], backend=None) -> dict[str, dict[int,
     return {"plan": {}, "measured": measured}
 
 
+BELOW_PLAN = 0.03  # measured below the plan by more than this fraction: the plan did not decide
+
+
+def below_plan(vram: Mapping[str, Any] | None, tolerance: float = BELOW_PLAN) -> list[str]:
+    """GPUs where the release holds less than its plan by more than ``tolerance`` (issue
+    23: llama.cpp's fit, or a build, moved context or experts elsewhere), one phrase each
+    with both figures (MiB); empty when within it, or when nothing was measured (NVML
+    shows none of the container's processes: no conclusion)."""
+    if not vram or not vram.get("measured"):
+        return []
+    planned = plan_per_gpu(vram.get("plan"))
+    measured = {int(k): int(v) for k, v in vram["measured"].items()}
+    out = []
+    for gpu in sorted(planned):
+        p, m = planned[gpu], measured.get(gpu, 0)
+        if p > 0 and m < p * (1 - tolerance):
+            out.append(f"GPU {gpu}: {m / 2**20:.0f} MiB measured vs {p / 2**20:.0f} MiB planned "
+                       f"({(m - p) / p * 100:+.1f} %)")
+    return out
+
+
 def drift(record: Mapping[str, Any] | None) -> list[dict[str, Any]]:
     """How far the plan was off in ``record`` (a release record holding ``plan`` and
     ``measured``, at the top level or under ``"vram"``): one row per GPU with both

@@ -9,6 +9,10 @@ Profile table (all optional)::
     max_tokens = 16         # per request                    [ 16 ]
     stream = true           #                                [ true ]
     sla = "p95<30s,errors<5%"  #                              [ "errors<5%" ]
+    regress = "10%"         # performance gate: output tok/s lower or p95 latency  [ off ]
+                            # higher than the serving release's bench by more than this fails
+    reasoning_effort = "low,high"  # per level (as `bench --reasoning-effort`); the
+                            # performance gate compares level by level, so per effort
 """
 
 from __future__ import annotations
@@ -19,13 +23,13 @@ from dataclasses import dataclass, field
 from ossctl.errors import OssctlError, UsageError
 from ossctl.loadtest import sla as _sla
 from ossctl.loadtest.engine import run_levels
-from ossctl.loadtest.openai import Target
+from ossctl.loadtest.openai import Target, parse_efforts
 from ossctl.loadtest.prompts import builtin_prompts
 from ossctl.loadtest.report import apply_sla
 from ossctl.units import parse_duration
 
 DEFAULTS = {"users": [1], "requests": 4, "max_tokens": 16, "stream": True, "sla": "errors<5%"}
-KEYS = ("users", "requests", "duration", "max_tokens", "stream", "sla")
+KEYS = ("users", "requests", "duration", "max_tokens", "stream", "sla", "regress", "reasoning_effort")
 
 
 @dataclass
@@ -86,8 +90,35 @@ def validate_bench_cfg(cfg: dict) -> dict:
         _sla.parse_sla(spec)
     except UsageError as exc:
         raise UsageError(f"`bench.sla` must look like \"p95<90s,errors<5%\": {exc.message}", hint=exc.hint) from None
-    return {"users": users, "requests": requests, "duration_s": duration_s, "max_tokens": mt, "stream": stream,
-            "sla": spec}
+    out = {"users": users, "requests": requests, "duration_s": duration_s, "max_tokens": mt, "stream": stream,
+           "sla": spec}
+    # issue 23's keys, only when set (the shape above is what every caller already reads)
+    if "regress" in cfg:
+        out["regress"] = parse_regress(cfg["regress"])
+    if "reasoning_effort" in cfg:
+        eff = cfg["reasoning_effort"]
+        if not isinstance(eff, str):
+            raise UsageError(f"`bench.reasoning_effort` must be a string like \"low\" or \"low,high\", got {eff!r}")
+        try:
+            out["efforts"] = parse_efforts(eff, len(users))
+        except UsageError as exc:
+            raise UsageError(f"`bench.reasoning_effort`: {exc.message.removeprefix('--reasoning-effort: ')}",
+                             hint="one effort for every level, or one per level in the order of `users`") from None
+    return out
+
+
+def parse_regress(v: object) -> float:
+    """``bench.regress``: ``"10%"`` (or a number of percent) → 0.10. Raises :class:`UsageError`."""
+    s = v.strip().removesuffix("%").strip() if isinstance(v, str) else v
+    try:
+        if isinstance(s, bool):
+            raise ValueError
+        pct = float(s)
+    except (TypeError, ValueError):
+        pct = -1.0
+    if not (0 <= pct < 100) or pct != pct:
+        raise UsageError(f"`bench.regress` must be a percentage from 0 to 99, like \"10%\", got {v!r}")
+    return pct / 100
 
 
 def run_gate(base_url: str, api_key: str | None, bench_cfg: dict, env: Mapping[str, str] | None = None) -> GateResult:
@@ -101,7 +132,8 @@ def run_gate(base_url: str, api_key: str | None, bench_cfg: dict, env: Mapping[s
     try:
         report = run_levels(Target(base_url, api_key, timeout_s=300.0), builtin_prompts(), cfg["users"],
                             duration_s=cfg["duration_s"], requests=cfg["requests"], stream=cfg["stream"],
-                            max_tokens=cfg["max_tokens"], handle_sigint=False, env=env)
+                            max_tokens=cfg["max_tokens"], handle_sigint=False, env=env,
+                            efforts=cfg.get("efforts"))
     except OssctlError as exc:
         return GateResult(False, exc.message, {})
     apply_sla(report, cfg["sla"], cfg["users"])

@@ -36,19 +36,29 @@ def _fleet_profile(settings, name: str | None, docker_host_flag: str | None = No
     return fleet.as_fleet(settings, p, docker_host_flag)
 
 
+def fleet_profile(settings, name: str | None, docker_host_flag: str | None = None) -> Profile | None:
+    """The resolved profile ``name`` as a fleet, or None when it is one engine's (what
+    :func:`deploy` dispatches on)."""
+    return _fleet_profile(settings, name, docker_host_flag)
+
+
 def deploy(settings, profile_name: str, *, dry_run: bool = False, timeout: float | None = None,
            force: bool = False, strategy: str | None = None, docker_host_flag: str | None = None,
-           keep_going: bool = False, log: Log = nolog) -> Release | DryRun | FleetDeploy:
+           keep_going: bool = False, log: Log = nolog, image: str | None = None,
+           allow_image_change: bool = False) -> Release | DryRun | FleetDeploy:
     """Deploy ``profile_name``: :func:`ossctl.fleet.rollout.deploy` for a fleet,
     :func:`ossctl.serve.rollout.deploy` otherwise (and for every ``dry_run``, which
-    touches nothing). Raises as those do."""
+    touches nothing). ``image``: instead of the profile's (``--image``);
+    ``allow_image_change``: a ``pin_image`` profile may change its build. Raises as those do."""
     if not dry_run:
         fp = _fleet_profile(settings, profile_name, docker_host_flag)
         if fp is not None:
-                return fleet.deploy(settings, fp, timeout=timeout, force=force, keep_going=keep_going, strategy=strategy,
-                                log=log)
+                return fleet.deploy(settings, rollout.with_image(fp, image), timeout=timeout, force=force,
+                                    keep_going=keep_going, strategy=strategy, log=log,
+                                    allow_image_change=allow_image_change)
     return rollout.deploy(settings, profile_name, dry_run=dry_run, timeout=timeout, force=force, strategy=strategy,
-                          docker_host_flag=docker_host_flag, log=log)
+                          docker_host_flag=docker_host_flag, log=log, image=image,
+                          allow_image_change=allow_image_change)
 
 
 def rollback(settings, profile: str | None = None, to: str | None = None, *, timeout: float | None = None,

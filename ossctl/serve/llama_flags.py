@@ -114,6 +114,14 @@ def _fa_switch(v: str) -> list[str]:
     return ["-fa"] if v == "on" else []
 
 
+def _no_fit(v: bool) -> list[str]:
+    # a build without --fit adjusts nothing: "off" is what it does anyway; "on" it cannot do
+    if v:
+        raise UsageError("profile key `fit` = true cannot be honoured: this llama-server build has no --fit",
+                         hint="use an image whose build has --fit (b6800+), or set `fit = false`")
+    return []
+
+
 def _kwargs(v: str) -> list[str]:
     return ["--chat-template-kwargs", json.dumps({"reasoning_effort": v}, separators=(",", ":"))]
 
@@ -130,6 +138,18 @@ INTENTS: dict[str, tuple[Spelling, ...]] = {
                  lambda v: ["--jinja" if v else "--no-jinja"]),
         Spelling((("--jinja", False),), "older builds: --jinja only, off by default",
                  lambda v: ["--jinja"] if v else []),
+    ),
+    # stated even when off: builds with --fit default to on, and would then move context and
+    # MoE experts the profile and ossctl's VRAM plan placed (issue 23)
+    "fit": (
+        # on: llama.cpp logs what it chose only at verbosity 4 (LOG_TRC in common/fit.cpp),
+        # and ossctl records that choice from the log (serve.fit_log)
+        Spelling((("--fit", True), ("-lv", True)), "builds with --fit on|off: stated, so the profile decides the "
+                 "placement (on: -lv 4, where llama.cpp logs what it chose)",
+                 lambda v: ["--fit", "on", "-lv", "4"] if v else ["--fit", "off"]),
+        Spelling((("--fit", True),), "builds with --fit on|off: stated, so the profile decides the placement",
+                 lambda v: ["--fit", "on" if v else "off"]),
+        Spelling((), "this build has no --fit: nothing adjusts the placement", _no_fit),
     ),
     "temperature": (Spelling((("--temp", True),), "all builds", lambda v: ["--temp", _num(v)]),),
     "top_p": (Spelling((("--top-p", True),), "all builds", lambda v: ["--top-p", _num(v)]),),
@@ -171,6 +191,7 @@ MANAGED_FLAGS: dict[str, str] = {
     **dict.fromkeys(("-fa", "--flash-attn", "-no-fa", "--no-flash-attn"), "flash_attn"),
     **dict.fromkeys(("--jinja", "--no-jinja"), "jinja"),
     **dict.fromkeys(("--metrics",), "metrics"),
+    **dict.fromkeys(("-fit", "--fit"), "fit"),
     **dict.fromkeys(("-ctk", "--cache-type-k"), "cache_type_k"),
     **dict.fromkeys(("-ctv", "--cache-type-v"), "cache_type_v"),
     **dict.fromkeys(("-ncmoe", "--n-cpu-moe"), "n_cpu_moe"),

@@ -37,10 +37,12 @@ def llama_args(profile: dict[str, Any], first_file: str, port: int, api_key: boo
     Raises :class:`UsageError` when that build cannot honour a profile key."""
     p = profile
     spelled = plan(p, help_text)
+    fit = bool(p.get("fit"))  # on: -ngl and the expert placement are llama.cpp's to choose
     args = [
         "-m", f"{MODEL_MOUNT}/{first_file}",
         "-c", str(p["ctx"]),
-        "-ngl", str(p["n_gpu_layers"]),
+        *([] if fit else ["-ngl", str(p["n_gpu_layers"])]),
+        *(spelled["fit"].args if "fit" in spelled else []),
         "-b", str(p["batch"]),
         "-ub", str(p["ubatch"]),
         *spelled["flash_attn"].args,
@@ -51,7 +53,7 @@ def llama_args(profile: dict[str, Any], first_file: str, port: int, api_key: boo
         args += ["-ctk", p["cache_type_k"]]
     if p["cache_type_v"] != "f16":
         args += ["-ctv", p["cache_type_v"]]
-    if p["n_cpu_moe"]:
+    if p["n_cpu_moe"] and not fit:
         args += ["--n-cpu-moe", str(p["n_cpu_moe"])]
     if p["tensor_split"]:
         args += ["-ts", ",".join(_fmt_float(x) for x in p["tensor_split"])]

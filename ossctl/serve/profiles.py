@@ -113,9 +113,15 @@ DEFAULTS: dict[str, Any] = {
     "health_timeout": 900,
     "keep_releases": 3,
     "restart": "unless-stopped",
+    # issue 23: `fit` states llama.cpp's --fit explicitly (off: the profile and ossctl's plan
+    # decide the placement; on: -ngl and the expert placement are left to llama.cpp);
+    # `pin_image`: a deploy whose image resolves to another digest than the serving release
+    # is refused without --allow-image-change
+    "fit": False,
+    "pin_image": False,
 }
 OPTIONAL = ("temperature", "top_p", "top_k", "min_p", "repeat_penalty", "reasoning_effort", "reasoning_format",
-            "bench", "frontdoor", "hosts", "max_unavailable", "signature")
+            "bench", "frontdoor", "hosts", "max_unavailable", "signature", "canary")
 TABLES = ("bench", "frontdoor", "signature")  # merged key by key along `extends`
 # [[hosts]]: a fleet. Each entry names a Docker engine (`docker_host`: a URL as DOCKER_HOST
 # takes, or a `docker context` name) and may override these keys for that host; `upstream`
@@ -396,6 +402,8 @@ def validate(raw: dict[str, Any], name: str) -> Profile:
         p["health_timeout"] = int(p["health_timeout"])
     _int(p, "keep_releases", 1, 100)
     _str(p, "restart", RESTART)
+    _bool(p, "fit")
+    _bool(p, "pin_image")
     if not is_loopback(p["host"]) and not p["api_key_file"]:
         raise UsageError(f"`host` {p['host']} is not a loopback address, so `api_key_file` is required",
                          hint="point api_key_file at a file holding the key (chmod 600), or bind host = \"127.0.0.1\"")
@@ -422,6 +430,10 @@ def validate(raw: dict[str, Any], name: str) -> Profile:
         _int(p, "max_unavailable", 1, len(p["hosts"]))
     elif "max_unavailable" in p:
         raise UsageError("`max_unavailable` needs a fleet: add [[hosts]] entries", hint="or remove `max_unavailable`")
+    if "canary" in p:  # issue 23: hosts deployed and gated first; the rest only when they pass
+        if "hosts" not in p:
+            raise UsageError("`canary` needs a fleet: add [[hosts]] entries", hint="or remove `canary`")
+        _int(p, "canary", 0, max(len(p["hosts"]) - 1, 0))
     if "frontdoor" in p:
         p["frontdoor"] = _validate_frontdoor(p["frontdoor"], p)
     if "signature" in p:
@@ -438,7 +450,7 @@ def _validate_hosts(raw: dict[str, Any], hosts: Any, name: str) -> list[dict[str
     override is checked by validating the whole profile as that host will run it."""
     if not isinstance(hosts, list) or not hosts or any(not isinstance(h, dict) for h in hosts):
         raise UsageError("`hosts` must be a non-empty list of tables ([[hosts]] with docker_host = ...)")
-    base = {k: v for k, v in raw.items() if k not in ("hosts", "max_unavailable")}
+    base = {k: v for k, v in raw.items() if k not in ("hosts", "max_unavailable", "canary")}
     seen: set[str] = set()
     out = []
     for i, h in enumerate(hosts, 1):
@@ -464,7 +476,7 @@ def _validate_hosts(raw: dict[str, Any], hosts: Any, name: str) -> list[dict[str
 def host_profile(profile: Profile, host: dict[str, Any]) -> Profile:
     """The resolved profile as ``host`` (one ``[[hosts]]`` entry) runs it: its overrides
     applied, without the fleet keys. Pure."""
-    p = {k: v for k, v in profile.items() if k not in ("hosts", "max_unavailable")}
+    p = {k: v for k, v in profile.items() if k not in ("hosts", "max_unavailable", "canary")}
     p.update({k: host[k] for k in HOST_OVERRIDES if k in host})
     if "tensor_split" in host:
         p["tensor_split"] = [float(x) for x in host["tensor_split"]]
@@ -567,6 +579,12 @@ def _validate_frontdoor(t: Any, p: dict[str, Any]) -> dict[str, Any]:
         raise UsageError(f"`frontdoor.host` {f['host']} is not a loopback address, so `api_key_file` is required",
                          hint="point api_key_file at a file holding the key (chmod 600), or bind host = \"127.0.0.1\"")
     return f
+
+
+def check_image_ref(v: str, key: str) -> None:
+    """An image reference given outside a profile (``--image``); raises :class:`UsageError`
+    naming ``key``."""
+    _image_ref(v, key, "ghcr.io/ggml-org/llama.cpp:server")
 
 
 def _image_ref(v: str, key: str, example: str) -> None:

@@ -45,6 +45,7 @@ from typing import Any
 
 from ossctl import labels as L
 from ossctl.errors import ConflictError, OssctlError
+from ossctl.serve.image_pin import image_digest
 
 ID_RE = re.compile(r"^r(\d+)$")
 LEDGER_IMAGE = "ossctl/ledger:1"
@@ -103,6 +104,7 @@ class Release:
     image: str = ""
     image_id: str | None = None
     image_digests: list[str] = field(default_factory=list)
+    image_digest: str | None = None  # repo digest (else image id) the image resolved to: the build
     build: int | None = None  # llama.cpp build number the image reports (None: unknown)
     model_dir: str = ""
     model_id: str | None = None
@@ -122,6 +124,7 @@ class Release:
     bench: dict[str, Any] | None = None
     preflight: dict[str, Any] = field(default_factory=dict)
     vram: dict[str, Any] | None = None
+    fit: dict[str, Any] | None = None  # what llama.cpp's --fit chose (fit = true), from the server log
     profile_resolved: dict[str, Any] = field(default_factory=dict)
     spec: dict[str, Any] = field(default_factory=dict)
 
@@ -171,7 +174,7 @@ class Release:
             "image": self.image, "image_id": self.image_id, "build": self.build, "model_id": self.model_id,
             "composite_sha256": self.composite_sha256, "ctx": self.ctx, "endpoint": self.endpoint,
             "container_id": self.container_id, "rolled_back": self.rolled_back, "error": self.error,
-            "owner": self.owner, "vram": self.vram,
+            "owner": self.owner, "vram": self.vram, "digest": self.digest,
         }
 
     def public(self) -> dict[str, Any]:
@@ -183,7 +186,16 @@ class Release:
             "container_name": self.container_name, "image": self.image, "image_id": self.image_id,
             "model_id": self.model_id, "composite_sha256": self.composite_sha256, "ctx": self.ctx,
             "api_key_file": self.api_key_file, "created": self.created, "ready_s": self.ready_s,
+            "digest": self.digest,
         }
+
+    @property
+    def digest(self) -> str | None:
+        """The build this release runs: its repo digest, else its image id (records written
+        before ``image_digest`` was kept: from their image id / digests)."""
+        if self.image_digest:
+            return self.image_digest
+        return image_digest(self.image, self.image_id, self.image_digests)
 
     def labels(self) -> dict[str, str]:
         """The small facts its container carries (the full record is in the ledger)."""
@@ -223,12 +235,12 @@ _FIELD_CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
                                             "image", "model_dir")},
     **{k: (_opt(_is_str), "a string or null") for k in (
         "container_id", "container_name", "image_id", "model_id", "composite_sha256", "repo", "revision",
-        "api_key_file", "strategy", "previous", "rollback_to", "error")},
+        "api_key_file", "strategy", "previous", "rollback_to", "error", "image_digest")},
     **{k: (lambda v: isinstance(v, bool), "true or false") for k in ("container_removed", "rolled_back")},
     "port": (lambda v: _is_int(v) and 0 <= v <= 65535, "a port number"),
     **{k: (_opt(lambda v: _is_int(v) and v >= 0), "a whole number or null") for k in ("build", "ctx")},
     **{k: (_opt(lambda v: _is_num(v) and v >= 0), "a number of seconds or null") for k in ("ready_s", "deploy_s")},
-    **{k: (_opt(_is_obj), "an object or null") for k in ("props", "bench", "vram")},
+    **{k: (_opt(_is_obj), "an object or null") for k in ("props", "bench", "vram", "fit")},
     "preflight": (_is_obj, "an object"),
     "image_digests": (lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v), "a list of strings"),
     "profile_resolved": (_is_obj, "an object"),

@@ -32,9 +32,11 @@ from ossctl.artifacts.manifest import locate_model_dir, read_manifest, require_v
 from ossctl.errors import (
     ConflictError, DeployError, IntegrityError, Interrupted, NotFoundError, OssctlError, RemoteError, UsageError,
 )
-from ossctl.gpu.release_vram import measure_release
-from ossctl.loadtest.gate import run_gate
-from ossctl.serve import Log, health, image_flags, llama_server, nolog
+from ossctl.gpu.release_vram import below_plan, measure_release
+from ossctl.loadtest.gate import run_gate, validate_bench_cfg
+from ossctl.serve import Log, health, image_flags, llama_server, nolog, perf_gate
+from ossctl.serve.fit_log import parse_fit_log
+from ossctl.serve.image_pin import image_change, image_digest, pull_ref, refuse_unpinned, short
 from ossctl.serve.docker_runtime import docker_host, engine_address
 from ossctl.serve.engine import Engine, endpoint_url, open_engine
 from ossctl.serve.llama_flags import parse_build
@@ -42,7 +44,7 @@ from ossctl.serve.preflight import (
     check_port, check_registered, check_signature, choose_strategy, gate_timeout, profile_api_key, release_api_key,
     vram_check,
 )
-from ossctl.serve.profiles import check_against_model, resolve_profile
+from ossctl.serve.profiles import check_against_model, check_image_ref, resolve_profile
 from ossctl.serve.releases import Book, Release, State, now_iso, retain_records, whoami
 from ossctl.serve.results import DryRun
 
@@ -58,8 +60,10 @@ def _wait_healthy(eng: Engine, rec: Release, timeout: float) -> float:
 
 
 def _gate(eng: Engine, rec: Release, profile: dict[str, Any], first_file: str, api_key: str | None,
-          timeout: float, bench: bool) -> dict[str, Any]:
-    """Health gate for a started container; returns timings/facts. Raises DeployError."""
+          timeout: float, bench: bool, serving: Release | None = None) -> dict[str, Any]:
+    """Health gate for a started container; returns timings/facts. With ``bench``, the
+    profile's bench, and with ``bench.regress`` its performance gate against what
+    ``serving`` recorded (:mod:`ossctl.serve.perf_gate`). Raises DeployError."""
     url = rec.endpoint
     out = health.gate(url, api_key, timeout, lambda: eng.rt.find(rec.container_id),
                       lambda: eng.rt.logs(rec.container_id, 20), first_file, profile["ctx"], profile["parallel"],
@@ -71,7 +75,37 @@ def _gate(eng: Engine, rec: Release, profile: dict[str, Any], first_file: str, a
             raise DeployError(g.summary if g.summary.startswith("bench gate") else f"bench gate failed: {g.summary}")
         out["bench"] = {"summary": g.summary}
         eng.log(g.summary if g.summary.startswith("bench gate") else f"bench gate passed: {g.summary}")
+        out["bench"].update(_perf_gate(eng, profile, g.report, serving))
     return out
+
+
+def _perf_gate(eng: Engine, profile: dict[str, Any], report: dict[str, Any], serving: Release | None) -> dict[str, Any]:
+    """The bench figures to record (``settings``, ``levels``); with ``bench.regress`` they
+    are first compared with the serving release's (the first release records the
+    baseline). Raises DeployError (both figures in it) on a regression beyond the allowance."""
+    cfg = validate_bench_cfg(dict(profile["bench"]))
+    rec = {"settings": perf_gate.settings_of(cfg), "levels": perf_gate.figures(report, cfg)}
+    if "regress" not in cfg:
+        return rec
+    base = perf_gate.baseline(serving, rec["settings"])
+    if base is None:
+        eng.log("performance gate: no bench of the serving release under these settings; "
+                "this release's bench is the baseline")
+        return rec
+    bad = perf_gate.compare(base["levels"], rec["levels"], cfg["regress"])
+    if bad:
+        raise DeployError(f"performance gate: {'; '.join(bad)} (allowed {cfg['regress'] * 100:g} %, baseline "
+                          f"release {serving.source or serving.id})")
+    eng.log(f"performance gate passed: within {cfg['regress'] * 100:g} % of release {serving.source or serving.id}")
+    return rec
+
+
+def bench_baseline(book: Book, cur: Release | None) -> Release | None:
+    """The release whose recorded bench the performance gate compares with: the serving
+    one, or for a rollback the release it brought back (same container or spec)."""
+    if cur is not None and cur.bench is None and cur.kind == "rollback" and cur.source:
+        return book.find(cur.profile, cur.source) or cur
+    return cur
 
 
 def _reconcile(eng: Engine, book: Book, profile: str, timeout: float) -> list[str]:
@@ -225,6 +259,7 @@ def _step(eng: Engine, rec: Release, cur: Release | None, start: Callable[[], st
     rec.props = facts.get("props")
     rec.bench = facts.get("bench")
     rec.vram = facts.get("vram")
+    rec.fit = facts.get("fit")
     rec.deploy_s = round(time.monotonic() - t0, 3)  # stop, start, gate: what the step cost
     eng.ledger.save(rec)  # the commit point: from here on rec is what serves
     return facts
@@ -263,15 +298,16 @@ def _retain(eng: Engine, book: Book, profile: str, keep: int) -> None:
 
 def deploy(settings, profile_name: str, *, dry_run: bool = False, timeout: float | None = None,
            force: bool = False, strategy: str | None = None, docker_host_flag: str | None = None,
-           log: Log = nolog) -> Release | DryRun:
+           log: Log = nolog, image: str | None = None, allow_image_change: bool = False) -> Release | DryRun:
     """Deploy ``profile_name`` (see the module docstring). Returns the release (or, with
     ``dry_run``, the spec and the ``docker run`` line without touching anything).
 
     Raises :class:`UsageError` / :class:`NotFoundError` / :class:`IntegrityError` /
     :class:`ConflictError` / :class:`RemoteError` from preflight (nothing changed), and
     :class:`DeployError` (exit 7) when the new release failed and the previous one was
-    brought back."""
-    profile = resolve_profile(settings, profile_name)
+    brought back. ``image``: deploy this image instead of the profile's (``upgrade``);
+    ``allow_image_change``: a ``pin_image`` profile may change its build."""
+    profile = with_image(resolve_profile(settings, profile_name), image)
     name = profile["name"]
     strategy = choose_strategy(strategy or profile["strategy"], log if not dry_run else nolog)
     timeout = gate_timeout(profile, timeout)
@@ -297,12 +333,22 @@ def deploy(settings, profile_name: str, *, dry_run: bool = False, timeout: float
     reach = engine_address(eng.host, dict(settings.env))
     with eng.ledger.lock(name, "deploy", log):
         return deploy_locked(eng, profile, manifest, model_dir, timeout=timeout, force=force, strategy=strategy,
-                             api_key=api_key, local_vram=eng.rt.is_local, reach=reach)
+                             api_key=api_key, local_vram=eng.rt.is_local, reach=reach,
+                             allow_image_change=allow_image_change)
+
+
+def with_image(profile, image: str | None):
+    """``profile`` with ``image`` instead of its own (``--image``), checked as the profile's
+    own would be; ``profile`` itself when ``image`` is None. Raises :class:`UsageError`."""
+    if image is None:
+        return profile
+    check_image_ref(image, "--image")
+    return profile.replace(image=image)
 
 
 def deploy_locked(eng: Engine, profile: dict[str, Any], manifest, model_dir: Path, *, timeout: float, force: bool,
                   strategy: str, api_key: str | None, local_vram: bool, reach: str = "127.0.0.1",
-                  side_by_side: bool = False) -> Release:
+                  side_by_side: bool = False, allow_image_change: bool = False) -> Release:
     """Deploy the resolved ``profile`` on ``eng``, whose lock for it the caller holds;
     ``model_dir`` is the model's directory on the engine's machine, ``manifest`` the
     verified manifest of those files. ``local_vram``: the engine's GPUs are this machine's
@@ -321,6 +367,14 @@ def deploy_locked(eng: Engine, profile: dict[str, Any], manifest, model_dir: Pat
     build = parse_build(image_flags.read_version(eng.rt, profile["image"], eng.settings.cache_dir, image["id"]))
     cur = book.current(name)
     cur_state = eng.running(cur)
+    # issue 23: the build is named by digest; a moved tag (or a new image) is said before anything stops
+    digest = image_digest(profile["image"], image["id"], image["digests"])
+    changed = image_change(name, profile["image"], digest, cur)
+    preflight["image"] = {"digest": digest, "changed": changed}
+    if changed:
+        if profile.get("pin_image") and not allow_image_change:
+            raise refuse_unpinned(changed, name)
+        log(changed)
     if profile["gpus"] == "none":
         vram = {"status": "skipped", "message": "VRAM check skipped: the profile uses no GPU", "plan": None}
     elif not local_vram:
@@ -342,7 +396,7 @@ def deploy_locked(eng: Engine, profile: dict[str, Any], manifest, model_dir: Pat
         id=rid, profile=name, kind="deploy", source=rid, created=now_iso(), owner=whoami(),
         docker_host=eng.host, endpoint=endpoint_url(reach, port), host=profile["host"], port=port,
         container_name=spec["name"], image=profile["image"], image_id=image["id"],
-        image_digests=image["digests"], build=build, model_dir=str(model_dir), model_id=manifest.model_id,
+        image_digests=image["digests"], image_digest=digest, build=build, model_dir=str(model_dir), model_id=manifest.model_id,
         composite_sha256=manifest.composite_sha256, repo=manifest.repo, revision=manifest.revision,
         ctx=profile["ctx"], api_key_file=profile["api_key_file"] or None, strategy=strategy,
         previous=cur.id if cur else None, preflight=preflight, profile_resolved=profile, spec=spec)
@@ -357,10 +411,18 @@ def deploy_locked(eng: Engine, profile: dict[str, Any], manifest, model_dir: Pat
         return eng.rt.run(spec)
 
     def gate(r: Release) -> dict[str, Any]:
-        facts = _gate(eng, r, profile, manifest.first_file, api_key, timeout, bench=True)
-        eng.rt.set_restart(r.container_id, spec["restart_policy"])
+        facts = _gate(eng, r, profile, manifest.first_file, api_key, timeout, bench=True,
+                      serving=bench_baseline(book, cur))
+        if profile.get("fit"):  # what llama.cpp chose instead of the plan, from its log
+            choice = parse_fit_log(eng.rt.logs(r.container_id, "all"))
+            facts["fit"] = choice.to_dict()
+            log(choice.describe())
         if vram.get("plan") is not None:  # NVML here: what the release holds, next to the plan
             facts["vram"] = measure_release(eng.settings, r.container_id, plan=vram["plan"])
+            below = below_plan(facts["vram"])
+            if below:  # something else decided the placement (issue 23)
+                raise DeployError(f"measured GPU memory is below the plan: {'; '.join(below)}")
+        eng.rt.set_restart(r.container_id, spec["restart_policy"])
         return facts
 
     _step(eng, rec, cur, start, lambda: _remove_release_containers(eng, rec), gate, timeout,
@@ -464,6 +526,34 @@ def _target_preflight(eng: Engine, target: Release, name: str) -> dict[str, Any]
     return out
 
 
+def _recorded_build(eng: Engine, target: Release, name: str) -> str:
+    """The image a rollback recreates ``target`` from: its tag while that still names the
+    build it ran, else that build by image id (a tag that moved since would run another
+    build, issue 23). Raises :class:`NotFoundError` when neither is on the engine."""
+    try:
+        info = eng.rt.image_info(target.image)
+    except NotFoundError:
+        info = None
+    if info is not None and (not target.image_id or info["id"] == target.image_id):
+        return target.image
+    if target.image_id:
+        try:
+            eng.rt.image_info(target.image_id)
+        except NotFoundError:
+            raise NotFoundError(
+                f"release {target.id} ran {target.image} as {short(target.digest)}, which is no longer on {eng.host}"
+                + (f" (the tag now names {short(info['id'])})" if info else ""),
+                hint=(f"docker pull {pull_ref(target.image, target.digest)}"
+                      if target.digest and target.digest != target.image_id
+                      else f"deploy instead: `ossctl deploy --profile {name}`")) from None
+        if info is not None:
+            eng.log(f"{target.image} now names another build; recreating release {target.id} from its own "
+                    f"({short(target.image_id)})")
+        return target.image_id
+    eng.rt.image_info(target.image)  # raises with the pull command
+    return target.image
+
+
 def rollback(settings, profile: str | None = None, to: str | None = None, *, timeout: float | None = None,
              docker_host_flag: str | None = None, log: Log = nolog) -> Release:
     """Go back to the previous healthy release (or release ``to``): restart its kept
@@ -489,8 +579,9 @@ def rollback_locked(eng: Engine, name: str, to: str | None, timeout: float | Non
     checked = _target_preflight(eng, target, name)
     cur_state = eng.running(cur)
     tstate = eng.rt.find(target.container_id) if target.container_id and not target.container_removed else None
+    build_image = target.image
     if tstate is None:
-        eng.rt.image_info(target.image)
+        build_image = _recorded_build(eng, target, name)
     if not (tstate and tstate["running"]):
         check_port(eng.rt, tprofile, target.port, {cur_state["name"]} if cur_state else set())
     rid = book.next_id(name, [c["labels"].get("ossctl.release", "") for c in eng.containers(name)])
@@ -511,6 +602,7 @@ def rollback_locked(eng: Engine, name: str, to: str | None, timeout: float | Non
                 eng.rt.start(target.container_id)
             return target.container_id
         spec = dict(target.spec)
+        spec["image"] = build_image  # the build it ran, not whatever its tag names now
         spec["name"] = llama_server.container_name(name, rid)
         spec["labels"] = {**spec["labels"], **rec.labels()}
         log(f"recreating release {target.id} as {spec['name']} from its recorded spec")

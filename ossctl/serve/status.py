@@ -49,7 +49,7 @@ def engine_status(settings, profile: str | None, docker_host_flag: str | None, l
             "health": (cur.endpoint, release_api_key(cur)) if running else "down",
             "uptime_s": round(time.time() - started) if (running and started) else None,
             "leftovers": leftovers, "owner": cur.owner, "created": cur.created, "docker_host": eng.host,
-            "vram": cur.vram,
+            "vram": cur.vram, "digest": cur.digest,
         })
     probes = [r for r in out if isinstance(r["health"], tuple)]
     if len(probes) > 1:  # concurrently: one slow server must not delay the others' rows

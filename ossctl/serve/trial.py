@@ -57,7 +57,7 @@ NAME_PREFIX = "ossctl-trial-"
 TUNABLE = ("ctx", "n_gpu_layers", "batch", "ubatch", "parallel", "flash_attn", "jinja", "cache_type_k",
            "cache_type_v", "n_cpu_moe", "gpus", "tensor_split", "threads", "extra_args",
            "temperature", "top_p", "top_k", "min_p", "repeat_penalty", "reasoning_effort", "reasoning_format")
-_NOT_TRIED = ("hosts", "max_unavailable", "frontdoor", "bench")  # one engine, no front door, own bench
+_NOT_TRIED = ("hosts", "max_unavailable", "canary", "frontdoor", "bench")  # one engine, no front door, own bench
 
 # container names of the trials this process has running: what reap_trials leaves alone
 # when the owner is this very process (anything else it owns is a leftover of a failed removal)

@@ -19,13 +19,13 @@ pytestmark = pytest.mark.docker
 
 DEPLOY_KEYS = {"id", "profile", "kind", "state", "source", "previous", "strategy", "docker_host", "endpoint",
                "container_id", "container_name", "image", "image_id", "model_id", "composite_sha256", "ctx",
-               "api_key_file", "created", "ready_s"}
+               "api_key_file", "created", "ready_s", "digest"}
 STATUS_KEYS = {"profile", "release", "kind", "source", "model", "model_id", "composite_sha256", "ctx", "image",
                "endpoint", "port", "container_id", "container", "health", "uptime_s", "leftovers", "owner", "created", "docker_host", "vram",
-               "image_id", "build"}
+               "image_id", "build", "digest"}
 RELEASE_KEYS = {"id", "profile", "kind", "state", "current", "source", "created", "image", "image_id", "model_id",
                 "composite_sha256", "ctx", "endpoint", "container_id", "rolled_back", "error", "owner", "vram", "build",
-                "docker_host"}
+                "docker_host", "digest"}
 
 
 def cli(env, *args):

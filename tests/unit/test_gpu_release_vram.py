@@ -89,3 +89,14 @@ def test_vram_plan_prints_last_release_drift(monkeypatch, home):
         {"gpu": 0, "plan": 100 * MiB, "measured": 98 * MiB, "diff_bytes": 2 * MiB, "diff_pct": 2.0}]}
     r = run_cli("vram", "plan", "--profile", "prod", "--gpus", "1x97GB")
     assert "last release prod-1: plan − measured GPU 0 +2.0 % (+2 MiB)" in r.out
+
+
+def test_measured_below_the_plan_by_more_than_3_percent_is_named(tmp_path):
+    """What the deploy gate checks after the health gate (issue 23), on the fake NVML."""
+    within = release_vram.measure_release(_scenario(tmp_path), CID[:12], plan=PLAN)
+    assert release_vram.below_plan(within) == []  # -0.2 % and -0.0 %
+    moved = release_vram.measure_release(_scenario(tmp_path), CID[:12],
+                                         plan={"gpus": [{"index": 0, "total": 9000 * MiB}, {"index": 1, "total": 8221 * MiB},
+                                                        {"index": 2, "total": 4000 * MiB}]})
+    assert release_vram.below_plan(moved) == ["GPU 0: 8484 MiB measured vs 9000 MiB planned (-5.7 %)",
+                                              "GPU 2: 0 MiB measured vs 4000 MiB planned (-100.0 %)"]

@@ -14,9 +14,10 @@ from ossctl.serve.results import DryRun, EngineHistory, EngineStatus
 
 DEPLOY = ["id", "profile", "kind", "state", "source", "previous", "strategy", "docker_host", "endpoint", "container_id",
           "container_name", "image", "image_id", "model_id", "composite_sha256", "ctx", "api_key_file", "created",
-          "ready_s"]
+          "ready_s", "digest"]
 RELEASES_ROW = ["id", "profile", "kind", "state", "current", "source", "created", "image", "image_id", "build",
-                "model_id", "composite_sha256", "ctx", "endpoint", "container_id", "rolled_back", "error", "owner", "vram"]
+                "model_id", "composite_sha256", "ctx", "endpoint", "container_id", "rolled_back", "error", "owner", "vram",
+                "digest"]
 
 
 def _release() -> Release:
@@ -133,3 +134,20 @@ def test_tune_and_bench_capacity():
     assert res["best"] == res["trials"][0] and res["baseline"] is None
     # `bench --capacity`: the bench report plus "capacity" with these keys
     assert CAPACITY_KEYS == ("sla", "users", "first_fail_users", "steps", "stopped", "max_users")
+
+
+def test_upgrade():
+    from ossctl.ops.upgrade import Upgrade, side
+
+    rec = Release(id="r0002", profile="p", state=State.OK, image="img:2", image_id="sha256:" + "a" * 64, build=11312,
+                  bench={"summary": "s", "settings": {}, "levels": [{"users": 1, "effort": None, "output_tps": 300.0,
+                                                                     "latency_p95_s": 0.05}]},
+                  vram={"plan": {"0": 10}, "measured": {"1": 2 * 2**20, "0": 5 * 2**20}})
+    s = side(rec)
+    assert list(s) == ["release", "image", "build", "digest", "output_tps", "latency_p95_s", "bench_levels", "vram",
+                       "fit"]
+    assert (s["digest"], s["output_tps"], s["latency_p95_s"], s["vram"]) == (
+        "sha256:" + "a" * 64, 300.0, 0.05, {"0": 5 * 2**20, "1": 2 * 2**20})
+    assert side(None) is None
+    d = Upgrade("p", "img:2", [{"docker_host": "unix:///x.sock", "old": None, "new": s}]).to_dict()
+    assert list(d) == ["profile", "image", "hosts"] and list(d["hosts"][0]) == ["docker_host", "old", "new"]

@@ -89,7 +89,7 @@ def test_unread_help_assumes_current_spelling_and_says_so():
     plan = F.plan(prof(), None)
     assert plan["reasoning_effort"].args == ("--reasoning-effort", "high")
     assert "assumed" in plan["reasoning_effort"].why
-    assert set(plan) == {"flash_attn", "jinja", "temperature", "top_p", "min_p", "top_k", "repeat_penalty",
+    assert set(plan) == {"flash_attn", "fit", "jinja", "temperature", "top_p", "min_p", "top_k", "repeat_penalty",
                          "reasoning_effort", "reasoning_format", "metrics"}
 
 

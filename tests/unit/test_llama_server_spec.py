@@ -27,7 +27,7 @@ def test_default_gpu_spec_exact():
     assert spec == {
         "name": "ossctl-prod-r0007",
         "image": "ghcr.io/ggml-org/llama.cpp:server-cuda-b6100",
-        "command": ["-m", "/models/m-00001-of-00003.gguf", "-c", "131072", "-ngl", "99", "-b", "2048",
+        "command": ["-m", "/models/m-00001-of-00003.gguf", "-c", "131072", "-ngl", "99", "--fit", "off", "-b", "2048",
                     "-ub", "512", "-fa", "on", "--jinja", "-np", "1", "--metrics", "--host", "0.0.0.0", "--port", "8080"],
         "environment": {},
         "mounts": [{"type": "bind", "source": "/data/m", "target": "/models", "read_only": True}],
@@ -49,7 +49,7 @@ def test_cpu_spec_blue_green_port_and_no_devices():
     spec = L.build_spec(p, MAN, "/m", "r0001", 9001)
     assert spec["device_requests"] == []
     assert spec["ports"] == {"9000/tcp": ["127.0.0.1", 9001]}  # listens on 9000 inside, published on 9001
-    assert spec["command"] == ["-m", "/models/m-00001-of-00003.gguf", "-c", "512", "-ngl", "0", "-b", "2048",
+    assert spec["command"] == ["-m", "/models/m-00001-of-00003.gguf", "-c", "512", "-ngl", "0", "--fit", "off", "-b", "2048",
                                "-ub", "512", "-fa", "off", "--no-jinja", "-np", "1", "--metrics", "--host", "0.0.0.0",
                                "--port", "9000"]
     assert spec["restart_policy"] == {"Name": "no"}
@@ -62,7 +62,7 @@ def test_listed_gpus_tensor_split_sampling_and_extras():
     spec = L.build_spec(p, MAN, "/m", "r0002", 8080)
     assert spec["device_requests"] == [{"driver": "nvidia", "count": 0, "device_ids": ["0", "2"],
                                         "capabilities": [["gpu"]]}]
-    assert spec["command"][12:] == ["--jinja", "-np", "4", "-ctk", "q8_0", "-ctv", "q8_0", "--n-cpu-moe", "4",
+    assert spec["command"][14:] == ["--jinja", "-np", "4", "-ctk", "q8_0", "-ctv", "q8_0", "--n-cpu-moe", "4",
                                     "-ts", "3,1", "-t", "8", "--temp", "1", "--top-p", "0.95", "--min-p", "0.05",
                                     "--top-k", "0", "--metrics", "--host", "0.0.0.0", "--port", "8080", "--no-webui"]
 
@@ -98,7 +98,7 @@ def test_docker_run_line_exact():
         f"--label ossctl.model_id=0x{'ab' * 32} --label ossctl.composite_sha256={'cd' * 32} "
         "--label ossctl.model_repo=ggml-org/gpt-oss-120b-GGUF "
         f"--label ossctl.model_revision={'f' * 40} --label ossctl.ctx=4096 --label ossctl.port=8080 "
-        "ghcr.io/ggml-org/llama.cpp:server-cuda-b6100 -m /models/m-00001-of-00003.gguf -c 4096 -ngl 99 "
+        "ghcr.io/ggml-org/llama.cpp:server-cuda-b6100 -m /models/m-00001-of-00003.gguf -c 4096 -ngl 99 --fit off "
         "-b 2048 -ub 512 -fa auto --jinja -np 1 --metrics --host 0.0.0.0 --port 8080")
 
 
