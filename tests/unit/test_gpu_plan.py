@@ -11,7 +11,7 @@ from ossctl.settings import load_settings
 from tests.support.cli import run_cli
 
 GiB = 1024 ** 3
-KV_120B_131072 = 18 * 131072 * 2048 + 18 * 768 * 2048  # full + sliding-window layers, f16
+KV_120B_131072 = 18 * 131072 * 2048 + 18 * 2304 * 2048  # full + sliding-window layers (window 128 + prod's ubatch 2048, to 256), f16
 
 
 @pytest.fixture(autouse=True)
@@ -83,7 +83,7 @@ def test_plan_overrides_apply():
                 "--n-cpu-moe", "4", "--gpus", "2x80GiB")
     d = r.json()
     assert (d["params"]["ctx"], d["params"]["parallel"], d["params"]["n_cpu_moe"]) == (32768, 2, 4)
-    assert d["kv_cells"] == {"full": 16384, "swa": 768, "streams": 2}
+    assert d["kv_cells"] == {"full": 16384, "swa": 2304, "streams": 2}  # prod's ubatch 2048 + window 128
     assert len(d["gpus"]) == 2
 
 
