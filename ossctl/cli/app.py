@@ -12,7 +12,9 @@ from typing import Optional
 import typer
 
 from ossctl import __version__
-from ossctl.cli import output
+from ossctl.cli import coercion, output
+
+coercion.install()  # option values already of their type skip Typer's pydantic (see coercion.py)
 
 app = typer.Typer(
     name="ossctl",
