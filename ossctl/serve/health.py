@@ -42,18 +42,44 @@ def _client(base_url: str, api_key: str | None, timeout: float):
 
 def probe(base_url: str, api_key: str | None = None, timeout: float = 2.0) -> str:
     """One ``/health`` call: "ok", "loading" (503), "unreachable" or "error <code>"."""
-    import httpx
+    if base_url.startswith("http://"):
+        code = _plain_get_status(base_url, "/health", api_key, timeout)
+    else:
+        import httpx
 
-    try:
-        with _client(base_url, api_key, timeout) as c:
-            r = c.get("/health")
-    except httpx.HTTPError:
+        try:
+            with _client(base_url, api_key, timeout) as c:
+                code = c.get("/health").status_code
+        except httpx.HTTPError:
+            code = None
+    if code is None:
         return "unreachable"
-    if r.status_code == 200:
+    if code == 200:
         return "ok"
-    if r.status_code == 503:
+    if code == 503:
         return "loading"
-    return f"error {r.status_code}"
+    return f"error {code}"
+
+
+def _plain_get_status(base_url: str, path: str, api_key: str | None, timeout: float) -> int | None:
+    """The status code of ``GET path`` on a plain-HTTP ``base_url`` (None: no answer),
+    through http.client: a probe of ``status`` or of a metrics scrape per release costs
+    ~0.2 ms of CPU this way against ~1.5 ms with an httpx client, and a fresh ``status``
+    does not import httpx (~40 ms; bench/metrics_scrape.py, bench/status_latency.py)."""
+    import http.client
+    from urllib.parse import urlsplit
+
+    u = urlsplit(base_url)
+    conn = http.client.HTTPConnection(u.hostname, u.port or 80, timeout=timeout)
+    try:
+        conn.request("GET", path, headers={"Authorization": f"Bearer {api_key}"} if api_key else {})
+        res = conn.getresponse()
+        res.read()
+        return res.status
+    except (OSError, http.client.HTTPException, ValueError):
+        return None
+    finally:
+        conn.close()
 
 
 def wait_ready(base_url: str, timeout: float, api_key: str | None,
