@@ -36,8 +36,10 @@ def _client(base_url: str, api_key: str | None, timeout: float):
     import httpx
 
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-    # trust_env=False: never route the loopback health checks through a proxy from env
-    return httpx.Client(base_url=base_url, headers=headers, timeout=timeout, trust_env=False, verify=_ssl_context())
+    # trust_env=False: never route the loopback health checks through a proxy from env.
+    # A plain-HTTP server never sees TLS: no context (loading the CA bundle is ~20 ms)
+    verify = _ssl_context() if base_url.startswith("https:") else False
+    return httpx.Client(base_url=base_url, headers=headers, timeout=timeout, trust_env=False, verify=verify)
 
 
 def probe(base_url: str, api_key: str | None = None, timeout: float = 2.0) -> str:
@@ -90,7 +92,10 @@ def wait_ready(base_url: str, timeout: float, api_key: str | None,
     import httpx
 
     t0 = time.monotonic()
-    delay = 0.05
+    # every 20 ms at first, then less often (at most every 0.25 s): a tiny model is ready
+    # within a second, and a doubling delay made the deploy notice up to ~0.3 s late; the
+    # poll (one engine request, one GET on a kept connection) costs ~0.5 ms of CPU
+    delay = 0.02
     last = "no answer yet"
     with _client(base_url, api_key, 5.0) as c:
         while True:
@@ -112,7 +117,7 @@ def wait_ready(base_url: str, timeout: float, api_key: str | None,
                 tail = _tail(logs())
                 raise DeployError(f"not healthy after {timeout:g} s ({last})" + (f"; last log lines:\n{tail}" if tail else ""))
             time.sleep(delay)
-            delay = min(delay * 1.5, 1.0)
+            delay = min(delay * 1.15, 0.25)
 
 
 def _tail(text: str, n: int = 8) -> str:
