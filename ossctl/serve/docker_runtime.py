@@ -470,6 +470,15 @@ class DockerRuntime:
             self._client = client
         return self._client
 
+    def _sdk(self):
+        """The docker SDK module, imported the way :attr:`client` does (without paramiko
+        for an endpoint that is not ssh://): ``import docker.x`` before the client exists
+        would import it whole."""
+        self.client  # noqa: B018 - makes the client, importing the SDK
+        import docker
+
+        return docker
+
     def close(self) -> None:
         for c in (getattr(self, "_api", None), self._client):
             if c is not None:
@@ -507,7 +516,7 @@ class DockerRuntime:
         before it starts). It starts with restart policy "no" so that a crash during the
         health gate shows its real exit code and log once; :meth:`set_restart` applies the
         spec's policy once the gate passed."""
-        from docker.types import DeviceRequest, Mount
+        DeviceRequest, Mount = self._sdk().types.DeviceRequest, self._sdk().types.Mount
 
         mounts = [Mount(m["target"], m["source"], type=m["type"], read_only=m.get("read_only", False))
                   for m in spec.get("mounts", [])]
@@ -656,7 +665,7 @@ class DockerRuntime:
         """Create (never start) container ``name``; returns its id, or None when a
         container of that name exists already (the engine makes this atomic: the basis of
         the lock). ``volume`` = (named volume, mount point)."""
-        import docker.errors as de
+        de = self._sdk().errors
 
         vols = {volume[0]: {"bind": volume[1], "mode": "rw"}} if volume else None
         try:
@@ -707,7 +716,7 @@ class DockerRuntime:
         looked at through the archive API, and the container is removed."""
         import base64
 
-        from docker.types import Mount
+        Mount = self._sdk().types.Mount
 
         with _errors(self.host, image):
             hc = self.client.api.create_host_config(mounts=[Mount("/models", directory, type="bind", read_only=True)],
@@ -766,7 +775,7 @@ class DockerRuntime:
         path), named ``volumes`` mounted writable (name → container path; then as root, whose
         files they hold), and return (exit code, stdout + stderr). The container is always
         removed."""
-        from docker.types import Mount
+        Mount = self._sdk().types.Mount
 
         mounts = [Mount(t, src, type="bind", read_only=True) for src, t in (read_only or {}).items()]
         mounts += [Mount(t, name, type="volume") for name, t in (volumes or {}).items()]

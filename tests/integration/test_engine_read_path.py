@@ -79,3 +79,21 @@ def test_status_and_releases_import_no_sdk(docker_host, home):
         p = subprocess.run([sys.executable, "-c", code, "--json", *cmd, "--docker-host", docker_host],
                            capture_output=True, text=True)
         assert json.loads(p.stderr.splitlines()[-1]) == [0, []], p.stderr
+
+
+WRITE = """
+import json, sys
+from ossctl.serve.docker_runtime import DockerRuntime
+rt = DockerRuntime(sys.argv[1])
+cid = rt.create_marker(sys.argv[2], sys.argv[3], {"ossctl.test.readpath": "w"})
+rt.remove(cid)
+print(json.dumps(["docker" in sys.modules, sys.modules.get("paramiko") is not None]))
+"""
+
+
+def test_the_first_write_imports_the_sdk_without_paramiko(docker_host, llama_image):
+    # paramiko (~0.1 s) only serves ssh:// engines; the first write on a unix socket must
+    # not bring it in through a bare `import docker.x`
+    out = subprocess.run([sys.executable, "-c", WRITE, docker_host, f"rp-w-{uuid.uuid4().hex[:8]}", llama_image],
+                         capture_output=True, text=True, check=True).stdout
+    assert json.loads(out) == [True, False]
