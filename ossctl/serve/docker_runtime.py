@@ -760,6 +760,10 @@ class DockerRuntime:
     def engine_info(self) -> dict[str, Any]:
         """``{"version", "runtimes": [...], "cdi_spec_dirs": [...]}`` of the engine (for
         doctor: NVIDIA support is the ``nvidia`` runtime or a CDI spec)."""
+        # on a new connection: a dockerd shutting down closes its listener but goes on
+        # answering the connections it has, so the kept one would say "it answers" while
+        # every new client (the SDK's writes, the next command) is refused
+        self._api.close()
         with _errors(self.host):
             ver = self._api.get_json("/version")
             info = self._api.get_json("/info")
