@@ -22,10 +22,6 @@ from dataclasses import dataclass, field
 
 from ossctl.errors import OssctlError, UsageError
 from ossctl.loadtest import sla as _sla
-from ossctl.loadtest.engine import run_levels
-from ossctl.loadtest.openai import Target, parse_efforts
-from ossctl.loadtest.prompts import builtin_prompts
-from ossctl.loadtest.report import apply_sla
 from ossctl.units import parse_duration
 
 DEFAULTS = {"users": [1], "requests": 4, "max_tokens": 16, "stream": True, "sla": "errors<5%"}
@@ -99,6 +95,8 @@ def validate_bench_cfg(cfg: dict) -> dict:
         eff = cfg["reasoning_effort"]
         if not isinstance(eff, str):
             raise UsageError(f"`bench.reasoning_effort` must be a string like \"low\" or \"low,high\", got {eff!r}")
+        from ossctl.loadtest.openai import parse_efforts  # here: see run_gate's imports
+
         try:
             out["efforts"] = parse_efforts(eff, len(users))
         except UsageError as exc:
@@ -128,6 +126,14 @@ def run_gate(base_url: str, api_key: str | None, bench_cfg: dict, env: Mapping[s
     Raises :class:`UsageError` for a malformed ``bench_cfg`` (before any request).
     Everything the server does wrong (unreachable, errors, too slow) gives ``ok=False``
     with a one-line summary instead of raising."""
+    # here, not at the top: profiles.py validates [bench] with this module on every
+    # command that reads a profile (`status` too), and the load generator (asyncio, ssl,
+    # the report) is ~25 ms of imports that only a gate uses (python -X importtime)
+    from ossctl.loadtest.engine import run_levels
+    from ossctl.loadtest.openai import Target
+    from ossctl.loadtest.prompts import builtin_prompts
+    from ossctl.loadtest.report import apply_sla
+
     cfg = validate_bench_cfg(bench_cfg)
     try:
         report = run_levels(Target(base_url, api_key, timeout_s=300.0), builtin_prompts(), cfg["users"],

@@ -6,10 +6,13 @@ neither imports the other's caller (fleet builds on rollout's step, never the re
 from __future__ import annotations
 
 from ossctl.errors import OssctlError, UsageError
-from ossctl.fleet import rollout as fleet
 from ossctl.fleet.account import FleetDeploy, FleetRollback, FleetView
-from ossctl.serve import Log, nolog, rollout
+from ossctl.serve import Log, nolog
 from ossctl.serve import status as status_
+
+# The two rollouts (ossctl.fleet.rollout, ossctl.serve.rollout) are imported where they are
+# called: with them come the whole deploy path (preflight, front doors, health gate, VRAM),
+# ~35 ms that `status` and `releases` of one engine do not use (python -X importtime).
 from ossctl.serve.profiles import Profile, resolve_profile
 from ossctl.serve.releases import Release
 from ossctl.serve.results import DryRun, EngineHistory, EngineStatus
@@ -33,6 +36,8 @@ def _fleet_profile(settings, name: str | None, docker_host_flag: str | None = No
         if not changes:
             return None
         raise UsageError(f"profile {name!r} is a fleet: its [[hosts]] name the engines, --docker-host does not")
+    from ossctl.fleet import rollout as fleet
+
     return fleet.as_fleet(settings, p, docker_host_flag)
 
 
@@ -50,12 +55,16 @@ def deploy(settings, profile_name: str, *, dry_run: bool = False, timeout: float
     :func:`ossctl.serve.rollout.deploy` otherwise (and for every ``dry_run``, which
     touches nothing). ``image``: instead of the profile's (``--image``);
     ``allow_image_change``: a ``pin_image`` profile may change its build. Raises as those do."""
+    from ossctl.serve import rollout
+
     if not dry_run:
         fp = _fleet_profile(settings, profile_name, docker_host_flag)
         if fp is not None:
-                return fleet.deploy(settings, rollout.with_image(fp, image), timeout=timeout, force=force,
-                                    keep_going=keep_going, strategy=strategy, log=log,
-                                    allow_image_change=allow_image_change)
+            from ossctl.fleet import rollout as fleet
+
+            return fleet.deploy(settings, rollout.with_image(fp, image), timeout=timeout, force=force,
+                                keep_going=keep_going, strategy=strategy, log=log,
+                                allow_image_change=allow_image_change)
     return rollout.deploy(settings, profile_name, dry_run=dry_run, timeout=timeout, force=force, strategy=strategy,
                           docker_host_flag=docker_host_flag, log=log, image=image,
                           allow_image_change=allow_image_change)
@@ -71,7 +80,11 @@ def rollback(settings, profile: str | None = None, to: str | None = None, *, tim
             raise UsageError(f"profile {profile!r} is a fleet: its hosts number their releases each on their own, "
                              "so --to does not name one release of all of them",
                              hint=f"`ossctl rollback --profile {profile}` rolls every host back to its previous release")
+        from ossctl.fleet import rollout as fleet
+
         return fleet.rollback(settings, fp, timeout=timeout, log=log)
+    from ossctl.serve import rollout
+
     return rollout.rollback(settings, profile, to, timeout=timeout, docker_host_flag=docker_host_flag, log=log)
 
 
@@ -81,6 +94,8 @@ def status(settings, profile: str | None = None, docker_host_flag: str | None = 
     ``docker_host``; ``hosts`` says which answered; ``--docker-host`` picks one of them)."""
     fp = _fleet_profile(settings, profile, docker_host_flag, changes=False)
     if fp is not None:
+        from ossctl.fleet import rollout as fleet
+
         return fleet.status(settings, fp, log)
     return status_.engine_status(settings, profile, docker_host_flag, log)
 
@@ -90,5 +105,7 @@ def history(settings, profile: str | None = None, docker_host_flag: str | None =
     """Release history, newest first: of the engine, or of every host of a fleet profile."""
     fp = _fleet_profile(settings, profile, docker_host_flag, changes=False)
     if fp is not None:
+        from ossctl.fleet import rollout as fleet
+
         return fleet.history(settings, fp, log)
     return status_.engine_history(settings, profile, docker_host_flag, log)

@@ -119,9 +119,8 @@ def last_release_record(settings, profile_name: str | None) -> dict | None:
 
 def container_labels(backend, settings) -> Callable[[str], dict | None]:
     """``container_id -> labels`` for ``vram watch``: the fake NVML's own, else through the
-    Docker engine when the SDK is importable and the engine answers (the first failure
-    turns the lookup off: rows then show the container id only); cached for the whole
-    watch."""
+    Docker engine when it answers (its read path: no SDK; the first failure turns the
+    lookup off: rows then show the container id only); cached for the whole watch."""
     own = getattr(backend, "container_labels", None)
     if own is not None:
         return own

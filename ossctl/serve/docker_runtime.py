@@ -26,6 +26,7 @@ from urllib.parse import urlsplit
 
 from ossctl import labels as L
 from ossctl.errors import ConflictError, NotFoundError, OssctlError, RemoteError, UsageError
+from ossctl.serve import engine_api
 
 DEFAULT_HOST = "unix:///var/run/docker.sock"
 _SCHEMES = ("unix", "npipe", "tcp", "http", "https", "ssh")
@@ -101,19 +102,41 @@ _TLS_REASONS = ("certificate verify failed", "unknown ca", "bad certificate", "c
                 "certificate unknown", "wrong version number", "hostname mismatch", "ip address mismatch")
 
 
+def _loaded(name: str):
+    """Module ``name`` when something imported it already, else None: an error of the
+    SDK (or of requests) can only come from a process that loaded it, and the read path
+    (:mod:`ossctl.serve.engine_api`) must not load it just to look at its own errors."""
+    import sys
+
+    return sys.modules.get(name)
+
+
+def _error_types() -> tuple[type[BaseException], ...]:
+    """What :func:`_errors` translates: the engine_api reader's errors, OSError, and the
+    SDK's and requests' when loaded."""
+    types: list[type[BaseException]] = [engine_api.APIError, engine_api.TLSFilesError, ConnectionError, OSError]
+    if (de := _loaded("docker.errors")) is not None:
+        types.append(de.DockerException)
+    if (rq := _loaded("requests.exceptions")) is not None:
+        types.append(rq.RequestException)
+    return tuple(types)
+
+
 def _translate(exc: Exception, host: str, what: str = "") -> OssctlError:
-    import docker.errors as de
-    import requests
+    de = _loaded("docker.errors")
+    rq = _loaded("requests.exceptions")
+    ssl = _loaded("ssl")
 
     text = str(exc)
     low = text.lower()
-    if isinstance(exc, de.TLSParameterError):
+    if isinstance(exc, engine_api.TLSFilesError) or de and isinstance(exc, de.TLSParameterError):
         return UsageError(f"TLS for {host} needs a client certificate: DOCKER_CERT_PATH has no cert.pem / key.pem",
                           hint="set DOCKER_CERT_PATH to a directory holding ca.pem, cert.pem and key.pem, as for `docker --tlsverify`")
     if "http request to an https server" in low:
         return RemoteError(f"the Docker daemon at {host} speaks TLS only",
                            hint="set DOCKER_TLS_VERIFY=1 and DOCKER_CERT_PATH (ca.pem, cert.pem, key.pem), as for `docker --tlsverify`")
-    if isinstance(exc, requests.exceptions.SSLError) or "ssl" in low and any(r in low for r in _TLS_REASONS):
+    if (rq and isinstance(exc, rq.SSLError) or ssl and isinstance(exc, ssl.SSLError)
+            or "ssl" in low and any(r in low for r in _TLS_REASONS)):
         reason = next((r for r in _TLS_REASONS if r in low), "handshake failed")
         if reason == "certificate verify failed":
             reason = "its certificate is not signed by DOCKER_CERT_PATH/ca.pem (certificate verify failed)"
@@ -122,20 +145,20 @@ def _translate(exc: Exception, host: str, what: str = "") -> OssctlError:
         return RemoteError(f"TLS with the Docker daemon at {host} failed: {reason}",
                            hint="check that DOCKER_CERT_PATH holds this engine's ca.pem and a cert.pem/key.pem it trusts "
                                 "(`docker --tlsverify -H HOST version` must work)")
-    if isinstance(exc, de.ImageNotFound):
+    if de and isinstance(exc, de.ImageNotFound):
         return NotFoundError(f"image not found on {host}: {what or text}", hint=f"docker pull {what}" if what else None)
-    if isinstance(exc, de.NotFound):
+    if de and isinstance(exc, de.NotFound) or isinstance(exc, engine_api.APIError) and exc.status_code == 404:
         return NotFoundError(f"not found on {host}: {what or text}")
     if "permission denied" in low:
         return RemoteError(f"permission denied talking to the Docker daemon at {host}",
                            hint="add yourself to the docker group (`sudo usermod -aG docker $USER`, then log in again) or run as root")
-    if isinstance(exc, de.APIError):
+    if de and isinstance(exc, de.APIError) or isinstance(exc, engine_api.APIError):
         if exc.status_code == 409:
             return ConflictError(f"docker: {exc.explanation or text}")
         if "port is already allocated" in low or "address already in use" in low:
             return ConflictError(f"docker: {exc.explanation or text}", hint="another process holds the port; see `ossctl status`")
         return RemoteError(f"docker: {exc.explanation or text}")
-    if isinstance(exc, (de.DockerException, ConnectionError, OSError)) or "connection" in low:
+    if isinstance(exc, (ConnectionError, OSError)) or de and isinstance(exc, de.DockerException) or "connection" in low:
         return RemoteError(f"cannot reach the Docker daemon at {host}",
                            hint="start it (`sudo systemctl start docker`), or point DOCKER_HOST at a running engine")
     return RemoteError(f"docker: {text}")
@@ -143,14 +166,11 @@ def _translate(exc: Exception, host: str, what: str = "") -> OssctlError:
 
 @contextlib.contextmanager
 def _errors(host: str, what: str = "") -> Iterator[None]:
-    import docker.errors as de
-    import requests
-
     try:
         yield
     except OssctlError:
         raise
-    except (de.DockerException, requests.exceptions.RequestException, ConnectionError, OSError) as exc:
+    except _error_types() as exc:  # evaluated when raised: by then the SDK is loaded if it was used
         raise _translate(exc, host, what) from None
 
 
@@ -216,6 +236,21 @@ def _ssh_probe(url: str, timeout: int) -> None:
                           hint=f"start it there, and check `ssh {target} docker version`")
 
 
+def _ssh_dial_argv(user: str | None, host: str, port: str | int | None) -> list[str]:
+    """``ssh ... HOST docker system dial-stdio``: the Engine API on ssh's stdin/stdout, as
+    the docker CLI reaches an ssh:// engine (the SDK client and the read path alike)."""
+    args = ["ssh", *_ssh_options(), "-o", "ConnectTimeout=30"]
+    if user:
+        args += ["-l", user]
+    if port:
+        args += ["-p", str(port)]
+    return args + ["--", host, "docker system dial-stdio"]
+
+
+def _ssh_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if k not in ("LD_LIBRARY_PATH", "SSL_CERT_FILE")}
+
+
 def _ssh_socket_fixes() -> None:
     """Changes to the SDK's ssh-client socket (docker 7.x ``SSHSocket``): it starts ``ssh``
     with :func:`_ssh_options` and a connect timeout, its complaints not printed (a failed
@@ -230,14 +265,8 @@ def _ssh_socket_fixes() -> None:
     original_close = sock.close
 
     def connect(self, **_kwargs) -> None:
-        args = ["ssh", *_ssh_options(), "-o", "ConnectTimeout=30"]
-        if self.user:
-            args += ["-l", self.user]
-        if self.port:
-            args += ["-p", self.port]
-        args += ["--", self.host, "docker system dial-stdio"]
-        env = {k: v for k, v in os.environ.items() if k not in ("LD_LIBRARY_PATH", "SSL_CERT_FILE")}
-        self.proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stdin=subprocess.PIPE,
+        args = _ssh_dial_argv(self.user, self.host, self.port)
+        self.proc = subprocess.Popen(args, env=_ssh_env(), stdout=subprocess.PIPE, stdin=subprocess.PIPE,
                                      stderr=subprocess.DEVNULL,
                                      preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
 
@@ -348,6 +377,31 @@ def _import_docker(ssh: bool):
     return docker
 
 
+class _SDKReader:
+    """engine_api's ``get`` / ``get_json`` through the SDK client, for the endpoints only
+    the SDK speaks (npipe://, http(s)://): the read methods are written once."""
+
+    def __init__(self, rt: DockerRuntime):
+        self._rt = rt
+
+    def get(self, path: str, params: dict[str, Any] | None = None) -> bytes:
+        api = self._rt.client.api
+        res = api._get(api.base_url + path, params=params)
+        if res.status_code >= 400:
+            try:
+                msg = res.json().get("message") or res.text
+            except ValueError:
+                msg = res.text
+            raise engine_api.APIError(res.status_code, str(msg).strip()[:300])
+        return res.content
+
+    def get_json(self, path: str, params: dict[str, Any] | None = None) -> Any:
+        return json.loads(self.get(path, params) or b"null")
+
+    def close(self) -> None:
+        pass
+
+
 class DockerRuntime:
     """A connection to one Docker engine. ``base_url`` is checked first
     (:func:`check_docker_host`); ``ssh://`` goes through the ``ssh`` client like the docker
@@ -367,29 +421,69 @@ class DockerRuntime:
         environment["DOCKER_HOST"] = base_url
         self.host_url = base_url  # the endpoint itself (``host`` may be a context name)
         self._exec_dirs: dict[str, str] = {}
+        self._environment, self._timeout = environment, timeout
+        self._client = None
         ssh = base_url.startswith("ssh://")
-        docker = _import_docker(ssh)
-        if ssh:
-            _ssh_socket_fixes()
         try:
             with _errors(base_url):
-                kwargs = docker.utils.kwargs_from_env(environment=environment)
-                # a placeholder version, so the SDK does not ask the engine before we set TLS up
-                self.client = docker.DockerClient(**kwargs, version="1.24", timeout=timeout, use_ssh_client=ssh)
-                if "tls" in kwargs:
-                    # requests would swap DOCKER_CERT_PATH's CA for $REQUESTS_CA_BUNDLE / $CURL_CA_BUNDLE
-                    # (set on many machines) and then reject the engine's certificate
-                    self.client.api.trust_env = False
-                # the one request a connection costs: it also proves the engine answers
-                self.client.api._version = self.client.api._retrieve_server_version()
+                u = urlsplit(base_url)
+                # reads go through engine_api (no SDK import: most of a read-only command's
+                # time); the SDK client is made on the first write, see `client`
+                self._api = engine_api.open_api(base_url, environment, timeout,
+                                                ssh_argv=_ssh_dial_argv(u.username, u.hostname, u.port) if ssh else None,
+                                                ssh_env=_ssh_env() if ssh else None)
+                if self._api is None:  # an endpoint only the SDK speaks (npipe://, http(s)://)
+                    self._api = _SDKReader(self)
+                    self._api_version = None
+                    self._api_version = self.client.api._version
+                else:
+                    # the one request a connection costs: it also proves the engine answers
+                    self._api_version = self._api.get_json("/version")["ApiVersion"]
         except OssctlError:
+            self.close()
             if ssh:  # ssh's own account of what failed (key, host key, no docker there), in one line
                 _ssh_probe(base_url, min(timeout, 30))
             raise
+        except (KeyError, TypeError):
+            self.close()
+            raise RemoteError(f"{base_url} did not answer as a Docker engine (no API version in /version)") from None
+
+    @property
+    def client(self):
+        """The docker SDK client (made, and the SDK imported, on first use: only what
+        writes needs it)."""
+        if self._client is None:
+            ssh = self.host_url.startswith("ssh://")
+            docker = _import_docker(ssh)
+            if ssh:
+                _ssh_socket_fixes()
+            with _errors(self.host_url):
+                kwargs = docker.utils.kwargs_from_env(environment=self._environment)
+                # a placeholder version, so the SDK does not ask the engine before we set TLS up
+                client = docker.DockerClient(**kwargs, version="1.24", timeout=self._timeout, use_ssh_client=ssh)
+                if "tls" in kwargs:
+                    # requests would swap DOCKER_CERT_PATH's CA for $REQUESTS_CA_BUNDLE / $CURL_CA_BUNDLE
+                    # (set on many machines) and then reject the engine's certificate
+                    client.api.trust_env = False
+                # the version the read path was told; asked here when there is no read path
+                client.api._version = getattr(self, "_api_version", None) or client.api._retrieve_server_version()
+            self._client = client
+        return self._client
+
+    def _sdk(self):
+        """The docker SDK module, imported the way :attr:`client` does (without paramiko
+        for an endpoint that is not ssh://): ``import docker.x`` before the client exists
+        would import it whole."""
+        self.client  # noqa: B018 - makes the client, importing the SDK
+        import docker
+
+        return docker
 
     def close(self) -> None:
-        with contextlib.suppress(Exception):
-            self.client.close()
+        for c in (getattr(self, "_api", None), self._client):
+            if c is not None:
+                with contextlib.suppress(Exception):
+                    c.close()
 
     def __enter__(self) -> DockerRuntime:
         return self
@@ -407,11 +501,11 @@ class DockerRuntime:
         command when the image is not present locally (ossctl never pulls by itself)."""
         try:
             with _errors(self.host, image):
-                img = self.client.images.get(image)
+                img = self._api.get_json(f"/images/{engine_api.seg(image)}/json")
         except NotFoundError:
             raise NotFoundError(f"image {image} is not present on the Docker host {self.host}",
                                 hint=f"docker pull {image}") from None
-        return {"id": img.id, "digests": list(img.attrs.get("RepoDigests") or [])}
+        return {"id": img["Id"], "digests": list(img.get("RepoDigests") or [])}
 
     # containers ---------------------------------------------------------------------
     def run(self, spec: dict[str, Any]) -> str:
@@ -422,7 +516,7 @@ class DockerRuntime:
         before it starts). It starts with restart policy "no" so that a crash during the
         health gate shows its real exit code and log once; :meth:`set_restart` applies the
         spec's policy once the gate passed."""
-        from docker.types import DeviceRequest, Mount
+        DeviceRequest, Mount = self._sdk().types.DeviceRequest, self._sdk().types.Mount
 
         mounts = [Mount(m["target"], m["source"], type=m["type"], read_only=m.get("read_only", False))
                   for m in spec.get("mounts", [])]
@@ -449,10 +543,10 @@ class DockerRuntime:
         """The container's state (see :meth:`_describe`), or None when it does not exist."""
         try:
             with _errors(self.host):
-                c = self.client.containers.get(name_or_id)
+                attrs = self._api.get_json(f"/containers/{engine_api.seg(name_or_id)}/json")
         except NotFoundError:
             return None
-        return _describe(c)
+        return _describe(attrs)
 
     def list(self, labels: dict[str, str]) -> list[dict[str, Any]]:
         """Containers (running or not) carrying all of ``labels``, from the engine's summary
@@ -461,7 +555,7 @@ class DockerRuntime:
         :meth:`find` for the details of one."""
         flt = [f"{k}={v}" for k, v in labels.items()]
         with _errors(self.host):
-            rows = self.client.api.containers(all=True, filters={"label": flt})
+            rows = self._api.get_json("/containers/json", {"all": 1, "filters": json.dumps({"label": flt})})
         return [{"id": r["Id"], "name": (r.get("Names") or ["/"])[0].lstrip("/"), "status": r.get("State", ""),
                  "running": r.get("State") == "running", "labels": dict(r.get("Labels") or {}),
                  "image": r.get("Image", "")} for r in rows]
@@ -555,7 +649,7 @@ class DockerRuntime:
 
         try:
             with _errors(self.host, tag):
-                self.client.images.get(tag)
+                self._api.get_json(f"/images/{engine_api.seg(tag)}/json")
             return
         except NotFoundError:
             pass
@@ -571,7 +665,7 @@ class DockerRuntime:
         """Create (never start) container ``name``; returns its id, or None when a
         container of that name exists already (the engine makes this atomic: the basis of
         the lock). ``volume`` = (named volume, mount point)."""
-        import docker.errors as de
+        de = self._sdk().errors
 
         vols = {volume[0]: {"bind": volume[1], "mode": "rw"}} if volume else None
         try:
@@ -591,7 +685,7 @@ class DockerRuntime:
         """Whether the named volume exists on the engine."""
         try:
             with _errors(self.host, name):
-                self.client.volumes.get(name)
+                self._api.get_json(f"/volumes/{engine_api.seg(name)}")
         except NotFoundError:
             return False
         return True
@@ -604,8 +698,7 @@ class DockerRuntime:
 
         try:
             with _errors(self.host, cid):
-                stream, _ = self.client.api.get_archive(cid, path)
-                data = b"".join(stream)
+                data = self._api.get(f"/containers/{engine_api.seg(cid)}/archive", {"path": path})
         except NotFoundError:
             return {}
         out: dict[str, bytes] = {}
@@ -623,7 +716,7 @@ class DockerRuntime:
         looked at through the archive API, and the container is removed."""
         import base64
 
-        from docker.types import Mount
+        Mount = self._sdk().types.Mount
 
         with _errors(self.host, image):
             hc = self.client.api.create_host_config(mounts=[Mount("/models", directory, type="bind", read_only=True)],
@@ -667,9 +760,13 @@ class DockerRuntime:
     def engine_info(self) -> dict[str, Any]:
         """``{"version", "runtimes": [...], "cdi_spec_dirs": [...]}`` of the engine (for
         doctor: NVIDIA support is the ``nvidia`` runtime or a CDI spec)."""
+        # on a new connection: a dockerd shutting down closes its listener but goes on
+        # answering the connections it has, so the kept one would say "it answers" while
+        # every new client (the SDK's writes, the next command) is refused
+        self._api.close()
         with _errors(self.host):
-            ver = self.client.version()
-            info = self.client.info()
+            ver = self._api.get_json("/version")
+            info = self._api.get_json("/info")
         return {"version": ver.get("Version", "?"), "api_version": ver.get("ApiVersion"),
                 "runtimes": sorted((info.get("Runtimes") or {}).keys()),
                 "id": info.get("ID"), "name": info.get("Name"), "root_dir": info.get("DockerRootDir"),  # who answered
@@ -682,7 +779,7 @@ class DockerRuntime:
         path), named ``volumes`` mounted writable (name → container path; then as root, whose
         files they hold), and return (exit code, stdout + stderr). The container is always
         removed."""
-        from docker.types import Mount
+        Mount = self._sdk().types.Mount
 
         mounts = [Mount(t, src, type="bind", read_only=True) for src, t in (read_only or {}).items()]
         mounts += [Mount(t, name, type="volume") for name, t in (volumes or {}).items()]
@@ -703,7 +800,7 @@ class DockerRuntime:
     def host_port_users(self, port: int) -> list[str]:
         """Names of running containers publishing host ``port`` (one request)."""
         with _errors(self.host):
-            rows = self.client.api.containers()
+            rows = self._api.get_json("/containers/json")
         return [(r.get("Names") or ["/"])[0].lstrip("/") for r in rows
                 if any(str(p.get("PublicPort")) == str(port) for p in r.get("Ports") or [])]
 
@@ -724,24 +821,26 @@ def _tar(files: dict[str, bytes]) -> bytes:
     return buf.getvalue()
 
 
-def _describe(c) -> dict[str, Any]:
-    st = c.attrs.get("State", {})
+def _describe(attrs: dict[str, Any]) -> dict[str, Any]:
+    """The record of a container from its inspect JSON (``GET /containers/ID/json``,
+    the SDK's ``Container.attrs``)."""
+    st = attrs.get("State") or {}
     started = st.get("StartedAt") or ""
     return {
-        "id": c.id,
-        "name": c.name,
-        "status": st.get("Status", c.status),  # created / running / restarting / exited / dead
+        "id": attrs["Id"],
+        "name": (attrs.get("Name") or "").lstrip("/"),
+        "status": st.get("Status", ""),  # created / running / restarting / exited / dead
         "running": bool(st.get("Running")) and not st.get("Restarting"),
         "restarting": bool(st.get("Restarting")),
-        "restart_count": int(c.attrs.get("RestartCount") or 0),
+        "restart_count": int(attrs.get("RestartCount") or 0),
         "exit_code": st.get("ExitCode"),
         "oom_killed": bool(st.get("OOMKilled")),
         "error": st.get("Error") or "",
         "started_at": started,
         "started_ts": _parse_ts(started),
-        "labels": dict(c.labels or {}),
-        "image": (c.attrs.get("Config") or {}).get("Image", ""),
-        "image_id": c.attrs.get("Image", ""),
+        "labels": dict((attrs.get("Config") or {}).get("Labels") or {}),
+        "image": (attrs.get("Config") or {}).get("Image", ""),
+        "image_id": attrs.get("Image", ""),
     }
 
 

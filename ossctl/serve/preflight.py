@@ -12,7 +12,6 @@ from typing import Any
 from ossctl import labels as L
 from ossctl.artifacts import signing
 from ossctl.errors import ConflictError, IntegrityError, OssctlError, UsageError
-from ossctl.gpu.preflight import check_vram
 from ossctl.serve import Log
 from ossctl.serve.apikey import read_api_key
 from ossctl.serve.profiles import STRATEGIES
@@ -101,6 +100,10 @@ def signed_statement(profile: dict[str, Any], model_dir: Path, manifest, log: Lo
 
 
 def vram_check(settings, profile: dict[str, Any], model_dir: Path) -> dict[str, Any]:
+    # here, not at the top: `status` imports this module (release_api_key) and the VRAM
+    # planner (NVML, GGUF facts, manifests) is ~15 ms of imports only a deploy uses
+    from ossctl.gpu.preflight import check_vram
+
     r = check_vram(settings, profile, model_dir)
     return {"status": r.status, "message": r.message, "plan": r.plan, "hint": r.hint}
 

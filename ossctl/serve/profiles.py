@@ -26,7 +26,6 @@ from typing import Any
 
 from ossctl import catalog
 from ossctl.artifacts.gguf import arch_value, read_gguf_kv
-from ossctl.artifacts.manifest import locate_model_dir, read_manifest
 from ossctl.errors import NotFoundError, OssctlError, UsageError
 from ossctl.loadtest.gate import validate_bench_cfg
 from ossctl.serve.llama_flags import REASONING_EFFORTS, REASONING_FORMATS, managed_flag
@@ -622,6 +621,10 @@ def validate_all(settings, names: list[str] | None = None, cwd: Path | None = No
     """Validate ``names`` (default: every profile on the search path). Each result: name,
     ok, path, error, hint, note. When the model is downloaded, ``ctx`` is also checked
     against its GGUF metadata. Raises :class:`NotFoundError` for an unknown given name."""
+    # only `profile validate` reads manifests: a top-level import would cost every command
+    # that resolves a profile (`status` too) the manifest module and its hashing (~15 ms)
+    from ossctl.artifacts.manifest import locate_model_dir, read_manifest
+
     listed = {p["name"]: p["path"] for p in list_profiles(settings, cwd)}
     if names is None:
         names = sorted(listed)

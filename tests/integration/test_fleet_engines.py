@@ -161,3 +161,25 @@ def test_ssh_keeps_one_connection_and_execs_without_a_new_one(fleet_env, monkeyp
         assert code == 0 and out.count(b".ossctl-exec-") == 1  # the previous exec's files were removed
         assert len(opened) <= 1, f"{len(opened)} ssh connections for 9 requests and two execs"
         rt.remove(name)
+
+
+def test_reads_are_the_sdks_records_on_every_transport(fleet_env):
+    """The read path (no SDK) over the unix socket, tcp+TLS and ssh:// gives what the SDK
+    reads on the engine's own socket: containers never started, running and exited, the
+    ledger-style archive read, image, engine."""
+    from tests.support.engine_reads import same_reads
+
+    for e in fleet_env.engines:
+        labels = {**fleet_env.labels, "ossctl.test.transport": e.name}
+        made = [e.client.containers.create(fleet_env.caddy_image, ["caddy", "version"], name=f"rp-c-{e.name}-{fleet_env.profile}",
+                                           labels=labels),
+                e.client.containers.run(fleet_env.caddy_image, ["caddy", "run"], name=f"rp-r-{e.name}-{fleet_env.profile}",
+                                        labels=labels, detach=True),
+                e.client.containers.run(fleet_env.caddy_image, ["caddy", "version"], name=f"rp-x-{e.name}-{fleet_env.profile}",
+                                        labels=labels, detach=True)]
+        made[2].wait(timeout=30)
+        with e.runtime() as rt:
+            same_reads(rt, e.client, [m.name for m in made], labels, fleet_env.caddy_image)
+            assert rt._client is None, "a read made the SDK client"  # noqa: SLF001 - what this test is about
+            rt.write_tree(made[0].name, "/tmp", {"rp/a.json": b"{}\n"})  # through the SDK
+            assert rt.read_tree(made[0].name, "/tmp/rp") == {"a.json": b"{}\n"}

@@ -153,3 +153,14 @@ def test_no_two_test_files_share_a_name():
     tests = Path(__file__).resolve().parents[1]
     names = [p.name for p in tests.rglob("test_*.py")]
     assert sorted({n for n in names if names.count(n) > 1}) == []
+
+
+def test_the_engine_read_path_imports_only_the_standard_library():
+    # ossctl.serve.engine_api is what read-only commands reach the Docker engine through so
+    # that they do not pay for the SDK (docker, requests, urllib3, paramiko): it stays
+    # standard library only; the SDK's one importer is still docker_runtime (OWNERS above)
+    import sys
+
+    path = ROOT / "serve" / "engine_api.py"
+    outside = sorted({name.split(".")[0] for name, _ in _imports(path)} - set(sys.stdlib_module_names) - {"__future__"})
+    assert outside == []
