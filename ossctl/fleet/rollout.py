@@ -43,6 +43,7 @@ from ossctl.artifacts.manifest import locate_model_dir, read_manifest, require_v
 from ossctl.fleet.account import FleetDeploy, FleetRollback, FleetView, HostAccount, HostReach, HostState, summary
 from ossctl.fleet.frontdoor import open_frontdoor
 from ossctl.fleet.frontdoor.base import FrontDoorSpec, Upstream
+from ossctl.fleet.frontdoor.bridge import bridge_url
 from ossctl.serve import Log, ctrl_c_deferred, image_flags, nolog
 from ossctl.serve.docker_runtime import docker_host, engine_address
 from ossctl.serve.engine import Engine, open_engine
@@ -78,6 +79,30 @@ class Member:
         """The upstream URL of this host's release on ``port``."""
         host = f"[{self.reach}]" if ":" in self.reach else self.reach
         return f"http://{host}:{port}"
+
+    def door_url(self, fd, rel) -> str:
+        """The URL the front door ``fd`` reaches release ``rel`` (one of this host's) at: the
+        container's bridge address when ``fd`` runs on this host's engine (no docker-proxy
+        between them, see :mod:`ossctl.fleet.frontdoor.bridge`), else :meth:`url` of its
+        published port."""
+        published = self.url(rel.port)
+        if self.engine is None or self.engine.rt is not fd.rt or not rel.container_id:
+            return published
+        try:
+            attrs = self.engine.rt.client.api.inspect_container(rel.container_id)
+        except Exception:  # noqa: BLE001 - the published port is always right: keep it
+            return published
+        return bridge_url(attrs, rel.port) or published
+
+    def in_door(self, fd, rel) -> str:
+        """The URL under which ``fd`` lists ``rel`` now: :meth:`door_url`, or the published
+        port where the front door still has that (set up by an ossctl before bridge
+        routing; the next deploy's :meth:`~ossctl.fleet.frontdoor.base.ProxyFrontDoor.prepare`
+        moves it)."""
+        want, published = self.door_url(fd, rel), self.url(rel.port)
+        if want != published and want not in {u.url for u in fd.upstreams()}:
+            return published
+        return want
 
     def current(self):
         """(current release, whether its container runs) on this host."""
@@ -389,7 +414,7 @@ def deploy(settings, profile: Profile, *, timeout: float | None = None, force: b
             if err is not None:
                 raise err
         now = {m.docker_host: cur for m, cur, _ in res}
-        fd.prepare([Upstream(m.url(cur.port)) for m in ms for cur, running in [now[m.docker_host]]
+        fd.prepare([Upstream(m.door_url(fd, cur)) for m in ms for cur, running in [now[m.docker_host]]
                    if cur and running])
         log(f"front door {fd.spec.endpoint} on {fd.rt.host} over {sum(r for _, r in now.values())} serving host(s)")
         done: list[tuple[Member, HostAccount]] = []
@@ -448,7 +473,7 @@ def _deploy_host(m: Member, now, fd, manifest, strat: str, gate: dict[str, Any],
     the old one). ``now``: (its current release, whether it runs); ``gate``: timeout,
     force, api_key. A failed step has brought the old release back: it is enabled again."""
     cur, running = now
-    old = m.url(cur.port) if cur and running else None
+    old = m.door_url(fd, cur) if cur and running else None  # prepare() has just listed it so
     side = strat == "blue-green" and old is not None
     hp = m.profile
     if side and cur.port == hp.port:
@@ -461,10 +486,9 @@ def _deploy_host(m: Member, now, fd, manifest, strat: str, gate: dict[str, Any],
                             reach=m.reach, side_by_side=side, **gate)
     except BaseException:
         if old and not side:
-            with contextlib.suppress(OssctlError):
-                fd.enable(old)
+            _put_back(m, fd, old)
         raise
-    new = m.url(rec.port)
+    new = m.door_url(fd, rec)
     if side:
         fd.swap(None, new)
         log(f"{m.docker_host}: {new} in the front door; draining {old}")
@@ -472,6 +496,15 @@ def _deploy_host(m: Member, now, fd, manifest, strat: str, gate: dict[str, Any],
         m.engine.rt.stop(cur.container_id)
     fd.swap(old, new)
     return rec
+
+
+def _put_back(m: Member, fd, old: str) -> None:
+    """After a failed step brought the previous release back: enable it at the front door
+    again, under the address it has now (a restarted container may have another bridge
+    address than ``old``, the one drained). Errors are left to the step's own."""
+    with contextlib.suppress(OssctlError):
+        back, running = m.current()
+        fd.swap(old, m.door_url(fd, back) if back and running else old)
 
 
 def _roll_batches(ms: list[Member], account: list[HostAccount], step: int,
@@ -507,17 +540,16 @@ def _rollback_host(m: Member, fd, timeout: float | None, api_key: str | None):
     """Roll one host back behind the front door: drain what serves, roll back, put the
     restored release in (its port may differ: blue-green alternates)."""
     cur, running = m.current()
-    old = m.url(cur.port) if cur and running else None
+    old = m.in_door(fd, cur) if cur and running else None
     if old:
         fd.drain(old, timeout=DRAIN_TIMEOUT_S, api_key=api_key)
     try:
         rec = rollback_locked(m.engine, m.profile["name"], None, timeout)
     except BaseException:
         if old:
-            with contextlib.suppress(OssctlError):
-                fd.enable(old)
+            _put_back(m, fd, old)
         raise
-    fd.swap(old, m.url(rec.port))
+    fd.swap(old, m.door_url(fd, rec))
     return rec
 
 

@@ -31,9 +31,15 @@ def test_config_record_round_trip_keeps_order_slots_and_disabled():
     assert "    server u03 ::1:8082 weight 1" in lines
     assert "    server u02 127.0.0.1:9 disabled" in lines and sum(ln.startswith("    server u") for ln in lines) == H.SLOTS
     assert "    bind 127.0.0.1:8000" in lines and "    balance leastconn" in lines
-    # no reuse of kept-alive upstream connections (llama-server closes them on its own timer)
-    assert "    option http-server-close" in lines and "    http-reuse never" in lines
+    # kept-alive upstream connections, private to their client connection, whose idle
+    # timeout (2 s) closes them well before llama-server does (5 s)
+    assert "    option http-keep-alive" in lines and "    http-reuse never" in lines
+    assert "    timeout http-keep-alive 2s" in lines and "    option http-server-close" not in lines
     assert "    retries 3" in lines and "    option redispatch 1" in lines
+    # a request that met a closed upstream connection with nothing answered: retried only
+    # when it is idempotent
+    assert any(ln.startswith("    retry-on conn-failure empty-response") for ln in lines)
+    assert any(ln.startswith("    http-request disable-l7-retry unless METH_GET") for ln in lines)
     assert "    http-check send meth GET uri /health" in lines
     assert any("check inter 1s" in ln and "fall 2 rise 1" in ln for ln in lines)
     assert f"    stats socket {H.SOCKET} mode 600 level admin" in lines

@@ -180,3 +180,11 @@ def test_invalid_docker_host_exits_2_not_unreachable(home):
     assert r.err.splitlines()[0] == "error: invalid DOCKER_HOST 'foo://bar'"
     r = run_cli("status", env={"DOCKER_HOST": "foo://bar"})
     assert r.code == EXIT_USAGE and "invalid DOCKER_HOST" in r.err
+
+
+def test_upstream_idle_timeout_is_well_inside_llama_servers_keep_alive():
+    from ossctl.fleet.frontdoor.base import LLAMA_KEEPALIVE_S, UPSTREAM_IDLE_S
+
+    # a kept-alive upstream connection is dropped by the proxy long before llama-server
+    # (cpp-httplib: 5 s idle) may close it under a request
+    assert LLAMA_KEEPALIVE_S == 5 and 0 < UPSTREAM_IDLE_S <= LLAMA_KEEPALIVE_S - 3

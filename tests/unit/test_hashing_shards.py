@@ -48,6 +48,24 @@ def test_sha256_file_matches_hashlib(tmp_path, size):
     assert sum(seen) == size
 
 
+def test_sha256_stream_mapped_and_read_agree_and_the_state_continues(tmp_path, monkeypatch):
+    p = tmp_path / "f"
+    data = bytes((i * 13) % 251 for i in range(3 * 1024 + 5))
+    p.write_bytes(data)
+    mapped, n = hashing.sha256_stream(p, chunk=1024)  # hashed in place, 4 slices
+    assert n == len(data) and mapped.hexdigest() == hashlib.sha256(data).hexdigest()
+
+    def refuse(*_a, **_k):
+        raise OSError("no mmap here")
+
+    monkeypatch.setattr(hashing.mmap, "mmap", refuse)  # e.g. a file system that cannot map
+    seen = []
+    read, n = hashing.sha256_stream(p, seen.append, chunk=1024)
+    assert n == len(data) and seen == [1024, 1024, 1024, 5] and read.hexdigest() == mapped.hexdigest()
+    read.update(b"more")  # a resumed download goes on from the returned state
+    assert read.hexdigest() == hashlib.sha256(data + b"more").hexdigest()
+
+
 def test_sha256_files_keeps_order(tmp_path):
     paths = []
     for i in range(5):

@@ -21,6 +21,18 @@ HEALTH_URI = "/health"
 RESTART_POLICY = {"Name": "unless-stopped"}  # a front door comes back with the engine
 HTTP_TIMEOUT_S = 10  # one admin or /slots request made from inside the front-door container
 ROLE_LABEL = L.ROLE
+# Upstream keep-alive. llama-server (cpp-httplib 0.58 in llama-cpp-python 0.3.36) closes a
+# kept-alive connection after CPPHTTPLIB_KEEPALIVE_TIMEOUT_SECOND = 5 s idle, without a
+# word; after CPPHTTPLIB_KEEPALIVE_MAX_COUNT = 100 requests, saying so in that last
+# response (``Connection: close``, which every proxy honours); and right after every
+# streamed response, although that response announced keep-alive (its chunk provider
+# returns false once done, which cpp-httplib takes for an aborted write). A request sent
+# on a connection the server is closing fails after it left the proxy, and a POST may not
+# be retried (the completion may have run), so the proxy never keeps an upstream
+# connection idle longer than this: well inside the 5 s, with room for a busy machine's
+# delays. (Only HAProxy keeps them: see haproxy.py and caddy.py for why.)
+UPSTREAM_IDLE_S = 2
+LLAMA_KEEPALIVE_S = 5  # the server's side of the margin above (a unit test pins the order)
 
 
 class DrainTimeout(OssctlError):
