@@ -89,10 +89,10 @@ class Member:
         if self.engine is None or self.engine.rt is not fd.rt or not rel.container_id:
             return published
         try:
-            attrs = self.engine.rt.client.api.inspect_container(rel.container_id)
-        except Exception:  # noqa: BLE001 - the published port is always right: keep it
+            attrs = self.engine.rt.inspect(rel.container_id)
+        except OssctlError:  # the published port is always right: keep it
             return published
-        return bridge_url(attrs, rel.port) or published
+        return (bridge_url(attrs, rel.port) if attrs else None) or published
 
     def in_door(self, fd, rel) -> str:
         """The URL under which ``fd`` lists ``rel`` now: :meth:`door_url`, or the published

@@ -539,14 +539,19 @@ class DockerRuntime:
             raise
         return c.id
 
-    def find(self, name_or_id: str) -> dict[str, Any] | None:
-        """The container's state (see :meth:`_describe`), or None when it does not exist."""
+    def inspect(self, name_or_id: str) -> dict[str, Any] | None:
+        """The engine's inspect document of the container (read path, no SDK), or None when
+        it does not exist. For what :meth:`find` leaves out (its bridge address)."""
         try:
             with _errors(self.host):
-                attrs = self._api.get_json(f"/containers/{engine_api.seg(name_or_id)}/json")
+                return self._api.get_json(f"/containers/{engine_api.seg(name_or_id)}/json")
         except NotFoundError:
             return None
-        return _describe(attrs)
+
+    def find(self, name_or_id: str) -> dict[str, Any] | None:
+        """The container's state (see :meth:`_describe`), or None when it does not exist."""
+        attrs = self.inspect(name_or_id)
+        return None if attrs is None else _describe(attrs)
 
     def list(self, labels: dict[str, str]) -> list[dict[str, Any]]:
         """Containers (running or not) carrying all of ``labels``, from the engine's summary

@@ -6,16 +6,19 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
+from ossctl.errors import RemoteError
 from ossctl.fleet.frontdoor.base import Upstream
 from ossctl.fleet.rollout import Member
 
 
-class _Api:
+class _Runtime:
+    """DockerRuntime.inspect: the engine's inspect document, read without the SDK."""
+
     def __init__(self, attrs):
         self.attrs = attrs
         self.asked = []
 
-    def inspect_container(self, cid):
+    def inspect(self, cid):
         self.asked.append(cid)
         if isinstance(self.attrs, Exception):
             raise self.attrs
@@ -23,7 +26,7 @@ class _Api:
 
 
 def _rt(attrs):
-    return SimpleNamespace(client=SimpleNamespace(api=_Api(attrs)))
+    return _Runtime(attrs)
 
 
 ATTRS = {"NetworkSettings": {"IPAddress": "172.17.0.9",
@@ -52,9 +55,11 @@ def test_same_engine_gets_the_bridge_address_other_engines_the_published_port():
 
 
 def test_an_engine_that_cannot_say_keeps_the_published_port():
-    rt = _rt(RuntimeError("engine went away"))
+    rt = _rt(RemoteError("engine went away"))
     assert _member(rt).door_url(_Door(rt, []), REL) == "http://10.0.0.5:18480"
     rt = _rt({"NetworkSettings": {"IPAddress": "", "Ports": {}}})  # host network
+    assert _member(rt).door_url(_Door(rt, []), REL) == "http://10.0.0.5:18480"
+    rt = _rt(None)  # the container is gone
     assert _member(rt).door_url(_Door(rt, []), REL) == "http://10.0.0.5:18480"
 
 
