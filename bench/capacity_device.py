@@ -5,6 +5,9 @@ builds) through a Trial, measured by ossctl's own capacity search (doubling, the
 
     python3 bench/capacity_device.py --model-dir /tmp/m20 --bin /tmp/lcpbuild/bin --out $OUT \
         --tuned bench/results/tune_h200/tunebench-tuned.toml --sla "p95<20s,errors<1%"
+
+bench/results/capacity_h200 was measured when the shipped prod had ubatch 512 (it now has
+2048, from that tune): the prod row there is that earlier prod.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from tune_device import ensure_manifest  # noqa: E402  (same folder)
+from tune_device import bench_home, ensure_manifest, line_log  # noqa: E402  (same folder)
 
 
 def main() -> int:
@@ -29,6 +32,7 @@ def main() -> int:
     ap.add_argument("--home", default="/tmp/cap-home")
     ap.add_argument("--sla", default="p95<20s,errors<1%")
     ap.add_argument("--ctx", type=int, default=32768)
+    ap.add_argument("--base", default="prod", help="the shipped profile the bench profile extends")
     ap.add_argument("--requests", type=int, default=16)
     ap.add_argument("--max-tokens", type=int, default=256)
     ap.add_argument("--max-users", type=int, default=64)
@@ -38,12 +42,8 @@ def main() -> int:
     out.mkdir(parents=True, exist_ok=True)
     model_dir = Path(a.model_dir).resolve()
     ensure_manifest(model_dir)
-    home = Path(a.home)
-    (home / "profiles").mkdir(parents=True, exist_ok=True)
-    (home / "profiles" / "tunebench.toml").write_text(
-        f'extends = "prod"\nmodel = "{model_dir}"\nctx = {a.ctx}\nhealth_timeout = 300\nport = 18080\n')
-    (home / "profiles" / "tunebench-tuned.toml").write_text(Path(a.tuned).read_text())
-    os.environ["OSSCTL_HOME"] = str(home)
+    bench_home(Path(a.home), model_dir, a.ctx, a.base)
+    (Path(a.home) / "profiles" / "tunebench-tuned.toml").write_text(Path(a.tuned).read_text())
 
     from ossctl.artifacts.manifest import read_manifest
     from ossctl.ops.bench import bench_options, run_capacity
@@ -52,13 +52,7 @@ def main() -> int:
     from ossctl.serve.trial import Trial
     from ossctl.settings import load_settings
 
-    logf = open(out / "capacity.log", "a", encoding="utf-8")
-
-    def log(msg: str) -> None:
-        line = f"{time.strftime('%H:%M:%S')} {msg}"
-        print(line, file=sys.stderr, flush=True)
-        logf.write(line + "\n")
-        logf.flush()
+    log = line_log(out / "capacity.log")
 
     settings = load_settings(dict(os.environ))
     manifest = read_manifest(model_dir)

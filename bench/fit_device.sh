@@ -18,23 +18,8 @@ cd "$(dirname "$0")/.."
 T0=$(date +%s)
 CTX=${1:-32768}; LEAVE=${2:-128}
 OUT=${OUT:-/tmp/fit-out}; mkdir -p "$OUT"
-SRC=/tmp/lcpsrc; BUILD=/tmp/lcpbuild; MODEL=${MODEL_DIR:-/tmp/m20}
-nvidia-smi >"$OUT/nvidia-smi.txt" 2>&1
-BPID=
-if [ ! -x "$BUILD/bin/llama-server" ]; then
-  rm -rf "$SRC" && mkdir -p "$SRC" && tar xJf llama-src.tar.xz -C "$SRC"
-  ( cmake -S "$SRC/llama.cpp" -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release -DGGML_CUDA=ON \
-      -DCMAKE_CUDA_ARCHITECTURES=90 -DGGML_NATIVE=OFF -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF \
-      -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_UI=OFF -DLLAMA_USE_PREBUILT_UI=OFF \
-    && cmake --build "$BUILD" -j"$(nproc)" --target llama-server ) >"$OUT/build.log" 2>&1 &
-  BPID=$!
-fi
-if [ ! -f "$MODEL/done" ]; then
-  python3 bench/vram_multi_gpu.py gen --dir "$MODEL" --layers 24 --experts 32 && touch "$MODEL/done"
-fi
-if [ -n "$BPID" ]; then
-  wait "$BPID" || { echo "build failed"; tail -40 "$OUT/build.log"; exit 1; }
-fi
+. bench/device_prepare.sh
+device_prepare || exit 1
 echo "ready after $(( $(date +%s) - T0 )) s"
 mkdir -p /tmp/fit-logs
 PYTHONUNBUFFERED=1 BENCH_LOGDIR=/tmp/fit-logs python3 bench/fit_device.py --dir "$MODEL" --bin "$BUILD/bin" \

@@ -35,6 +35,29 @@ def ensure_manifest(model_dir: Path) -> None:
                                              {"split.count": len(paths)}))
 
 
+def bench_home(home: Path, model_dir: Path, ctx: int, base: str = "prod", name: str = "tunebench") -> str:
+    """Point OSSCTL_HOME at ``home`` with one profile, ``name``: the shipped ``base`` with the
+    bench model and ``ctx`` (port 18080, a 300 s gate). Returns ``name``."""
+    (home / "profiles").mkdir(parents=True, exist_ok=True)
+    (home / "profiles" / f"{name}.toml").write_text(
+        f'extends = "{base}"\nmodel = "{model_dir}"\nctx = {ctx}\nhealth_timeout = 300\nport = 18080\n')
+    os.environ["OSSCTL_HOME"] = str(home)
+    return name
+
+
+def line_log(path: Path):
+    """A progress callback: each line time-stamped to stderr and appended to ``path``."""
+    logf = open(path, "a", encoding="utf-8")
+
+    def log(msg: str) -> None:
+        line = f"{time.strftime('%H:%M:%S')} {msg}"
+        print(line, file=sys.stderr, flush=True)
+        logf.write(line + "\n")
+        logf.flush()
+
+    return log
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--model-dir", required=True)
@@ -57,26 +80,13 @@ def main() -> int:
     out.mkdir(parents=True, exist_ok=True)
     model_dir = Path(a.model_dir).resolve()
     ensure_manifest(model_dir)
-    home = Path(a.home)
-    (home / "profiles").mkdir(parents=True, exist_ok=True)
-    name = "tunebench"
-    base = "cpu" if a.cpu else "prod"
-    (home / "profiles" / f"{name}.toml").write_text(
-        f'extends = "{base}"\nmodel = "{model_dir}"\nctx = {a.ctx}\nhealth_timeout = 300\n'
-        + ('port = 18080\n'))
-    os.environ["OSSCTL_HOME"] = str(home)
+    name = bench_home(Path(a.home), model_dir, a.ctx, "cpu" if a.cpu else "prod")
 
     from ossctl.ops.tune import tune, tune_options
     from ossctl.serve.native import NativeRuntime
     from ossctl.settings import load_settings
 
-    logf = open(out / "tune.log", "a", encoding="utf-8")
-
-    def log(msg: str) -> None:
-        line = f"{time.strftime('%H:%M:%S')} {msg}"
-        print(line, file=sys.stderr, flush=True)
-        logf.write(line + "\n")
-        logf.flush()
+    log = line_log(out / "tune.log")
 
     settings = load_settings(dict(os.environ))
     opts = tune_options(profile=name, sla=a.sla, users=a.users, capacity=False, space=[a.space], time=a.time,

@@ -19,28 +19,12 @@ cd "$(dirname "$0")/.."
 T0=$(date +%s)
 LIMIT=${1:-560}
 OUT=${OUT:-/tmp/tune-out}; mkdir -p "$OUT"
-SRC=/tmp/lcpsrc; BUILD=/tmp/lcpbuild; MODEL=${MODEL_DIR:-/tmp/m20}
-LAYERS=${LAYERS:-24}; EXPERTS=${EXPERTS:-32}
-nvidia-smi >"$OUT/nvidia-smi.txt" 2>&1
 # ossctl's tune runs in-process (no docker SDK needed): check what it imports before the build
 python3 -c 'import httpx, tomli_w, pynvml' 2>"$OUT/imports.txt" || {
   echo "missing Python packages for ossctl on this machine:"; cat "$OUT/imports.txt"
   echo "install ossctl's wheels first (pip install --no-deps . plus httpx, tomli-w, nvidia-ml-py)"; exit 1; }
-BPID=
-if [ ! -x "$BUILD/bin/llama-server" ]; then
-  rm -rf "$SRC" && mkdir -p "$SRC" && tar xJf llama-src.tar.xz -C "$SRC"
-  ( cmake -S "$SRC/llama.cpp" -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release -DGGML_CUDA=ON \
-      -DCMAKE_CUDA_ARCHITECTURES=90 -DGGML_NATIVE=OFF -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF \
-      -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_UI=OFF -DLLAMA_USE_PREBUILT_UI=OFF \
-    && cmake --build "$BUILD" -j"$(nproc)" --target llama-server ) >"$OUT/build.log" 2>&1 &
-  BPID=$!
-fi
-if [ ! -f "$MODEL/done" ]; then
-  python3 bench/vram_multi_gpu.py gen --dir "$MODEL" --layers "$LAYERS" --experts "$EXPERTS" && touch "$MODEL/done"
-fi
-if [ -n "$BPID" ]; then
-  wait "$BPID" || { echo "build failed"; tail -40 "$OUT/build.log"; exit 1; }
-fi
+. bench/device_prepare.sh
+device_prepare || exit 1
 echo "ready after $(( $(date +%s) - T0 )) s"
 # leave 20 s for writing the results: --time stops starting trials once the next one would not fit
 LEFT=$(( LIMIT - ($(date +%s) - T0) - 20 ))

@@ -32,6 +32,23 @@ def plan_per_gpu(plan: Mapping[str, Any] | Mapping[int, int] | None) -> dict[int
     return {int(k): int(v) for k, v in plan.items()}
 
 
+def _measure(settings, backend, mine) -> dict[int, int] | None:
+    """NVML's memory per GPU of the processes ``mine(process)`` picks, or None when NVML
+    is not available on this host. Never raises for the GPU stack."""
+    session = nvml.Session(settings.env, backend)
+    try:
+        with session as be:
+            snap = nvml.snapshot(be)
+    except OssctlError:
+        return None
+    measured: dict[int, int] = {}
+    for dev in snap.devices:
+        used = [p.used_bytes for p in dev.processes if mine(p) and p.used_bytes is not None]
+        if used:
+            measured[dev.index] = sum(used)
+    return measured
+
+
 def measure_release(settings, container_id: str, plan: Mapping[str, Any] | None = None,
                     backend=None) -> dict[str, dict[int, int]] | None:
     """``{"plan": {gpu: bytes}, "measured": {gpu: bytes}}`` for the release running in
@@ -41,37 +58,17 @@ def measure_release(settings, container_id: str, plan: Mapping[str, Any] | None 
     hold memory (empty when NVML shows none of them, e.g. ossctl runs in a container
     that cannot read the host's ``/proc``). ``backend`` defaults to the one
     ``OSSCTL_FAKE_NVML`` in ``settings.env`` selects. Never raises for the GPU stack."""
-    session = nvml.Session(settings.env, backend)
-    try:
-        with session as be:
-            snap = nvml.snapshot(be)
-    except OssctlError:
-        return None
     short = container_id[:12]
-    measured: dict[int, int] = {}
-    for dev in snap.devices:
-        used = [p.used_bytes for p in dev.processes if p.container_id == short and p.used_bytes is not None]
-        if used:
-            measured[dev.index] = sum(used)
-    return {"plan": plan_per_gpu(plan), "measured": measured}
+    measured = _measure(settings, backend, lambda p: p.container_id == short)
+    return None if measured is None else {"plan": plan_per_gpu(plan), "measured": measured}
 
 
 def measure_pids(settings, pids: list[int], backend=None) -> dict[str, dict[int, int]] | None:
     """As :func:`measure_release`, for processes started without a container (a trial
     of :class:`ossctl.serve.native.NativeRuntime`): NVML's memory of ``pids`` per GPU."""
-    session = nvml.Session(settings.env, backend)
-    try:
-        with session as be:
-            snap = nvml.snapshot(be)
-    except OssctlError:
-        return None
     want = set(pids)
-    measured: dict[int, int] = {}
-    for dev in snap.devices:
-        used = [p.used_bytes for p in dev.processes if p.pid in want and p.used_bytes is not None]
-        if used:
-            measured[dev.index] = sum(used)
-    return {"plan": {}, "measured": measured}
+    measured = _measure(settings, backend, lambda p: p.pid in want)
+    return None if measured is None else {"plan": {}, "measured": measured}
 
 
 BELOW_PLAN = 0.03  # measured below the plan by more than this fraction: the plan did not decide

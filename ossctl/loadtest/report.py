@@ -281,8 +281,6 @@ def plot(report: dict, path: str | Path) -> None:
     output tokens/s and requests/min against users, levels failing the SLA marked.
     Raises :class:`UsageError` if matplotlib is missing or the file cannot be written."""
     require_matplotlib()
-    import io
-
     import matplotlib
 
     matplotlib.use("Agg")
@@ -317,6 +315,16 @@ def plot(report: dict, path: str | Path) -> None:
         if len(p["lines"]) > 1 or p["thresholds"] or p["failing"]:
             ax.legend(loc="best", fontsize="small")
     fig.suptitle(f"ossctl bench {report['target']}" + (f" ({report['model']})" if report.get("model") else ""))
+    save_png(fig, path)
+
+
+def save_png(fig, path: str | Path) -> None:
+    """Write the matplotlib figure ``fig`` to ``path`` as a PNG, atomically, and close it.
+    Raises :class:`UsageError` when ``path`` cannot be written."""
+    import io
+
+    import matplotlib.pyplot as plt
+
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100)

@@ -8,9 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ossctl.errors import UsageError
-from ossctl.fsutil import atomic_write
-from ossctl.loadtest.report import require_matplotlib
+from ossctl.loadtest.report import require_matplotlib, save_png
 
 
 def panels(result) -> list[dict[str, Any]]:
@@ -41,8 +39,6 @@ def plot(result, path: str | Path) -> None:
     """Write the PNG. Raises :class:`UsageError` when matplotlib is missing or the file
     cannot be written."""
     require_matplotlib()
-    import io
-
     import matplotlib
 
     matplotlib.use("Agg")
@@ -67,11 +63,4 @@ def plot(result, path: str | Path) -> None:
         ax.legend(loc="best", fontsize="small")
     how = "capacity" if result.capacity else f"{result.users} users"
     fig.suptitle(f"ossctl tune {result.profile}: {how}, SLA {result.sla}")
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100)
-    plt.close(fig)
-    try:
-        atomic_write(Path(path), buf.getvalue())
-    except OSError as exc:
-        raise UsageError(f"cannot write plot {path}: {exc.strerror}") from None
+    save_png(fig, path)
