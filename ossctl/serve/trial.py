@@ -379,11 +379,18 @@ class Trial:
     def _remove(self) -> None:
         """Remove the container (by name: also one whose start was cut off before its id
         came back). A failure is said, not raised: the next trial of this process, or any
-        trial once this process is gone, removes it."""
+        trial once this process is gone, removes it. A Ctrl-C that came while it was
+        removed is raised (KeyboardInterrupt) once it is gone: deferred, not swallowed."""
         if self.removed:
             return
+        ctrl_c: list[bool] = []
+
+        def say() -> None:
+            ctrl_c.append(True)
+            self.log("trial: Ctrl-C: removing the trial container first")
+
         try:
-            with ctrl_c_deferred(lambda: self.log("trial: Ctrl-C: removing the trial container first")):
+            with ctrl_c_deferred(say):
                 self.rt.remove(self.name)
             self.removed = True
             self.log(f"trial: removed {self.name}")
@@ -392,6 +399,8 @@ class Trial:
                      "the next trial removes it")
         finally:
             _ACTIVE.discard(self.name)
+        if ctrl_c:
+            raise KeyboardInterrupt
 
     def _running(self) -> None:
         if self.gate is None or self.removed:

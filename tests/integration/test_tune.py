@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -173,8 +174,7 @@ def test_ctrl_c_keeps_the_trials_brings_the_release_back_and_a_rerun_goes_on(ser
         n = 0
         for _ev in events:
             n += 1
-            if n == 2:
-                time.sleep(0.3)
+            if n == 2:  # the second trial's container started: Ctrl-C during its gate, bench or removal
                 proc.send_signal(signal.SIGINT)
                 return
 
@@ -184,7 +184,11 @@ def test_ctrl_c_keeps_the_trials_brings_the_release_back_and_a_rerun_goes_on(ser
     finally:
         events.close()
     assert proc.returncode == 130, err
-    assert "interrupted: tune stopped; 1 trial(s) recorded in " in err and "Traceback" not in err
+    # the first trial is recorded; the second one too only when the Ctrl-C came after its
+    # record (the signal races the trial: never swallowed, wherever it lands)
+    m = re.search(r"interrupted: tune stopped; (\d+) trial\(s\) recorded in ", err)
+    assert m and int(m.group(1)) in (1, 2) and "Traceback" not in err, err
+    kept = int(m.group(1))
     assert f"release {release['id']} is serving again" in err
     assert trials(env) == []
     _serving(env, release)
@@ -192,8 +196,8 @@ def test_ctrl_c_keeps_the_trials_brings_the_release_back_and_a_rerun_goes_on(ser
     r = run_cli("--json", *args, env=env.env)
     assert r.code == 0, r.err
     done = r.json()["trials"]
-    assert [t["resumed"] for t in done] == [True, False, False]  # the one that finished, not run again
-    assert "1 trial(s) recorded by an earlier run with these arguments are reused" in r.err
+    assert [t["resumed"] for t in done] == [True] * kept + [False] * (3 - kept)  # what finished, not run again
+    assert f"{kept} trial(s) recorded by an earlier run with these arguments are reused" in r.err
     _serving(env, release)
 
 
