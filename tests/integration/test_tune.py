@@ -75,14 +75,18 @@ def test_descent_finds_the_grid_best_and_a_rerun_reuses_the_trials(serve_env):
         assert cd["best"]["output_tps"] >= 0.7 * g["best"]["output_tps"], (cd["best"], g["best"])
     assert "recorded earlier" in r.err
 
-    # the tuned profile: extends the profile, only what changed, the figures as comments
-    if cd["tuned_profile"]:
-        text = Path(cd["tuned_profile"]).read_text()
+    # the tuned profile: extends the profile, only what changed, the figures as comments. The
+    # grid run came last and rewrote it when its best differs from the profile (its best may
+    # differ from the descent's by noise, see above); else the descent's file is the one there
+    last = g if g["tuned_profile"] else cd
+    if last["tuned_profile"]:
+        text = Path(last["tuned_profile"]).read_text()
         doc = tomllib.loads(text)
-        assert doc["extends"] == env.profile and set(doc) - {"extends"} == set(cd["best"]["overrides"])
+        assert doc["extends"] == env.profile and set(doc) - {"extends"} == set(last["best"]["overrides"]), text
         assert "# measured: " in text and "output tok/s at 4 users" in text
-        assert f"best: {' '.join(f'{k}={v}' for k, v in cd['best']['overrides'].items())}" in run_cli(
-            *args, "--grid", env=env.env).out  # the table and the best point (all recorded: nothing runs)
+        if last is g:
+            assert f"best: {' '.join(f'{k}={v}' for k, v in g['best']['overrides'].items())}" in run_cli(
+                *args, "--grid", env=env.env).out  # the table and the best point (all recorded: nothing runs)
         r = run_cli("--json", "profile", "show", f"{env.profile}-tuned", env=env.env)
         assert r.code == 0, r.err
     else:
@@ -218,7 +222,10 @@ def test_points_that_do_not_fit_are_skipped_never_started(serve_env, tmp_path):
     assert "error: no point of the space fits the GPUs: 3 skipped without starting them" in r.err
     created = [e for e in env.client.events(since=int(t0) - 1, until=int(time.time()) + 1, decode=True,
                                             filters={"type": "container", "event": "create",
-                                                     "label": ["ossctl.role=trial"]})]
+                                                     # this test's trials only: the window reaches
+                                                     # back a second, into the test before
+                                                     "label": ["ossctl.role=trial",
+                                                               f"ossctl.trial.profile={gpu_profile}"]})]
     assert created == []
 
 
