@@ -31,7 +31,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.interleave import load, python_env  # noqa: E402
+from bench.interleave import load, python_env, report  # noqa: E402
 
 GOAL_S = 0.6
 CPU: dict[tuple[str | None, str], list[float]] = {}  # (tree, command) -> CPU s of each ossctl process
@@ -151,11 +151,7 @@ def main() -> None:
         b = statistics.median(before)
         lines.append(f"deploy of {a.before:<21} : {b:.3f} s   overhead {b - base:.3f} s (same rounds); CPU "
                      f"{statistics.median(CPU[(a.before, 'deploy')]):.3f} s")
-    text = "\n".join(lines) + "\n"
-    sys.stdout.write(text)
-    if a.out:
-        Path(a.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(a.out).write_text(text)
+    report(lines, a.out)
 
 
 if __name__ == "__main__":

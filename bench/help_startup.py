@@ -19,7 +19,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.interleave import interleaved, load, python_env  # noqa: E402
+from bench.interleave import interleaved, load, python_env, report  # noqa: E402
 
 GOAL = 1.2
 
@@ -45,11 +45,7 @@ def main() -> None:
     ours = res["ossctl --help"]
     ratio = ours["wall"] / base["wall"]
     lines.append(f"ratio (wall)   : {ratio:.2f}x   goal <= {GOAL}x -> {'OK' if ratio <= GOAL else 'MISSED'}")
-    text = "\n".join(lines) + "\n"
-    sys.stdout.write(text)
-    if a.out:
-        Path(a.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(a.out).write_text(text)
+    report(lines, a.out)
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ import os
 import resource
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -59,3 +60,12 @@ def interleaved(cmds: dict[str, list[str]], runs: int, env: dict[str, str], cwd:
             samples[name].append(run_once(argv, env, cwd))
     return {name: {"wall": statistics.median(w for w, _ in s), "cpu": statistics.median(c for _, c in s),
                    "min": min(w for w, _ in s), "runs": len(s)} for name, s in samples.items()}
+
+
+def report(lines: list[str], out: str | None) -> None:
+    """Print the result lines, and write them to ``out`` too when given (its folder made)."""
+    text = "\n".join(lines) + "\n"
+    sys.stdout.write(text)
+    if out:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        Path(out).write_text(text)

@@ -29,7 +29,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.interleave import interleaved, load, python_env  # noqa: E402
+from bench.interleave import interleaved, load, python_env, report  # noqa: E402
 
 GOAL_S = 0.25
 
@@ -110,11 +110,7 @@ def main() -> None:
         o = res["status (before)"]["wall"]
         lines.append(f"ossctl status of {a.before:<15}: {o:.3f} s  ({o / t:.2f}x import typer; "
                      f"CPU {res['status (before)']['cpu']:.3f} s): this tree takes {s / o:.2f}x")
-    text = "\n".join(lines) + "\n"
-    sys.stdout.write(text)
-    if a.out:
-        Path(a.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(a.out).write_text(text)
+    report(lines, a.out)
 
 
 if __name__ == "__main__":
