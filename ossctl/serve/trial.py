@@ -383,14 +383,9 @@ class Trial:
         removed is raised (KeyboardInterrupt) once it is gone: deferred, not swallowed."""
         if self.removed:
             return
-        ctrl_c: list[bool] = []
-
-        def say() -> None:
-            ctrl_c.append(True)
-            self.log("trial: Ctrl-C: removing the trial container first")
-
+        ctrl_c = None
         try:
-            with ctrl_c_deferred(say):
+            with ctrl_c_deferred(lambda: self.log("trial: Ctrl-C: removing the trial container first")) as ctrl_c:
                 self.rt.remove(self.name)
             self.removed = True
             self.log(f"trial: removed {self.name}")
@@ -399,7 +394,7 @@ class Trial:
                      "the next trial removes it")
         finally:
             _ACTIVE.discard(self.name)
-        if ctrl_c:
+        if ctrl_c is not None and ctrl_c.pressed:
             raise KeyboardInterrupt
 
     def _running(self) -> None:
